@@ -21,7 +21,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: venv $(DAGSTER_HOME)/dagster.yaml
-	$(VPY) -m semid_demo
+	$(VPY) -m assets.demo
 
 test: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VPY) -m pytest -q

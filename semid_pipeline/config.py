@@ -99,7 +99,7 @@ class RQVAEConfig:
     hidden: tuple[int, ...] = (128, 64)
     latent_dim: int = 32
     beta: float = 0.25
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 1024
     lr: float = 1e-3
     kmeans_sample: int = 20000

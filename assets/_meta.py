@@ -1,0 +1,43 @@
+"""Small helpers that turn core results into Dagster metadata the UI renders well."""
+
+
+import math
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+
+def md_table(df: pd.DataFrame, *, max_rows: int = 60, floatfmt: str = ".4g") -> dg.MetadataValue:
+    if df is None or len(df) == 0:
+        return dg.MetadataValue.md("_(empty)_")
+    shown = df.head(max_rows)
+    text = shown.to_markdown(index=False, floatfmt=floatfmt)
+    if len(df) > max_rows:
+        text += f"\n\n_{len(df) - max_rows} more rows not shown_"
+    return dg.MetadataValue.md(text)
+
+
+def number(x: Any) -> dg.MetadataValue:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return dg.MetadataValue.text("n/a")
+    if isinstance(x, bool):
+        return dg.MetadataValue.bool(x)
+    if isinstance(x, int):
+        return dg.MetadataValue.int(x)
+    return dg.MetadataValue.float(float(x))
+
+
+def flat_numbers(prefix: str, values: dict[str, Any]) -> dict[str, dg.MetadataValue]:
+    """{"a": 1, "b": {"c": 2}} → {"prefix/a": 1, "prefix/b.c": 2} for numeric leaves."""
+    out: dict[str, dg.MetadataValue] = {}
+
+    def walk(path: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                walk(f"{path}.{k}" if path else str(k), sub)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{path}"] = number(v)
+
+    walk("", values)
+    return out

@@ -1,0 +1,39 @@
+"""The one code location: ``dagster dev`` (from the repository root) loads ``defs`` from here."""
+
+
+import dagster as dg
+
+from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
+
+from . import evaluation, features, ingestion, operations, recommender, semantic_ids
+
+defs = dg.Definitions(
+    assets=[
+        ingestion.raw_feedback,
+        features.content_features,
+        semantic_ids.semantic_ids,
+        recommender.recommender,
+        evaluation.evaluation,
+        evaluation.experiment_report,
+    ],
+    asset_checks=[
+        ingestion.feedback_events_quality,
+        ingestion.track_catalog_quality,
+        features.content_features_complete,
+        semantic_ids.ids_one_to_one,
+        semantic_ids.ids_cover_events,
+        semantic_ids.ids_no_collapse,
+        *evaluation.CHECKS,
+    ],
+    jobs=operations.JOBS,
+    schedules=[operations.weekly_retraining],
+    sensors=[operations.retrain_chain, operations.landing_folder],
+    resources={
+        "warehouse": DuckDBWarehouse(),
+        "artifacts": ArtifactStore(),
+        "dataset": DatasetResource(),
+        "compute": ComputeResource(),
+    },
+    # Steps are short and share one DuckDB file: run them in one process, one after another.
+    executor=dg.in_process_executor,
+)

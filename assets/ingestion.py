@@ -1,0 +1,112 @@
+"""Stage 1: raw feedback → DuckDB (`feedback_events`, `track_catalog`), with blocking quality checks."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from resources import DatasetResource, DuckDBWarehouse
+from semid_pipeline import ingest, quality
+from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
+
+from ._meta import md_table
+from .partitions import CONFIG
+
+GROUP = "ingestion"
+
+
+class IngestRunConfig(dg.Config):
+    append_files: list[str] = []  # files to add to the current data set (landing sensor); empty = full ingest
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            FEEDBACK_EVENTS,
+            description="One row per feedback event (play/skip or thumb up/down), any source format.",
+            kinds={"duckdb"},
+            group_name=GROUP,
+        ),
+        dg.AssetSpec(
+            TRACK_CATALOG,
+            description="One row per track: keys, metadata and the source's raw content columns.",
+            kinds={"duckdb"},
+            group_name=GROUP,
+        ),
+    ],
+    pool="warehouse",
+)
+def raw_feedback(
+    context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBWarehouse, dataset: DatasetResource
+):
+    """Ingest the data set named by ``SEMID_DATASET`` (or the ``dataset`` resource config).
+
+    Both tables are replaced in one transaction, so two data sets never mix and a bad file leaves
+    the warehouse exactly as it was. With ``append_files`` (what the landing sensor sends), those
+    files are added to the current data set instead, in one transaction too.
+    """
+    spec = dataset.parsed()
+    cfg = dataset.ingest_config(CONFIG.ingest)
+    if config.append_files:
+        context.log.info(f"appending {len(config.append_files)} landed files to {warehouse.path}")
+        with warehouse.connect() as con:
+            result = ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
+    else:
+        context.log.info(f"ingesting {spec.key} into {warehouse.path}")
+        result = ingest.ingest_dataset(spec, warehouse=warehouse.path, cfg=cfg, data_dir=dataset.data_dir)
+    record = result.to_frame()
+    common = {
+        "dataset": dg.MetadataValue.text(result.dataset),
+        "dataset_fingerprint": dg.MetadataValue.text(result.fingerprint),
+        "ingestion_record": md_table(record),
+        "warehouse": dg.MetadataValue.path(str(Path(warehouse.path).resolve())),
+    }
+    yield dg.MaterializeResult(
+        asset_key=FEEDBACK_EVENTS,
+        metadata={
+            **common,
+            "dagster/row_count": dg.MetadataValue.int(result.n_events),
+            "strata": dg.MetadataValue.int(result.n_strata),
+            "stratum_kind": dg.MetadataValue.text(result.stratum_kind),
+            "positive_share": dg.MetadataValue.float(result.n_positive / max(result.n_events, 1)),
+            "rows_rejected": dg.MetadataValue.int(int(record["rows_rejected"].sum())),
+        },
+        data_version=dg.DataVersion(result.fingerprint[:16]),
+    )
+    yield dg.MaterializeResult(
+        asset_key=TRACK_CATALOG,
+        metadata={**common, "dagster/row_count": dg.MetadataValue.int(result.n_tracks)},
+        data_version=dg.DataVersion(result.fingerprint[:16]),
+    )
+
+
+def _check_result(report) -> dg.AssetCheckResult:
+    failures = report.failures()
+    return dg.AssetCheckResult(
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(report.outcomes) - len(failures)}/{len(report.outcomes)} expectations met"
+            + (f"; failing: {', '.join(f.name + (f'({f.column})' if f.column else '') for f in failures)}" if failures else "")
+        ),
+        metadata={
+            "expectations": dg.MetadataValue.md(report.summary_markdown()),
+            "failed_expectations": dg.MetadataValue.int(len(failures)),
+            "details": dg.MetadataValue.json(report.to_metadata()),
+        },
+    )
+
+
+@dg.asset_check(asset=FEEDBACK_EVENTS, blocking=True, description=(
+    "great-expectations: columns and types, non-null keys, feedback in {0,1}, unique (stratum, position), "
+    "1 ≤ position ≤ stratum_length, share of event tracks with content features, both labels present."))
+def feedback_events_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        return _check_result(quality.validate_feedback_events(con, cfg=CONFIG.ingest))
+
+
+@dg.asset_check(asset=TRACK_CATALOG, blocking=True, description=(
+    "great-expectations: unique non-null track_id, content values within their documented ranges."))
+def track_catalog_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        return _check_result(quality.validate_track_catalog(con, cfg=CONFIG.ingest))

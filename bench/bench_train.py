@@ -1,0 +1,320 @@
+"""Training throughput and peak memory: ``id`` vs a semantic-ID representation vs a reference SASRec.
+
+    .venv/bin/python bench/bench_train.py [--steps 20] [--hidden 64] [--k 1024] [--threads 2]
+
+Data: the ``bench`` synthetic preset (≥ 1M events, 100k tracks) written with
+``semid_pipeline.synthetic.write_world``, ingested into a scratch DuckDB and split with
+``splits.load_splits``; if any of that is unavailable, an equivalent world is synthesised here.
+Every contender trains on THE SAME pre-drawn batches (TrainConfig defaults: batch 128, max_len 50),
+steps interleaved contender by contender so a noisy shared machine hurts all alike:
+
+* ``ours-id``         semid SASRec, one embedding row per track, cfg.sampled_negatives negatives
+* ``ours-<k>``        semid SASRec, random 4-level semantic IDs with codebook k (+ tie level)
+* ``ours-id-neg1``    semid SASRec (id), one sampled negative per position (the reference's work)
+* ``reference``       SASRec written the usual way (per-item nn.Embedding, nn.MultiheadAttention,
+                      pre-LN blocks with the same 4h MLP, one sampled negative, BCE on pos/neg logits)
+
+Throughput = predicted training events (real next events) per second of forward+backward+AdamW:
+the median over the timed steps (robust to other processes on a shared machine) and the mean.
+Peak memory = peak RSS (VmHWM, reset after start-up) of a fresh subprocess running 3 steps of one
+contender minus its RSS before the model is built (CPU), or torch.cuda.max_memory_allocated on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from semid_pipeline.config import SplitConfig, TrainConfig  # noqa: E402
+from semid_pipeline.model import SASRec, build_track_encoder  # noqa: E402
+from semid_pipeline.train import make_optimizer, make_windows, next_event_loss  # noqa: E402
+
+CACHE = Path(os.environ.get("SEMID_BENCH_CACHE", Path(tempfile.gettempdir()) / "semid_bench_train"))
+
+
+# ------------------------------------------------------------------------------------------------
+# reference SASRec (the usual way)
+
+
+class RefBlock(nn.Module):
+    def __init__(self, h: int, heads: int, dropout: float, ffn: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(h)
+        self.attn = nn.MultiheadAttention(h, heads, dropout=dropout, batch_first=True)
+        self.ln2 = nn.LayerNorm(h)
+        self.ffn = nn.Sequential(nn.Linear(h, ffn), nn.GELU(), nn.Linear(ffn, h), nn.Dropout(dropout))
+
+    def forward(self, x, causal, pad):
+        q = self.ln1(x)
+        a, _ = self.attn(q, q, q, attn_mask=causal, need_weights=False)
+        x = x + a
+        x = x + self.ffn(self.ln2(x))
+        return x * pad
+
+
+class RefSASRec(nn.Module):
+    def __init__(self, n_items: int, h: int, layers: int, heads: int, max_len: int, dropout: float):
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, h, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, h)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([RefBlock(h, heads, dropout, 4 * h) for _ in range(layers)])
+        self.ln = nn.LayerNorm(h)
+        self.h = h
+
+    def forward(self, seq):  # (B, T) left-padded
+        B, T = seq.shape
+        pad = (seq > 0).unsqueeze(-1).float()
+        x = self.item_emb(seq) * math.sqrt(self.h) + self.pos_emb(torch.arange(T, device=seq.device))
+        x = self.drop(x) * pad
+        causal = ~torch.ones(T, T, dtype=torch.bool, device=seq.device).tril()
+        for blk in self.blocks:
+            x = blk(x, causal, pad)
+        return self.ln(x)
+
+    def loss(self, seq, neg):  # seq (B, T+1), neg (B, T)
+        x, pos = seq[:, :-1], seq[:, 1:]
+        h = self(x)
+        pl = (h * self.item_emb(pos)).sum(-1)
+        nl = (h * self.item_emb(neg)).sum(-1)
+        m = ((pos > 0) & (x > 0)).float()
+        loss = (F.binary_cross_entropy_with_logits(pl, torch.ones_like(pl), reduction="none") * m
+                + F.binary_cross_entropy_with_logits(nl, torch.zeros_like(nl), reduction="none") * m).sum() / m.sum()
+        return loss, int(m.sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+def load_bench_sequences(log) -> tuple[list, int, str]:
+    """Training sequences (track_idx, feedback) of the bench preset, the number of tracks, and a label."""
+    try:
+        from semid_pipeline import warehouse as wh
+        from semid_pipeline.config import IngestConfig, parse_dataset_spec
+        from semid_pipeline.ingest import ingest_dataset
+        from semid_pipeline.splits import load_splits
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        db = CACHE / "bench_users.duckdb"
+        t0 = time.perf_counter()
+        if not db.exists():
+            ingest_dataset(parse_dataset_spec("synthetic:bench:users"), warehouse=db.with_suffix(".tmp"),
+                           cfg=IngestConfig(), data_dir=CACHE)
+            os.replace(db.with_suffix(".tmp"), db)
+        with wh.connect(db, read_only=True) as con:
+            n_events = con.execute("SELECT count(*) FROM feedback_events").fetchone()[0]
+            sp = load_splits(con, SplitConfig())
+        log(f"data: synthetic bench preset via write_world + ingest + load_splits: {n_events:,} events, "
+            f"{sp.vocab.n_tracks:,} tracks, {len(sp.train):,} training users, "
+            f"{sp.n_train_events:,} training events ({time.perf_counter() - t0:.0f}s)")
+        return sp.train, sp.vocab.n_tracks, "synthetic:bench:users"
+    except Exception as e:  # noqa: BLE001 - fall back to an in-script world
+        log(f"data: bench preset unavailable ({type(e).__name__}: {str(e)[:120]}); synthesising in the script")
+    rng = np.random.default_rng(0)
+    n_tracks, n_users = 100_000, 25_000
+    lens = np.clip(rng.lognormal(3.3, 1.0, n_users).astype(int), 3, 400)
+    pop = 1.0 / np.arange(1, n_tracks + 1) ** 0.8
+    pop /= pop.sum()
+    tracks = rng.choice(n_tracks, size=int(lens.sum()), p=pop) + 1
+    fb = (rng.random(len(tracks)) < 0.5).astype(np.int64)
+    cuts = np.cumsum(lens)[:-1]
+    seqs = list(zip(np.split(tracks, cuts), np.split(fb, cuts)))
+    log(f"data: in-script world: {len(tracks):,} events, {n_tracks:,} tracks, {n_users:,} users")
+    return seqs, n_tracks, "in-script"
+
+
+def draw_batches(seqs, n_tracks: int, cfg: TrainConfig, steps: int, seed: int = 0):
+    tracks, fbs, lengths = make_windows(seqs, cfg.max_len)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(tracks), generator=gen)
+    out = []
+    for i in range(steps):
+        idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
+        T1 = int(lengths[idx].max())
+        x, f = tracks[idx][:, -T1:], fbs[idx][:, -T1:]
+        negs = torch.randint(1, n_tracks + 1, (len(idx), T1 - 1, cfg.sampled_negatives), generator=gen)
+        out.append((x.contiguous(), f.contiguous(), negs))
+    return out, len(tracks)
+
+
+# ------------------------------------------------------------------------------------------------
+# contenders
+
+
+def random_codes(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.integers(0, k, size=(n_tracks, levels)), columns=[f"c{i + 1}" for i in range(levels)])
+    df["tie"] = df.groupby(list(df.columns)).cumcount()
+    df.insert(0, "track_id", [f"t{i:07d}" for i in range(n_tracks)])
+    return df
+
+
+def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
+    torch.manual_seed(0)
+    if name == "reference":
+        model = RefSASRec(n_tracks, h, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def step(x, f, negs):
+            loss, n = model.loss(x, negs[..., 0])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return n
+        return model, step
+    rep = "id" if name.startswith("ours-id") else f"v0-k{k}"
+    tbl = random_codes(n_tracks, k) if rep != "id" else None
+    enc = build_track_encoder(representation=rep, hidden=h, n_tracks=n_tracks,
+                              track_ids=[f"t{i:07d}" for i in range(n_tracks)], id_table=tbl)
+    model = SASRec(encoder=enc, hidden=h, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
+                   dropout=cfg.dropout).to(device)
+    opt = make_optimizer(model, cfg)
+    n_neg = 1 if name.endswith("neg1") else cfg.sampled_negatives
+
+    def step(x, f, negs):
+        loss, n = next_event_loss(model, x, f, negs[..., :n_neg])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return n
+    return model, step
+
+
+def _proc_status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_worker(args) -> None:
+    """Subprocess: peak memory (model + optimizer + activations) of a few training steps of one contender."""
+    batches = torch.load(args.batches, weights_only=True)
+    device = torch.device(args.device)
+    cfg = TrainConfig(**json.loads(args.cfg))
+    exact = reset_peak_rss()
+    base = _proc_status_mb("VmRSS")
+    model, step = build(args.worker, args.n_tracks, args.hidden, cfg, args.k, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for x, f, negs in batches[:3]:
+        step(x.to(device), f.to(device), negs.to(device))
+    out = {"peak_rss_mb": _proc_status_mb("VmHWM") - base if exact else float("nan"),
+           "params": sum(p.numel() for p in model.parameters())}
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print("RESULT " + json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--k", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--worker")
+    ap.add_argument("--batches")
+    ap.add_argument("--n-tracks", type=int)
+    ap.add_argument("--cfg")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        return memory_worker(args)
+
+    t_start = time.perf_counter()
+    cfg = TrainConfig()
+    device = torch.device(args.device)
+    seqs, n_tracks, label = load_bench_sequences(print)
+    batches, n_windows = draw_batches(seqs, n_tracks, cfg, args.warmup + args.steps)
+    print(f"batches: {args.warmup} warm-up + {args.steps} timed steps of {cfg.batch_size} windows × ≤{cfg.max_len} "
+          f"(from {n_windows:,} windows); h={args.hidden}, layers={cfg.layers}, heads={cfg.heads}, "
+          f"threads={torch.get_num_threads()}, device={device.type}")
+
+    names = ["ours-id", f"ours-k{args.k}", "ours-id-neg1", "reference"]
+    contenders = {n: build(n, n_tracks, args.hidden, cfg, args.k, device) for n in names}
+    for n, (m, _) in contenders.items():
+        m.train()
+    secs = {n: 0.0 for n in names}
+    events = {n: 0 for n in names}
+    rates = {n: [] for n in names}  # per-step events/s: the median shrugs off load spikes of a shared machine
+    for i, (x, f, negs) in enumerate(batches):
+        x, f, negs = x.to(device), f.to(device), negs.to(device)
+        for n in (names if i % 2 == 0 else names[::-1]):  # alternate order: no contender always first
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            ev = contenders[n][1](x, f, negs)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                dt = time.perf_counter() - t0
+                secs[n] += dt
+                events[n] += ev
+                rates[n].append(ev / dt)
+    del contenders
+
+    # peak memory: one fresh subprocess per contender on the same batches
+    mem = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bpath = Path(tmp) / "batches.pt"
+        torch.save(batches[:3], bpath)
+        for n in names:
+            cmd = [sys.executable, __file__, "--worker", n, "--batches", str(bpath), "--n-tracks", str(n_tracks),
+                   "--hidden", str(args.hidden), "--k", str(args.k), "--threads", str(args.threads),
+                   "--device", args.device, "--cfg", json.dumps({**vars(cfg)})]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+            mem[n] = json.loads(line[0][7:]) if line else {"error": res.stderr[-300:]}
+
+    rows = []
+    for n in names:
+        eps = events[n] / secs[n]
+        m = mem.get(n, {})
+        rows.append({"contender": n, "events/s": round(float(np.median(rates[n]))), "mean events/s": round(eps),
+                     "ms/step": round(1000 * secs[n] / args.steps, 1),
+                     "params": m.get("params"), "peak_mem_MB": round(m.get("cuda_peak_mb", m.get("peak_rss_mb", float("nan"))), 1)})
+    df = pd.DataFrame(rows).set_index("contender")
+    print()
+    print(df.to_string())
+    eps = df["events/s"]
+    print()
+    print(f"semantic k={args.k} / id throughput:           {eps[f'ours-k{args.k}'] / eps['ours-id']:.2f}×  (aim ≥ 0.9)")
+    print(f"ours id (S={cfg.sampled_negatives} negatives) / reference:   {eps['ours-id'] / eps['reference']:.2f}×  (aim ≥ 1.0)")
+    print(f"ours id (S=1, same work) / reference:     {eps['ours-id-neg1'] / eps['reference']:.2f}×")
+    print(f"parameters semantic / id:                 {df.loc[f'ours-k{args.k}', 'params'] / df.loc['ours-id', 'params']:.3f}")
+    print(f"data: {label}; total bench time {time.perf_counter() - t_start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

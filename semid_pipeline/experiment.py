@@ -1,0 +1,150 @@
+"""Evaluate one trained recommender on the warehouse's splits: the record the report reads.
+
+Glue between ``train`` (model, scoring), ``evaluation`` (metrics) and the catalogue (content
+vectors, artists, release years) — no Dagster, no training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import evaluation as ev
+from .config import EvalConfig
+from .model import SASRec, parse_representation
+from .splits import EvalSet, Splits
+from .train import final_hidden, score_eval_set
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """Per-vocabulary-index side information (index 0 = padding)."""
+
+    features: np.ndarray | None  # (N+1, D) content vectors, zeros where unknown
+    artist: np.ndarray | None  # (N+1,) artist index, 0 = unknown
+    release_year: np.ndarray | None  # (N+1,) float, NaN = unknown
+
+
+def catalog_view(con, splits: Splits) -> CatalogView:
+    """Align content features and metadata from the warehouse to the split's vocabulary."""
+    from .features import read_content_features
+    from .warehouse import table_columns, table_exists
+
+    ids = list(splits.vocab.track_ids)
+    n_tok = len(ids) + 1
+    feats = None
+    if table_exists(con, "content_features"):
+        fids, X = read_content_features(con)
+        pos = pd.Index(fids).get_indexer(pd.Index(ids))
+        feats = np.zeros((n_tok, X.shape[1]), dtype=np.float32)
+        ok = pos >= 0
+        feats[1:][ok] = X[pos[ok]]
+    year = None
+    if "release_year" in table_columns(con, "track_catalog"):
+        cat = con.execute("SELECT track_id, release_year FROM track_catalog").df()
+        y = cat.set_index("track_id")["release_year"].reindex(ids).to_numpy(dtype=float)
+        year = np.concatenate([[np.nan], y])
+        if np.isnan(year[1:]).all():
+            year = None
+    artist = splits.track_artist if splits.n_artists else None
+    return CatalogView(features=feats, artist=artist, release_year=year)
+
+
+def _first_positive_targets(eval_set: EvalSet) -> torch.Tensor:
+    """(S,) track index of each stratum's first positively rated evaluated event (-1: none)."""
+    e = eval_set.events
+    order = e.sort_values(["row", "ts"] + (["position"] if "position" in e else []), kind="stable")
+    first = order[order["feedback"] == 1].drop_duplicates("row")
+    t = torch.full((len(eval_set),), -1, dtype=torch.long)
+    t[torch.as_tensor(first["row"].to_numpy(dtype=np.int64))] = torch.as_tensor(first["track_idx"].to_numpy(dtype=np.int64))
+    return t
+
+
+def top_k_lists(model: SASRec, eval_set: EvalSet, *, k: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-catalogue top-k per stratum, scoring each field's codewords once (decomposed)."""
+    hidden = final_hidden(model, eval_set, max_len=max_len)  # (S, h)
+    tables = model.encoder.field_tables()
+    codes = model.encoder.field_codes()
+    names = list(tables)
+    with torch.no_grad():
+        return ev.topk_decomposed(
+            hidden, [tables[n].float().cpu() for n in names], [codes[n].cpu() for n in names],
+            k=k, exclude=torch.tensor([0]),
+        )
+
+
+def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalConfig, *, max_len: int) -> dict:
+    """Test-period record (AUC + CI, by history, cold start, ranking, diversity) plus validation AUC."""
+    model.eval()
+    out: dict = {}
+    for period, eval_set in (("test", splits.test), ("val", splits.val)):
+        scored = score_eval_set(model, eval_set, max_len=max_len, train_track_counts=splits.train_track_counts)
+        out[period] = ev.evaluate_scored(scored, n_boot=cfg.bootstrap, seed=cfg.seed, min_strata=cfg.min_strata)
+    if len(splits.test):
+        _, topk = top_k_lists(model, splits.test, k=cfg.topk, max_len=max_len)
+        out["ranking"] = ev.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)
+        out["diversity"] = ev._jsonable(ev.diversity_metrics(
+            topk, view.features, view.artist, view.release_year, n_catalog=splits.vocab.n_tracks
+        ))
+    counts = model.parameter_counts()
+    out["params_total"] = int(counts["total"])
+    out["params_track"] = int(counts["track_representation"])
+    return out
+
+
+def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict:
+    """Model-free baselines on the test period: track popularity and content-only logistic regression."""
+    test = splits.test.events
+    out: dict = {}
+    if len(test) == 0:
+        return out
+    train_idx = np.concatenate([t for t, _ in splits.train]) if splits.train else np.empty(0, np.int64)
+    train_fb = np.concatenate([f for _, f in splits.train]) if splits.train else np.empty(0, np.int64)
+    pop = ev.popularity_scores(
+        pd.DataFrame({"track_id": train_idx, "feedback": train_fb}),
+        pd.DataFrame({"track_id": test["track_idx"].to_numpy()}),
+    )
+    auc, per = ev.stratified_auc(test["stratum_id"], test["feedback"], pop)
+    lo, hi = ev.bootstrap_ci(per["auc"].to_numpy(), n_boot=cfg.bootstrap, seed=cfg.seed)
+    out["popularity"] = {"auc": auc, "ci_lo": lo, "ci_hi": hi, "n_strata": int(len(per))}
+    if view.features is not None and len(splits.val):
+        # fitted on the validation period (its inputs and evaluated events), scored on the test period
+        def targets(es: EvalSet):
+            g = es.events.sort_values("row", kind="stable").groupby("row", sort=True)
+            return [(grp["track_idx"].to_numpy(), grp["feedback"].to_numpy()) for _, grp in g]
+
+        scores = ev.content_baseline_scores(
+            view.features, splits.val.inputs, targets(splits.val), splits.test.inputs, targets(splits.test), cfg.seed
+        )
+        ordered = splits.test.events.sort_values("row", kind="stable")
+        auc, per = ev.stratified_auc(ordered["stratum_id"], ordered["feedback"], scores)
+        lo, hi = ev.bootstrap_ci(per["auc"].to_numpy(), n_boot=cfg.bootstrap, seed=cfg.seed)
+        out["content_logreg"] = {"auc": auc, "ci_lo": lo, "ci_hi": hi, "n_strata": int(len(per))}
+    return ev._jsonable(out)
+
+
+def partition_record(partition_key: str, scheme_key: str, h: int, result: dict, *, baselines: dict,
+                     dataset: str, dataset_fingerprint: str, id_table_hash: str) -> dict:
+    """The record the report reads (one per evaluated partition; see ``report`` for the fields)."""
+    scheme, k = parse_representation(scheme_key)
+    return {
+        "partition_key": partition_key,
+        "scheme_key": scheme_key,
+        "scheme": scheme,
+        "k": k,
+        "h": int(h),
+        "dataset": dataset,
+        "dataset_fingerprint": dataset_fingerprint,
+        "id_table_hash": id_table_hash,
+        "test": result.get("test", {}),
+        "val": result.get("val", {}),
+        "params_total": result.get("params_total"),
+        "params_track": result.get("params_track"),
+        "ranking": result.get("ranking", {}),
+        "diversity": result.get("diversity", {}),
+        "baselines": {f"{name}_auc": b.get("auc") for name, b in baselines.items()},
+        "baseline_details": baselines,
+    }

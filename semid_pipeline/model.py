@@ -1,0 +1,305 @@
+"""SASRec-style causal transformer over (track, feedback) tokens with a pluggable track encoder.
+
+Read top to bottom, like nanoGPT's model.py:
+
+1. ``TrackEncoder``   a track's vector is a SUM over fields (song id, semantic-ID levels c1..cL, tie,
+                       artist, genre): vec(i) = Σ_f E_f[codes_f[i]]. One encoder is shared by the
+                       input tokens and the output scoring (SASRec's tied item table).
+2. ``CausalSelfAttention`` / ``MLP`` / ``Block``   pre-LN transformer block.
+3. ``SASRec``         token = track vec + feedback embedding + learned position; causal blocks;
+                       final LayerNorm; score(candidate) = <hidden, track vec(candidate)>.
+
+Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
+last token always has position max_len-1), and padded keys are masked out of attention, so a
+sequence's outputs do not depend on how much padding its batch needs.
+
+All field tables live in ONE parameter ``table`` (rows: [pad, field1 codes, field2 codes, ...]) and
+a track lookup is one ``F.embedding_bag(mode="sum")`` over its per-field row indices: a single
+kernel whatever the number of fields, and never more rows touched than the tracks asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ------------------------------------------------------------------------------------------------
+# track representation
+
+
+class TrackEncoder(nn.Module):
+    """Sum-of-fields track embedding.
+
+    ``fields``: name → (codes, n_codes) where ``codes`` is an int array of shape (N+1,) with values
+    in 1..n_codes (0 = missing / padding; row 0 of the vocabulary is padding and must be 0).
+    Parameters: one table of 1 + Σ_f n_codes rows × hidden (row 0 is a shared, frozen zero pad).
+    """
+
+    def __init__(self, *, fields: Mapping[str, tuple[np.ndarray | torch.Tensor, int]], hidden: int,
+                 init_std: float = 0.02) -> None:
+        super().__init__()
+        assert fields, "a TrackEncoder needs at least one field"
+        self.hidden = hidden
+        self.field_names: list[str] = list(fields)
+        self.field_sizes: dict[str, int] = {}
+        offsets, cols, off = {}, [], 1  # row 0 = shared pad
+        n_tokens = None
+        for name, (codes, n_codes) in fields.items():
+            codes = torch.as_tensor(np.asarray(codes), dtype=torch.long)
+            assert codes.ndim == 1, f"field {name}: codes must be (N+1,), got {tuple(codes.shape)}"
+            n_tokens = codes.shape[0] if n_tokens is None else n_tokens
+            assert codes.shape[0] == n_tokens, f"field {name}: {codes.shape[0]} rows, expected {n_tokens}"
+            assert int(codes[0]) == 0, f"field {name}: the padding track (index 0) must have code 0"
+            assert 0 <= int(codes.min()) and int(codes.max()) <= n_codes, f"field {name}: codes outside 0..{n_codes}"
+            self.field_sizes[name] = int(n_codes)
+            offsets[name] = off
+            cols.append(torch.where(codes > 0, codes + off - 1, torch.zeros_like(codes)))
+            off += int(n_codes)
+        self.field_offsets: dict[str, int] = offsets
+        self.n_tokens = int(n_tokens)  # N + 1
+        self.register_buffer("codes", torch.stack(cols, dim=1))  # (N+1, F) rows of `table`, 0 = pad
+        self.table = nn.Parameter(torch.empty(off, hidden))  # (1 + Σ n_f, h)
+        nn.init.normal_(self.table, mean=0.0, std=init_std / math.sqrt(len(cols)))
+        with torch.no_grad():
+            self.table[0].zero_()
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.field_names)
+
+    def forward(self, track_idx: torch.Tensor) -> torch.Tensor:
+        """track_idx (...,) long → (..., h); touches only the rows of the tracks asked for."""
+        rows = self.codes[track_idx.reshape(-1)]  # (M, F)
+        out = F.embedding_bag(rows, self.table, mode="sum", padding_idx=0)  # (M, h)
+        return out.view(*track_idx.shape, self.hidden)
+
+    def all_embeddings(self) -> torch.Tensor:
+        """(N+1, h) vectors of every track (row 0 = padding = 0)."""
+        return self(torch.arange(self.n_tokens, device=self.codes.device))
+
+    def field_tables(self) -> dict[str, torch.Tensor]:
+        """name → (n_f + 1, h): row 0 is a zero pad row, rows 1..n_f the field's code embeddings."""
+        pad = self.table[:1].detach() * 0
+        return {
+            name: torch.cat([pad, self.table[off: off + self.field_sizes[name]]], dim=0)
+            for name, off in self.field_offsets.items()
+        }
+
+    def field_codes(self) -> dict[str, torch.Tensor]:
+        """name → (N+1,) long indices into ``field_tables()[name]`` (0 = pad).
+
+        Σ_f field_tables()[f][field_codes()[f]] == all_embeddings(): full-catalogue scoring can
+        score each field's codes once (L·k·h) and gather-sum per track (N·L).
+        """
+        out = {}
+        for j, (name, off) in enumerate(self.field_offsets.items()):
+            col = self.codes[:, j]
+            out[name] = torch.where(col > 0, col - off + 1, torch.zeros_like(col))
+        return out
+
+    def num_parameters(self) -> int:
+        return self.table.numel()
+
+
+_SEMANTIC_KEY = re.compile(r"^(?P<scheme>[A-Za-z0-9_]+)-k(?P<k>\d+)$")
+
+
+def parse_representation(representation: str) -> tuple[str, int | None]:
+    """"id" → ("id", None); "v1-k256" → ("v1", 256)."""
+    if representation == "id":
+        return "id", None
+    m = _SEMANTIC_KEY.match(representation)
+    if not m:
+        raise ValueError(f"representation {representation!r}: expected 'id' or '<scheme>-k<size>' (e.g. v1-k256)")
+    return m["scheme"], int(m["k"])
+
+
+def semantic_code_columns(id_table: pd.DataFrame) -> list[str]:
+    """c1..cL in level order."""
+    cols = [c for c in id_table.columns if re.fullmatch(r"c\d+", str(c))]
+    return sorted(cols, key=lambda c: int(c[1:]))
+
+
+def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None
+                    ) -> tuple[dict[str, tuple[np.ndarray, int]], int]:
+    """Align a semantic-ID table (track_id, c1..cL[, tie]) to the vocabulary.
+
+    ``track_ids[i]`` is vocabulary index i+1. Codes c_l in 0..k-1 become 1..k (0 = pad); tie values
+    0..max_tie become 1..max_tie+1. Returns (fields, number of vocabulary tracks missing from the table).
+    """
+    levels = semantic_code_columns(id_table)
+    if not levels:
+        raise ValueError(f"semantic-ID table has no c1..cL columns (columns: {list(id_table.columns)})")
+    tbl = id_table.drop_duplicates("track_id")
+    pos = pd.Index(tbl["track_id"].astype(str).to_numpy(dtype=object)).get_indexer(pd.Index(np.asarray(track_ids, dtype=object)))
+    found = pos >= 0
+    fields: dict[str, tuple[np.ndarray, int]] = {}
+    for col in levels + (["tie"] if "tie" in tbl.columns else []):
+        vals = tbl[col].to_numpy(dtype=np.int64)
+        if vals.size and vals.min() < 0:
+            raise ValueError(f"semantic-ID column {col} has negative codes")
+        size = int(vals.max()) + 1 if vals.size else 1
+        if col != "tie" and k is not None:
+            if size > k:
+                raise ValueError(f"semantic-ID column {col} has code {size - 1} >= codebook size {k}")
+            size = k
+        codes = np.zeros(len(track_ids) + 1, dtype=np.int64)
+        codes[1:][found] = vals[pos[found]] + 1
+        fields[col] = (codes, size)
+    return fields, int((~found).sum())
+
+
+def build_track_encoder(*, representation: str, hidden: int, n_tracks: int,
+                        track_ids: Sequence[str] | None = None, id_table: pd.DataFrame | None = None,
+                        artist: np.ndarray | None = None, n_artists: int = 0,
+                        genre: np.ndarray | None = None, n_genres: int = 0,
+                        song_decomposition: bool = False) -> TrackEncoder:
+    """The encoder of a representation: ``id`` (one row per track) or a semantic-ID partition key.
+
+    With ``song_decomposition`` the ``artist`` and ``genre`` fields are added when given.
+    """
+    scheme, k = parse_representation(representation)
+    fields: dict[str, tuple[np.ndarray, int]] = {}
+    if scheme == "id":
+        fields["track"] = (np.arange(n_tracks + 1, dtype=np.int64), n_tracks)
+    else:
+        if id_table is None or track_ids is None:
+            raise ValueError(f"representation {representation!r} needs id_table and track_ids")
+        sem, _missing = semantic_fields(id_table, track_ids, k=k)
+        fields.update(sem)
+    if song_decomposition:
+        if artist is not None and n_artists > 0:
+            fields["artist"] = (np.asarray(artist, dtype=np.int64), int(n_artists))
+        if genre is not None and n_genres > 0:
+            fields["genre"] = (np.asarray(genre, dtype=np.int64), int(n_genres))
+    return TrackEncoder(fields=fields, hidden=hidden)
+
+
+# ------------------------------------------------------------------------------------------------
+# transformer
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, *, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        assert hidden % heads == 0, f"hidden {hidden} not divisible by heads {heads}"
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape  # (B, T, h)
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 × (B, T, h)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        if attn_mask is None:  # no padding in the batch: the fast causal kernel
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:  # (B, 1, T, T) bool: causal AND (key is real OR key is the query itself)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, h)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, *, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(hidden, 4 * hidden)
+        self.proj = nn.Linear(4 * hidden, hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, *, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(hidden)
+        self.attn = CausalSelfAttention(hidden=hidden, heads=heads, dropout=dropout)
+        self.ln_2 = nn.LayerNorm(hidden)
+        self.mlp = MLP(hidden=hidden, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+def block_parameter_count(hidden: int) -> int:
+    """One Block: 2 LayerNorms (4h) + qkv (3h²+3h) + proj (h²+h) + MLP (4h²+4h + 4h²+h) = 12h² + 13h."""
+    return 12 * hidden * hidden + 13 * hidden
+
+
+def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], hidden: int, layers: int,
+                             max_len: int) -> dict[str, int]:
+    """Trainable parameters of ``SASRec`` (documented formula, checked by tests).
+
+    track_representation = (1 + Σ_f n_f) · h         one shared zero pad row + every field's codes
+        id:            n_track = N                     → (N + 1) · h
+        semantic:      L levels of k codes + tie (max_tie + 1 values) [+ artist A + genre G]
+    other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
+    """
+    sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)
+    track = (1 + sum(int(s) for s in sizes)) * hidden
+    other = 2 * hidden + max_len * hidden + layers * block_parameter_count(hidden) + 2 * hidden
+    return {"total": track + other, "track_representation": track, "other": other}
+
+
+class SASRec(nn.Module):
+    def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
+                 dropout: float) -> None:
+        super().__init__()
+        assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
+        self.hidden = hidden
+        self.max_len = max_len
+        self.encoder = encoder
+        self.feedback_emb = nn.Embedding(2, hidden)  # 0 = negative, 1 = positive
+        self.pos_emb = nn.Embedding(max_len, hidden)  # counted from the right: last token = max_len-1
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(hidden)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # nanoGPT: scaled init of residual projections
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+            elif p.ndim == 2 and not name.startswith("encoder."):
+                nn.init.normal_(p, mean=0.0, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor) -> torch.Tensor:
+        """track_idx (B, T) long, left-padded with 0; feedback (B, T) in {0, 1} → hidden (B, T, h)."""
+        B, T = track_idx.shape
+        assert T <= self.max_len, f"sequence length {T} > max_len {self.max_len}"
+        valid = track_idx > 0  # (B, T)
+        pos = torch.arange(self.max_len - T, self.max_len, device=track_idx.device)  # (T,)
+        x = self.encoder(track_idx) + self.feedback_emb(feedback.long().clamp(0, 1)) + self.pos_emb(pos)  # (B,T,h)
+        x = self.drop(x * valid.unsqueeze(-1).to(x.dtype))
+        attn_mask = None
+        if not bool(valid.all()):
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
+            eye = torch.eye(T, dtype=torch.bool, device=x.device)  # a padded query sees itself: no NaN
+            attn_mask = (causal & (valid[:, None, :] | eye)).unsqueeze(1)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.ln_f(x)  # (B, T, h)
+
+    def score(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """hidden (B, h) with candidates (B, C) → (B, C); or (B, T, h) with (B, T, C) → (B, T, C)."""
+        cand = self.encoder(candidates)  # (..., C, h)
+        return torch.einsum("...h,...ch->...c", hidden, cand.to(hidden.dtype))
+
+    def parameter_counts(self) -> dict[str, int]:
+        track = sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "track_representation": track, "other": total - track}

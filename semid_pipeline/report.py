@@ -1,0 +1,743 @@
+"""The experiment report, rendered from STORED evaluation records (no retraining).
+
+A *record* is a JSON-able dict, one per trained partition (field names; all but
+``partition_key`` optional — missing pieces are shown as blanks and skipped in plots)::
+
+    partition_key   "64|v1-k256"  (Dagster multi-partition key: "<h>|<scheme>-k<k>" or "<h>|id")
+    scheme          "id" | "v0" | "v1" | "rqkmeans" | ...   (parsed from the key if absent)
+    k               codebook size (None for id)            (parsed from the key if absent)
+    h               hidden size                             (parsed from the key if absent)
+    test_auc, test_ci_lo, test_ci_hi    (or test_ci: [lo, hi], or test: evaluate_scored dict)
+    val_auc                             (or val: evaluate_scored dict)
+    params_total, params_track          trainable parameters: whole model / track encoder
+    by_history      list of {bucket, n_strata, auc, ci_lo, ci_hi} (auc_by_history rows)
+                    (or taken from test["by_history"])
+    cold_start_auc  (or cold_start: {auc, n_pairs, ...}, or test["cold_start"])
+    recall@10, ndcg@10                  (or ranking: {...})
+    diversity       dict from evaluation.diversity_metrics
+    baselines       {popularity_auc, content_logreg_auc}
+
+Outputs (``render_report``): ``report.html`` (self-contained: PNGs as base64 data URIs),
+``fig1_auc_vs_k.png``, ``fig2_auc_vs_params.png``, ``fig3_lift_by_history.png``,
+``summary.md``, and a :class:`ReportArtifacts`.
+
+Figures mirror the paper: Fig 1 AUC vs codebook size (log2 x) per scheme, the ``id``
+baseline as a line with its CI band, one panel per h; Fig 2 AUC vs trainable parameters
+(log x) with k-sweeps (solid) and h-sweeps (dashed); Fig 3 AUC lift over the ``id``
+baseline by history-length bucket per scheme (largest k of each scheme) for one h.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ReportArtifacts",
+    "normalize_record",
+    "records_frame",
+    "summary_table",
+    "lift_table",
+    "diversity_table",
+    "baselines_table",
+    "headline_numbers",
+    "to_markdown",
+    "plot_auc_vs_k",
+    "plot_auc_vs_params",
+    "plot_lift_by_history",
+    "render_report",
+    "load_records",
+]
+
+FIG1 = "fig1_auc_vs_k.png"
+FIG2 = "fig2_auc_vs_params.png"
+FIG3 = "fig3_lift_by_history.png"
+
+_KEY_RE = re.compile(r"^\s*(?P<h>\d+)\s*\|\s*(?P<scheme>[A-Za-z0-9_]+?)(?:-k(?P<k>\d+))?\s*$")
+_SCHEME_COLORS = {"id": "black", "v0": "tab:orange", "v1": "tab:blue", "rqkmeans": "tab:green"}
+_EXTRA_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+
+
+@dataclass
+class ReportArtifacts:
+    html_path: Path
+    figure_paths: dict[str, Path]
+    markdown_path: Path
+    markdown: str  # the markdown summary table
+    headline: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# Records → tidy frame
+# --------------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float:
+    try:
+        if x is None:
+            return float("nan")
+        v = float(x)
+        return v
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def normalize_record(rec: dict) -> dict:
+    """A record with every field present under its canonical name (NaN / None / {} when
+    missing); ``scheme``, ``k`` and ``h`` parsed from ``partition_key`` when absent."""
+    rec = dict(rec)
+    key = str(rec.get("partition_key") or rec.get("partition") or "")
+    m = _KEY_RE.match(key)
+    scheme = rec.get("scheme")
+    k = rec.get("k")
+    h = rec.get("h")
+    if m:
+        scheme = scheme or m.group("scheme")
+        if k is None and m.group("k"):
+            k = int(m.group("k"))
+        if h is None:
+            h = int(m.group("h"))
+    if scheme and "-k" in str(scheme) and k is None:  # scheme given as "v1-k256"
+        s, _, kk = str(scheme).partition("-k")
+        scheme, k = s, int(kk) if kk.isdigit() else None
+    test = rec.get("test") if isinstance(rec.get("test"), dict) else {}
+    val = rec.get("val") if isinstance(rec.get("val"), dict) else {}
+    ci = rec.get("test_ci") or [None, None]
+    by_hist = rec.get("by_history")
+    if by_hist is None:
+        by_hist = test.get("by_history") or []
+    cold = rec.get("cold_start") if isinstance(rec.get("cold_start"), dict) else test.get("cold_start") or {}
+    ranking = rec.get("ranking") if isinstance(rec.get("ranking"), dict) else {}
+    baselines = rec.get("baselines") if isinstance(rec.get("baselines"), dict) else {}
+    out = {
+        "partition_key": key or f"{h}|{scheme}" + (f"-k{k}" if k else ""),
+        "scheme": str(scheme) if scheme else "?",
+        "k": None if k in (None, "", "None") or _num(k) != _num(k) else int(k),
+        "h": None if h in (None, "") or _num(h) != _num(h) else int(h),
+        "test_auc": _num(rec.get("test_auc", test.get("auc"))),
+        "test_ci_lo": _num(rec.get("test_ci_lo", ci[0] if ci[0] is not None else test.get("ci_lo"))),
+        "test_ci_hi": _num(rec.get("test_ci_hi", ci[1] if ci[1] is not None else test.get("ci_hi"))),
+        "n_strata": _num(rec.get("n_strata", test.get("n_strata"))),
+        "val_auc": _num(rec.get("val_auc", val.get("auc"))),
+        "params_total": _num(rec.get("params_total")),
+        "params_track": _num(rec.get("params_track")),
+        "by_history": list(by_hist or []),
+        "cold_start_auc": _num(rec.get("cold_start_auc", cold.get("auc"))),
+        "cold_start_pairs": _num(rec.get("cold_start_pairs", cold.get("n_pairs"))),
+        "recall@10": _num(rec.get("recall@10", ranking.get("recall@10"))),
+        "ndcg@10": _num(rec.get("ndcg@10", ranking.get("ndcg@10"))),
+        "diversity": dict(rec.get("diversity") or {}),
+        "baselines": dict(baselines),
+    }
+    return out
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per partition (normalised), sorted by h, scheme, k; with the matching id
+    row's AUC/params at the same h, the parameter reduction (%) and the AUC delta."""
+    rows = [normalize_record(r) for r in records]
+    cols = list(normalize_record({"partition_key": "0|id"}).keys())
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("k", "h"):  # keep ints and None (not float NaN)
+        df[c] = pd.Series([r[c] for r in rows], dtype=object, index=df.index)
+    if df.empty:
+        for c in ("id_auc", "delta_auc_vs_id", "param_reduction_pct", "track_param_reduction_pct"):
+            df[c] = pd.Series(dtype=float)
+        return df
+    df = df.drop_duplicates("partition_key", keep="last")
+    df["_k"] = df["k"].apply(lambda v: -1 if v is None else v)
+    df["_h"] = df["h"].apply(lambda v: -1 if v is None else v)
+    df = df.sort_values(["_h", "scheme", "_k"]).reset_index(drop=True)
+    ids = df[df["scheme"] == "id"].set_index("_h")
+    id_auc = df["_h"].map(ids["test_auc"]) if len(ids) else pd.Series(np.nan, index=df.index)
+    id_pt = df["_h"].map(ids["params_total"]) if len(ids) else pd.Series(np.nan, index=df.index)
+    id_tr = df["_h"].map(ids["params_track"]) if len(ids) else pd.Series(np.nan, index=df.index)
+    df["id_auc"] = id_auc.astype(float)
+    df["delta_auc_vs_id"] = df["test_auc"] - df["id_auc"]
+    df["param_reduction_pct"] = 100.0 * (1.0 - df["params_total"] / id_pt.astype(float))
+    df["track_param_reduction_pct"] = 100.0 * (1.0 - df["params_track"] / id_tr.astype(float))
+    return df.drop(columns=["_k", "_h"])
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every partition: AUC with CI, val AUC, parameters, reduction vs id (same h), ΔAUC,
+    cold-start AUC, ranking metrics."""
+    if df.empty:
+        return pd.DataFrame(columns=["partition", "scheme", "k", "h", "test AUC", "95% CI"])
+    out = pd.DataFrame(
+        {
+            "partition": df["partition_key"],
+            "scheme": df["scheme"],
+            "k": df["k"].apply(lambda v: "" if v is None else str(v)),
+            "h": df["h"].apply(lambda v: "" if v is None else str(v)),
+            "test AUC": df["test_auc"],
+            "95% CI": [
+                "" if (math.isnan(a) or math.isnan(b)) else f"[{a:.4f}, {b:.4f}]"
+                for a, b in zip(df["test_ci_lo"], df["test_ci_hi"])
+            ],
+            "ΔAUC vs id": df["delta_auc_vs_id"],
+            "val AUC": df["val_auc"],
+            "params total": df["params_total"],
+            "params track": df["params_track"],
+            "param reduction vs id (%)": df["param_reduction_pct"],
+            "cold-start AUC": df["cold_start_auc"],
+            "recall@10": df["recall@10"],
+            "ndcg@10": df["ndcg@10"],
+        }
+    )
+    return out
+
+
+def _bucket_frame(by_history: list) -> pd.DataFrame:
+    b = pd.DataFrame(by_history or [])
+    if b.empty or "bucket" not in b.columns:
+        return pd.DataFrame(columns=["bucket", "n_strata", "auc", "ci_lo", "ci_hi"])
+    for c in ("n_strata", "auc", "ci_lo", "ci_hi"):
+        b[c] = pd.to_numeric(b[c], errors="coerce") if c in b.columns else np.nan
+    b["bucket"] = b["bucket"].astype(str)
+    return b
+
+
+def lift_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of per-bucket AUC lift over the id model at the same h:
+    ``partition, scheme, k, h, bucket, n_strata, auc, id_auc, lift, lift_ci_lo, lift_ci_hi``
+    (the lift CI combines the two bucket CIs as independent — approximate)."""
+    from .evaluation import lift_by_bucket
+
+    cols = ["partition", "scheme", "k", "h", "bucket", "n_strata", "auc", "id_auc", "lift",
+            "lift_ci_lo", "lift_ci_hi"]
+    rows = []
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    ids = {r["h"]: r for _, r in df[df["scheme"] == "id"].iterrows()}
+    for _, r in df[df["scheme"] != "id"].iterrows():
+        mb = _bucket_frame(r["by_history"])
+        if mb.empty:
+            continue
+        base = _bucket_frame(ids[r["h"]]["by_history"]) if r["h"] in ids else _bucket_frame([])
+        lb = lift_by_bucket(mb, base)
+        for _, x in lb.iterrows():
+            rows.append({"partition": r["partition_key"], "scheme": r["scheme"], "k": r["k"], "h": r["h"],
+                         "bucket": x["bucket"], "n_strata": x["n_strata"], "auc": x["auc"],
+                         "id_auc": x["baseline_auc"], "lift": x["lift"],
+                         "lift_ci_lo": x["lift_ci_lo"], "lift_ci_hi": x["lift_ci_hi"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _lift_wide(lifts: pd.DataFrame) -> pd.DataFrame:
+    if lifts.empty:
+        return pd.DataFrame(columns=["bucket"])
+    order = list(dict.fromkeys(lifts["bucket"]))
+    w = lifts.pivot_table(index="bucket", columns="partition", values="lift", aggfunc="first", dropna=False)
+    w = w.reindex(order)
+    w.index.name = "history bucket"
+    return w.reset_index()
+
+
+def diversity_table(df: pd.DataFrame) -> pd.DataFrame:
+    keys = ["ils", "distinct_artists", "distinct_artist_share", "coverage", "recent_share"]
+    rows = []
+    for _, r in df.iterrows():
+        d = r["diversity"] or {}
+        if not d:
+            continue
+        row = {"partition": r["partition_key"]}
+        for k in keys:
+            row[k] = _num(d.get(k))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["partition", *keys])
+
+
+def baselines_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Model-free baselines (deduplicated: they do not depend on the partition)."""
+    seen: dict[tuple, dict] = {}
+    for _, r in df.iterrows():
+        b = r["baselines"] or {}
+        if not b:
+            continue
+        row = {k: _num(v) if not isinstance(v, dict) else _num(v.get("auc")) for k, v in b.items()}
+        seen.setdefault(tuple(sorted((k, None if math.isnan(v) else round(v, 10)) for k, v in row.items())), row)
+    rows = list(seen.values())
+    if not rows:
+        return pd.DataFrame(columns=["baseline", "test AUC"])
+    out = []
+    for row in rows:
+        for k, v in row.items():
+            out.append({"baseline": k.removesuffix("_auc").replace("_", " "), "test AUC": v})
+    return pd.DataFrame(out).drop_duplicates().reset_index(drop=True)
+
+
+def _fmt(v: Any, col: str = "") -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return ""
+        if "params" in col:
+            return f"{int(round(v)):,}"
+        if "%" in col:
+            return f"{v:.1f}"
+        if "Δ" in col or "lift" in col:
+            return f"{v:+.4f}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.4f}"
+    if isinstance(v, (np.integer, int)):
+        return f"{int(v):,}" if "params" in col else str(v)
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-style markdown table (no ``tabulate`` needed)."""
+    if df is None or df.empty:
+        return "_(no rows)_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        cells = [_fmt(r[c], str(c)).replace("|", "\\|") for c in df.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _to_html(df: pd.DataFrame) -> str:
+    if df is None or df.empty:
+        return "<p><em>no data</em></p>"
+    shown = df.copy()
+    for c in shown.columns:
+        shown[c] = [_fmt(v, str(c)) for v in shown[c]]
+    return shown.to_html(index=False, escape=True, border=0, classes="tbl")
+
+
+# --------------------------------------------------------------------------------------
+# Headline
+# --------------------------------------------------------------------------------------
+
+
+def headline_numbers(df: pd.DataFrame, production: str | None = None) -> dict:
+    """Headline figures: best partition, id baseline(s), best semantic vs id at the same h,
+    the largest parameter reduction among semantic partitions whose AUC CI reaches the id
+    AUC ("matches id"), and the production partition (``production``, e.g. "64|v1-k256")."""
+    h: dict[str, Any] = {"n_partitions": int(len(df))}
+    if df.empty:
+        return h
+    ok = df[~df["test_auc"].isna()]
+    if len(ok):
+        b = ok.loc[ok["test_auc"].idxmax()]
+        h["best_partition"] = b["partition_key"]
+        h["best_auc"] = float(b["test_auc"])
+        h["best_ci"] = [_none(b["test_ci_lo"]), _none(b["test_ci_hi"])]
+    ids = ok[ok["scheme"] == "id"]
+    h["id_auc_by_h"] = {str(int(r["h"])) if r["h"] is not None else "?": float(r["test_auc"]) for _, r in ids.iterrows()}
+    sem = ok[(ok["scheme"] != "id") & ~ok["id_auc"].isna()]
+    if len(sem):
+        b = sem.loc[sem["delta_auc_vs_id"].idxmax()]
+        h["best_semantic_vs_id"] = {
+            "partition": b["partition_key"], "auc": float(b["test_auc"]), "id_auc": float(b["id_auc"]),
+            "delta": float(b["delta_auc_vs_id"]), "param_reduction_pct": _none(b["param_reduction_pct"]),
+        }
+        match = sem[sem["test_ci_hi"].fillna(sem["test_auc"]) >= sem["id_auc"]]
+        match = match[~match["param_reduction_pct"].isna()]
+        if len(match):
+            m = match.loc[match["param_reduction_pct"].idxmax()]
+            h["max_reduction_matching_id"] = {
+                "partition": m["partition_key"], "param_reduction_pct": float(m["param_reduction_pct"]),
+                "auc": float(m["test_auc"]), "id_auc": float(m["id_auc"]),
+            }
+    if production:
+        p = df[df["partition_key"] == production]
+        if len(p):
+            r = p.iloc[0]
+            h["production"] = {
+                "partition": production, "auc": _none(r["test_auc"]),
+                "ci": [_none(r["test_ci_lo"]), _none(r["test_ci_hi"])],
+                "id_auc": _none(r["id_auc"]), "delta_vs_id": _none(r["delta_auc_vs_id"]),
+                "param_reduction_pct": _none(r["param_reduction_pct"]),
+            }
+    return h
+
+
+def _none(v: Any) -> Any:
+    v = _num(v)
+    return None if math.isnan(v) else v
+
+
+# --------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _color(scheme: str, extra: dict) -> str:
+    if scheme in _SCHEME_COLORS:
+        return _SCHEME_COLORS[scheme]
+    if scheme not in extra:
+        extra[scheme] = _EXTRA_COLORS[len(extra) % len(_EXTRA_COLORS)]
+    return extra[scheme]
+
+
+def _yerr(sub: pd.DataFrame) -> np.ndarray | None:
+    lo = (sub["test_auc"] - sub["test_ci_lo"]).to_numpy(dtype=float)
+    hi = (sub["test_ci_hi"] - sub["test_auc"]).to_numpy(dtype=float)
+    if np.isnan(lo).all() and np.isnan(hi).all():
+        return None
+    return np.vstack([np.nan_to_num(lo).clip(0), np.nan_to_num(hi).clip(0)])
+
+
+def _no_data(ax, msg: str = "no data") -> None:
+    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_auc_vs_k(df: pd.DataFrame, path: Path, *, dataset: str = "") -> Path:
+    """Fig 1: test AUC vs codebook size (log2 x) per scheme with CI error bars; the id
+    baseline as a horizontal line with its CI band; one panel per h."""
+    plt = _plt()
+    ok = df[~df["test_auc"].isna()] if len(df) else df
+    hs = sorted({int(v) for v in ok["h"].dropna()}) if len(ok) else []
+    n = max(1, len(hs))
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False, sharey=True)
+    extra: dict = {}
+    if not hs:
+        _no_data(axes[0, 0])
+    for ax, h in zip(axes[0], hs):
+        sub = ok[ok["h"] == h]
+        sem = sub[(sub["scheme"] != "id") & sub["k"].notna()]
+        for scheme, g in sem.groupby("scheme", sort=True):
+            g = g.sort_values("k")
+            ax.errorbar(g["k"].astype(float), g["test_auc"], yerr=_yerr(g), marker="o", capsize=3,
+                        color=_color(scheme, extra), label=scheme)
+        idr = sub[sub["scheme"] == "id"]
+        if len(idr):
+            r = idr.iloc[0]
+            ax.axhline(r["test_auc"], color="black", ls="--", lw=1.2, label=f"id baseline ({r['test_auc']:.4f})")
+            if not (math.isnan(r["test_ci_lo"]) or math.isnan(r["test_ci_hi"])):
+                ax.axhspan(r["test_ci_lo"], r["test_ci_hi"], color="gray", alpha=0.2, lw=0)
+        if len(sem):
+            ax.set_xscale("log", base=2)
+            ks = sorted({int(v) for v in sem["k"]})
+            ax.set_xticks(ks)
+            ax.set_xticklabels([str(v) for v in ks])
+        elif not len(idr):
+            _no_data(ax)
+        ax.set_xlabel("codebook size k (log2)")
+        ax.set_title(f"h = {h}")
+        ax.grid(alpha=0.3)
+        if len(sem) or len(idr):
+            ax.legend(fontsize=8, loc="best")
+    axes[0, 0].set_ylabel("test stratified AUC")
+    fig.suptitle(f"Fig 1 — AUC vs codebook size{(' — ' + dataset) if dataset else ''}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_auc_vs_params(df: pd.DataFrame, path: Path, *, dataset: str = "") -> Path:
+    """Fig 2: AUC vs trainable parameters (log x); k-sweeps (solid, same scheme & h across
+    k) and h-sweeps (dashed, same scheme & k across h); id points marked with stars."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    ok = df[~df["test_auc"].isna() & ~df["params_total"].isna()] if len(df) else df
+    ok = ok[ok["params_total"] > 0] if len(ok) else ok
+    extra: dict = {}
+    if not len(ok):
+        _no_data(ax, "no partitions with AUC and parameter counts")
+    else:
+        hs = sorted({int(v) for v in ok["h"].dropna()})
+        markers = ["o", "s", "^", "D", "v", "P", "X"]
+        mk = {h: markers[i % len(markers)] for i, h in enumerate(hs)}
+        sem = ok[ok["scheme"] != "id"]
+        for (scheme, h), g in sem.groupby(["scheme", "h"], sort=True):
+            g = g.sort_values("params_total")
+            ax.plot(g["params_total"], g["test_auc"], "-", color=_color(scheme, extra), alpha=0.8, lw=1.5)
+        for (scheme, k), g in sem[sem["k"].notna()].groupby(["scheme", "k"], sort=True):
+            if len(g) > 1:
+                g = g.sort_values("params_total")
+                ax.plot(g["params_total"], g["test_auc"], "--", color=_color(scheme, extra), alpha=0.6, lw=1)
+        for _, r in sem.iterrows():
+            ax.scatter(r["params_total"], r["test_auc"], marker=mk.get(r["h"], "o"),
+                       color=_color(r["scheme"], extra), zorder=3, s=36)
+            ax.annotate(f"k{r['k']}" if r["k"] is not None else "", (r["params_total"], r["test_auc"]),
+                        textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ids = ok[ok["scheme"] == "id"].sort_values("params_total")
+        if len(ids):
+            ax.plot(ids["params_total"], ids["test_auc"], ":", color="black", lw=1)
+            ax.scatter(ids["params_total"], ids["test_auc"], marker="*", s=160, color="black", zorder=4)
+            for _, r in ids.iterrows():
+                ax.annotate(f"id h{r['h']}", (r["params_total"], r["test_auc"]), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7)
+        ax.set_xscale("log")
+        # legend: schemes (colour), h (marker), line styles
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=_color(s, extra), lw=2, label=s) for s in sorted(sem["scheme"].unique())]
+        handles += [Line2D([], [], color="gray", marker=mk[h], ls="", label=f"h={h}") for h in hs]
+        handles += [Line2D([], [], color="gray", ls="-", label="k-sweep (same scheme, h)"),
+                    Line2D([], [], color="gray", ls="--", label="h-sweep (same scheme, k)")]
+        if len(ids):
+            handles.append(Line2D([], [], color="black", marker="*", ls="", markersize=10, label="id baseline"))
+        ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_xlabel("trainable parameters (log)")
+    ax.set_ylabel("test stratified AUC")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"Fig 2 — AUC vs trainable parameters{(' — ' + dataset) if dataset else ''}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _has_hist(frame: pd.DataFrame) -> np.ndarray:
+    return np.array([bool(v) for v in frame["by_history"]], dtype=bool)
+
+
+def _fig3_h(df: pd.DataFrame, lifts: pd.DataFrame, prefer_h: int | None) -> int | None:
+    if prefer_h is not None and (df["h"] == prefer_h).any():
+        return prefer_h
+    if len(lifts) and lifts["lift"].notna().any():
+        counts = lifts[lifts["lift"].notna()].groupby("h")["partition"].nunique()
+        return int(counts.idxmax())
+    hs = df[_has_hist(df)]["h"].dropna()
+    return int(hs.mode().iloc[0]) if len(hs) else None
+
+
+def plot_lift_by_history(df: pd.DataFrame, lifts: pd.DataFrame, path: Path, *, h: int | None = None,
+                         dataset: str = "") -> Path:
+    """Fig 3: AUC lift over the id baseline per history-length bucket, grouped bars per
+    scheme (its largest k), for one h (``h`` or the h with most lifts). Without an id
+    model at that h the absolute bucket AUCs are shown instead."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.0, 4.6))
+    extra: dict = {}
+    hh = _fig3_h(df, lifts, h) if len(df) else None
+    title = "Fig 3 — AUC lift over id by history length"
+    if hh is None:
+        _no_data(ax, "no per-bucket results")
+    else:
+        sub = df[(df["h"] == hh) & (df["scheme"] != "id")]
+        pick = sub[_has_hist(sub)]
+        pick = pick.sort_values("k", na_position="first").groupby("scheme", sort=True).tail(1)
+        lf = lifts[(lifts["h"] == hh) & lifts["partition"].isin(pick["partition_key"])] if len(lifts) else lifts
+        use_lift = len(lf) and lf["lift"].notna().any()
+        if use_lift:
+            data = {p: g.set_index("bucket") for p, g in lf.groupby("partition", sort=True)}
+            order = list(dict.fromkeys(lf["bucket"]))
+            val, lo_c, hi_c = "lift", "lift_ci_lo", "lift_ci_hi"
+        else:
+            frames = []
+            for _, r in pick.iterrows():
+                b = _bucket_frame(r["by_history"])
+                b["partition"] = r["partition_key"]
+                frames.append(b)
+            idr = df[(df["h"] == hh) & (df["scheme"] == "id")]
+            for _, r in idr.iterrows():
+                b = _bucket_frame(r["by_history"])
+                b["partition"] = r["partition_key"]
+                frames.append(b)
+            allb = pd.concat(frames) if frames else pd.DataFrame(columns=["bucket", "partition"])
+            data = {p: g.set_index("bucket") for p, g in allb.groupby("partition", sort=True)}
+            order = list(dict.fromkeys(allb["bucket"]))
+            val, lo_c, hi_c = "auc", "ci_lo", "ci_hi"
+            title = "Fig 3 — AUC by history length (no id baseline at this h)"
+        if not data:
+            _no_data(ax, "no per-bucket results")
+        else:
+            x = np.arange(len(order))
+            w = 0.8 / len(data)
+            scheme_of = dict(zip(df["partition_key"], df["scheme"]))
+            for i, (p, g) in enumerate(data.items()):
+                g = g.reindex(order)
+                y = g[val].to_numpy(dtype=float)
+                err = np.vstack([(y - g[lo_c].to_numpy(dtype=float)).clip(0), (g[hi_c].to_numpy(dtype=float) - y).clip(0)])
+                err = np.nan_to_num(err)
+                ax.bar(x - 0.4 + w * (i + 0.5), np.nan_to_num(y), w, yerr=err, capsize=2,
+                       color=_color(scheme_of.get(p, "?"), extra), alpha=0.85, label=p,
+                       edgecolor="black" if scheme_of.get(p) == "id" else None)
+            ax.set_xticks(x)
+            ax.set_xticklabels(order)
+            if use_lift:
+                ax.axhline(0, color="black", lw=1)
+                ax.set_ylabel("AUC − id AUC (same h)")
+            else:
+                allv = np.concatenate([g[val].to_numpy(dtype=float) for g in data.values()])
+                if np.isfinite(allv).any():
+                    ax.set_ylim(max(0.0, float(np.nanmin(allv)) - 0.05), None)
+                ax.set_ylabel("bucket stratified AUC")
+            ax.legend(fontsize=8, loc="best")
+        ax.set_xlabel("input (history) length bucket, events")
+        title += f" (h = {hh})"
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title + (f" — {dataset}" if dataset else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Render
+# --------------------------------------------------------------------------------------
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Read records from a JSON file (a list, or {"records": [...]}) or a folder of
+    ``*.json`` files (one record each, or lists)."""
+    p = Path(path)
+    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+    out: list[dict] = []
+    for f in files:
+        data = json.loads(f.read_text())
+        if isinstance(data, dict) and "records" in data:
+            data = data["records"]
+        out.extend(data if isinstance(data, list) else [data])
+    return out
+
+
+def _b64(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;max-width:1200px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table.tbl{border-collapse:collapse;font-size:12px;margin:8px 0}
+table.tbl th,table.tbl td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table.tbl th{background:#f3f3f3} .headline li{margin:3px 0} img{max-width:100%;border:1px solid #eee}
+.note{color:#666;font-size:12px}
+"""
+
+
+def _headline_html(hd: dict) -> str:
+    items = [f"<li>{hd.get('n_partitions', 0)} partitions evaluated</li>"]
+    if "best_partition" in hd:
+        ci = hd.get("best_ci") or [None, None]
+        cis = f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if None not in ci else ""
+        items.append(f"<li>Best test AUC: <b>{html.escape(hd['best_partition'])}</b> = {hd['best_auc']:.4f}{cis}</li>")
+    for h, a in (hd.get("id_auc_by_h") or {}).items():
+        items.append(f"<li>id baseline at h={html.escape(h)}: {a:.4f}</li>")
+    if "best_semantic_vs_id" in hd:
+        b = hd["best_semantic_vs_id"]
+        red = f", {b['param_reduction_pct']:.1f}% fewer parameters" if b.get("param_reduction_pct") is not None else ""
+        items.append(f"<li>Best semantic vs id (same h): <b>{html.escape(b['partition'])}</b> "
+                     f"{b['auc']:.4f} vs {b['id_auc']:.4f} (Δ {b['delta']:+.4f}{red})</li>")
+    if "max_reduction_matching_id" in hd:
+        m = hd["max_reduction_matching_id"]
+        items.append(f"<li>Largest parameter reduction whose AUC CI reaches the id AUC: "
+                     f"<b>{html.escape(m['partition'])}</b>, {m['param_reduction_pct']:.1f}% "
+                     f"(AUC {m['auc']:.4f} vs id {m['id_auc']:.4f})</li>")
+    if "production" in hd:
+        p = hd["production"]
+        auc = f"{p['auc']:.4f}" if p.get("auc") is not None else "n/a"
+        extra = f", Δ vs id {p['delta_vs_id']:+.4f}" if p.get("delta_vs_id") is not None else ""
+        items.append(f"<li>Production partition <b>{html.escape(p['partition'])}</b>: AUC {auc}{extra}</li>")
+    return "<ul class='headline'>" + "".join(items) + "</ul>"
+
+
+def render_report(
+    records: Sequence[dict],
+    out_dir: str | Path,
+    *,
+    title: str = "Semantic IDs for music recommendation — experiment report",
+    dataset: str = "",
+    production: str | None = None,
+    fig3_h: int | None = None,
+) -> ReportArtifacts:
+    """Render tables, the three figures and a self-contained ``report.html`` into
+    ``out_dir`` from stored evaluation records. ``production``: a partition key to
+    headline (e.g. "64|v1-k256"); its h is Fig 3's default h."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = records_frame(records)
+    summ = summary_table(df)
+    lifts = lift_table(df)
+    wide = _lift_wide(lifts)
+    div = diversity_table(df)
+    base = baselines_table(df)
+    hd = headline_numbers(df, production)
+    if fig3_h is None and production:
+        m = _KEY_RE.match(production)
+        fig3_h = int(m.group("h")) if m else None
+    figs = {
+        "fig1": plot_auc_vs_k(df, out / FIG1, dataset=dataset),
+        "fig2": plot_auc_vs_params(df, out / FIG2, dataset=dataset),
+        "fig3": plot_lift_by_history(df, lifts, out / FIG3, h=fig3_h, dataset=dataset),
+    }
+    md_summary = to_markdown(summ)
+    md = (
+        f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
+        + "## Partitions\n\n" + md_summary
+        + "\n## AUC lift over id by history bucket\n\n" + to_markdown(wide)
+        + "\n## Diversity of top-10 lists\n\n" + to_markdown(div)
+        + "\n## Model-free baselines\n\n" + to_markdown(base)
+    )
+    md_path = out / "summary.md"
+    md_path.write_text(md)
+    tables = {"summary": summ, "lifts": lifts, "lifts_wide": wide, "diversity": div, "baselines": base}
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Data set: <code>{html.escape(dataset)}</code></p>" if dataset else "",
+        "<h2>Headline</h2>", _headline_html(hd),
+        "<h2>Partitions</h2>",
+        "<p class='note'>Test AUC = stratified AUC (mean over strata of the share of (positive, negative) "
+        "pairs ranked correctly, ties ½), 95% bootstrap CI over strata. Parameter reduction is relative "
+        "to the id model at the same h.</p>",
+        _to_html(summ),
+        "<h2>Figure 1 — AUC vs codebook size</h2>",
+        f"<img alt='fig1' src='{_b64(figs['fig1'])}'>",
+        "<h2>Figure 2 — AUC vs trainable parameters</h2>",
+        f"<img alt='fig2' src='{_b64(figs['fig2'])}'>",
+        "<h2>Figure 3 — lift over id by history length</h2>",
+        f"<img alt='fig3' src='{_b64(figs['fig3'])}'>",
+        "<h2>AUC lift over id by history bucket</h2>",
+        "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
+        _to_html(wide),
+        "<h2>Diversity of top-10 lists</h2>", _to_html(div),
+        "<h2>Model-free baselines</h2>", _to_html(base),
+    ]
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body) + "</body></html>"
+    )
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return ReportArtifacts(
+        html_path=html_path,
+        figure_paths={FIG1: figs["fig1"], FIG2: figs["fig2"], FIG3: figs["fig3"]},
+        markdown_path=md_path,
+        markdown=md_summary,
+        headline=hd,
+        tables=tables,
+    )

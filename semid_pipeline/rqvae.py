@@ -1,0 +1,513 @@
+"""RQ-VAE tokenizer: MLP encoder → L residual codebooks → MLP decoder (Zeghidour et al. 2021,
+as used for semantic IDs by Rajput et al. 2023), plus the torch k-means it is initialised with.
+
+Read top to bottom: helpers (distances, k-means), modules (MLP, ResidualQuantizer, RQVAE),
+training (`fit_rqvae`), I/O (`RQVAE.save` / `RQVAE.load`: a state_dict of tensors + JSON, never a
+pickled module).
+
+Guards against codebook collapse (the most reported failure of public RQ-VAE code):
+  * a short autoencoder warm-up, then k-means initialisation of EVERY level on a large sample
+    (level l on the residuals left after level l-1);
+  * dead-code reset: a code unused for ``dead_code_patience`` steps is re-seeded from residuals
+    of the current batch;
+  * reconstruction error SUMMED over features (mean over the batch), commitment weight β=0.25,
+    straight-through gradients.
+After training, the codebooks are refined by a few Lloyd steps on the latents of the whole data
+set (encoder frozen) and the decoder is fine-tuned on the final codes; both are deterministic.
+
+Everything is seeded; on CPU a rerun with the same seed, data and thread count is bit-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import RQVAEConfig
+
+FORMAT = "semid-rqvae/1"
+ENCODE_BATCH = 32768  # rows per block when assigning codes (keeps (B, K) distance blocks in cache-ish memory)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Ask torch for deterministic kernels inside the block, restoring the previous setting after."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(np.ascontiguousarray(X) if isinstance(X, np.ndarray) else X, dtype=torch.float32)
+    if t.ndim != 2:
+        raise ValueError(f"expected a 2-d array (N, D), got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError("input contains NaN or infinite values: impute/standardize features first")
+    return t
+
+
+def nearest_code(x: torch.Tensor, c: torch.Tensor, c_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of the nearest codeword for each row: argmin ‖x‖² − 2x·c + ‖c‖² (‖x‖² is constant per row)."""
+    # x (B, D), c (K, D) -> (B,)
+    if c_sq is None:
+        c_sq = (c * c).sum(1)  # (K,)
+    d = torch.addmm(c_sq.unsqueeze(0), x, c.t(), beta=1.0, alpha=-2.0)  # (B, K)
+    return d.argmin(1)
+
+
+def _min_sq_dists(x: torch.Tensor, c: torch.Tensor, block: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nearest index, squared distance to it) for every row, computed in blocks."""
+    c_sq = (c * c).sum(1)  # (K,)
+    idx, dist = [], []
+    for s in range(0, x.shape[0], block):
+        xb = x[s : s + block]  # (B, D)
+        d = torch.addmm(c_sq.unsqueeze(0), xb, c.t(), beta=1.0, alpha=-2.0)  # (B, K)
+        m, i = d.min(1)
+        idx.append(i)
+        dist.append((m + (xb * xb).sum(1)).clamp_min_(0.0))
+    return torch.cat(idx), torch.cat(dist)
+
+
+@torch.no_grad()
+def kmeans_pp(x: torch.Tensor, k: int, g: torch.Generator, max_points: int = 64) -> torch.Tensor:
+    """k-means++ seeding on a random subsample of at most ``max_points * k`` rows; returns (k, D)."""
+    n = x.shape[0]
+    if n > max_points * k:
+        x = x[torch.randperm(n, generator=g)[: max_points * k]]
+        n = x.shape[0]
+    x_sq = (x * x).sum(1)  # (N,)
+    c = torch.empty(k, x.shape[1])  # (k, D)
+    c[0] = x[torch.randint(n, (1,), generator=g)]
+    d2 = (x_sq - 2 * (x @ c[0]) + c[0].dot(c[0])).clamp_min_(0.0)  # (N,)
+    for j in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # every point already sits on a centroid
+            pick = torch.randint(n, (1,), generator=g)
+        else:
+            pick = torch.multinomial(d2 / total, 1, generator=g)
+        c[j] = x[pick]
+        d2 = torch.minimum(d2, (x_sq - 2 * (x @ c[j]) + c[j].dot(c[j])).clamp_min_(0.0))
+    return c
+
+
+@torch.no_grad()
+def kmeans(
+    x: torch.Tensor | np.ndarray, k: int, iters: int = 20, seed: int = 0, *, init: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means with k-means++ seeding; returns (centroids (k, D), labels (N,)).
+
+    Distances are matmul-based. Empty clusters are re-seeded with the points farthest from their
+    centroid (deterministic). With fewer distinct points than k, duplicate centroids are allowed.
+    ``init`` starts from given centroids instead of k-means++.
+    """
+    x = as_tensor(x)
+    n, dim = x.shape  # (N, D)
+    if n == 0:
+        raise ValueError("k-means needs at least one point")
+    g = torch.Generator().manual_seed(int(seed))
+    if init is not None:
+        c = init.detach().clone().float()  # (k, D)
+    else:
+        c = kmeans_pp(x, k, g)  # (k, D)
+    labels = None
+    for _ in range(iters):
+        new_labels, dist = _min_sq_dists(x, c)
+        if labels is not None and torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+        sums = torch.zeros(k, dim).index_add_(0, labels, x)  # (k, D)
+        counts = torch.bincount(labels, minlength=k)  # (k,)
+        empty = counts == 0
+        c = torch.where(empty.unsqueeze(1), c, sums / counts.clamp_min(1).unsqueeze(1).float())
+        n_empty = int(empty.sum())
+        if n_empty and n > k:
+            far = dist.topk(min(n_empty, n)).indices  # farthest points become the new centroids
+            c[empty.nonzero().squeeze(1)[: far.numel()]] = x[far]
+    labels, _ = _min_sq_dists(x, c)
+    return c, labels
+
+
+def residual_kmeans(
+    x: torch.Tensor | np.ndarray, *, levels: int, k: int, iters: int = 20, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual k-means: level l clusters the residuals left by levels < l. Returns (codebooks (L, k, D), codes (N, L))."""
+    r = as_tensor(x).clone()  # (N, D)
+    books, codes = [], []
+    for level in range(levels):
+        c, lab = kmeans(r, k, iters, seed + 1009 * level)
+        books.append(c)
+        codes.append(lab)
+        r -= c[lab]
+    return torch.stack(books), torch.stack(codes, 1)
+
+
+@torch.no_grad()
+def residual_assign(x: torch.Tensor | np.ndarray, codebooks: torch.Tensor, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+    """Greedy nearest-codeword assignment level by level; x (N, D), codebooks (L, K, D) -> codes (N, L)."""
+    x = as_tensor(x)
+    L = codebooks.shape[0]
+    c_sq = (codebooks * codebooks).sum(-1)  # (L, K)
+    out = torch.empty(x.shape[0], L, dtype=torch.long)
+    for s in range(0, x.shape[0], batch_size):
+        r = x[s : s + batch_size].clone()  # (B, D)
+        for level in range(L):
+            idx = nearest_code(r, codebooks[level], c_sq[level])  # (B,)
+            out[s : s + batch_size, level] = idx
+            r -= codebooks[level][idx]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# modules
+
+
+class MLP(nn.Module):
+    """Linear → ReLU → … → Linear."""
+
+    def __init__(self, *, dims: Sequence[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SkipMLP(nn.Module):
+    """y = W x + b + MLP(x): a linear path (PCA-initialised in ``fit_rqvae``) plus a nonlinear
+    correction whose last layer starts at zero, so training starts from the best linear map."""
+
+    def __init__(self, *, dims: Sequence[int]):
+        super().__init__()
+        self.linear = nn.Linear(dims[0], dims[-1])
+        self.mlp = MLP(dims=dims)
+        last = self.mlp.net[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.mlp(x)
+
+
+class ResidualQuantizer(nn.Module):
+    """L codebooks of K codewords; level l quantizes what levels < l left over."""
+
+    def __init__(self, *, dim: int, levels: int, codebook_size: int, beta: float = 0.25):
+        super().__init__()
+        self.dim, self.levels, self.codebook_size, self.beta = dim, levels, codebook_size, beta
+        self.codebooks = nn.Parameter(torch.randn(levels, codebook_size, dim) * 0.01)  # (L, K, D)
+        self.register_buffer("unused_steps", torch.zeros(levels, codebook_size, dtype=torch.long))  # (L, K)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        # z (B, D) -> z_q straight-through (B, D), codes (B, L), quantization loss (), residuals (L, B, D)
+        residual = z
+        z_q = torch.zeros_like(z)
+        codes, residuals = [], []
+        loss = z.new_zeros(())
+        for level in range(self.levels):
+            book = self.codebooks[level]  # (K, D)
+            idx = nearest_code(residual.detach(), book.detach())  # (B,)
+            q = book[idx]  # (B, D)
+            codebook_loss = ((residual.detach() - q) ** 2).sum(-1).mean()
+            commit_loss = ((residual - q.detach()) ** 2).sum(-1).mean()
+            loss = loss + codebook_loss + self.beta * commit_loss
+            residuals.append(residual.detach())
+            codes.append(idx)
+            z_q = z_q + q
+            residual = residual - q.detach()
+        z_q = z + (z_q - z).detach()  # straight-through: decoder gradient flows to the encoder unchanged
+        return z_q, torch.stack(codes, 1), loss, torch.stack(residuals)
+
+    @torch.no_grad()
+    def reset_dead_codes(self, codes: torch.Tensor, residuals: torch.Tensor, patience: int, g: torch.Generator) -> int:
+        """Count steps each code went unused; re-seed codes unused for ``patience`` steps from batch residuals."""
+        # codes (B, L), residuals (L, B, D)
+        n_reset = 0
+        for level in range(self.levels):
+            used = torch.bincount(codes[:, level], minlength=self.codebook_size) > 0  # (K,)
+            self.unused_steps[level] = torch.where(used, 0, self.unused_steps[level] + 1)
+            dead = (self.unused_steps[level] >= patience).nonzero().squeeze(1)  # (n_dead,)
+            if dead.numel():
+                pick = torch.randint(residuals.shape[1], (dead.numel(),), generator=g)
+                self.codebooks.data[level, dead] = residuals[level, pick]
+                self.unused_steps[level, dead] = 0
+                n_reset += dead.numel()
+        return n_reset
+
+    @torch.no_grad()
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: z (B, D) -> (codes (B, L), z_q (B, D))."""
+        codes = residual_assign(z, self.codebooks.detach())  # (B, L)
+        return codes, self.lookup(codes)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, L) -> sum of codewords (B, D)."""
+        out = torch.zeros(codes.shape[0], self.dim)
+        for level in range(self.levels):
+            out += self.codebooks[level][codes[:, level]]
+        return out
+
+
+class RQVAE(nn.Module):
+    """x (B, input_dim) → encoder → z (B, latent_dim) → residual quantizer → decoder → x̂ (B, input_dim)."""
+
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        latent_dim: int = 32,
+        hidden: Sequence[int] = (128, 64),
+        levels: int = 4,
+        codebook_size: int = 256,
+        beta: float = 0.25,
+    ):
+        super().__init__()
+        self.hparams = dict(
+            input_dim=int(input_dim), latent_dim=int(latent_dim), hidden=[int(h) for h in hidden],
+            levels=int(levels), codebook_size=int(codebook_size), beta=float(beta),
+        )
+        self.encoder = SkipMLP(dims=[input_dim, *hidden, latent_dim])
+        self.quantizer = ResidualQuantizer(dim=latent_dim, levels=levels, codebook_size=codebook_size, beta=beta)
+        self.decoder = SkipMLP(dims=[latent_dim, *reversed(list(hidden)), input_dim])
+
+    @torch.no_grad()
+    def init_linear_paths(self, x: torch.Tensor) -> None:
+        """PCA-initialise the linear paths: encoder = projection on the top principal directions,
+        decoder = its transpose (lossless when latent_dim >= input_dim)."""
+        mu = x.mean(0)  # (F,)
+        _, _, vt = torch.linalg.svd(x - mu, full_matrices=False)  # vt (min(S, F), F)
+        d = min(self.hparams["latent_dim"], vt.shape[0])
+        w = torch.zeros(self.hparams["latent_dim"], x.shape[1])  # (D, F)
+        w[:d] = vt[:d]
+        self.encoder.linear.weight.copy_(w)
+        self.encoder.linear.bias.copy_(-(w @ mu))
+        self.decoder.linear.weight.copy_(w.t())
+        self.decoder.linear.bias.copy_(mu)
+
+    @property
+    def levels(self) -> int:
+        return self.quantizer.levels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        # x (B, F) -> x_hat (B, F), codes (B, L), reconstruction loss (), quantization loss ()
+        z = self.encoder(x)  # (B, D)
+        z_q, codes, q_loss, _ = self.quantizer(z)
+        x_hat = self.decoder(z_q)  # (B, F)
+        recon = ((x_hat - x) ** 2).sum(-1).mean()  # summed over features, mean over batch
+        return x_hat, codes, recon, q_loss
+
+    @torch.no_grad()
+    def encode_codes(self, X: np.ndarray | torch.Tensor, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+        """Codes for every row, in blocks: X (N, F) -> LongTensor (N, L)."""
+        x = as_tensor(X)
+        books = self.quantizer.codebooks.detach()  # (L, K, D)
+        c_sq = (books * books).sum(-1)  # (L, K)
+        out = torch.empty(x.shape[0], self.levels, dtype=torch.long)
+        was_training = self.training
+        self.eval()
+        for s in range(0, x.shape[0], batch_size):
+            r = self.encoder(x[s : s + batch_size])  # (B, D)
+            for level in range(self.levels):
+                idx = nearest_code(r, books[level], c_sq[level])  # (B,)
+                out[s : s + batch_size, level] = idx
+                r -= books[level][idx]
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def decode_codes(self, codes: torch.Tensor | np.ndarray, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+        """codes (N, L) -> x̂ (N, F)."""
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        parts = [self.decoder(self.quantizer.lookup(codes[s : s + batch_size])) for s in range(0, codes.shape[0], batch_size)]
+        return torch.cat(parts) if parts else torch.empty(0, self.hparams["input_dim"])
+
+    @torch.no_grad()
+    def reconstruct(self, X: np.ndarray | torch.Tensor, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+        """X (N, F) -> decoder(quantized latent) (N, F)."""
+        return self.decode_codes(self.encode_codes(X, batch_size), batch_size)
+
+    @torch.no_grad()
+    def reconstruction_error(self, X: np.ndarray | torch.Tensor) -> float:
+        """Mean over tracks of the squared error summed over features."""
+        x = as_tensor(X)
+        return float(((self.reconstruct(x) - x) ** 2).sum(1).mean())
+
+    # -- I/O: tensors + JSON, never a pickled module --------------------------------------------
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write ``model.pt`` (state_dict), ``config.json`` (hyper-parameters + ``extra``) and ``codebooks.npz``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().clone() for k, v in self.state_dict().items()}, d / "model.pt")
+        cfg = {"format": FORMAT, "model": self.hparams, **(extra or {})}
+        (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        np.savez(d / "codebooks.npz", codebooks=self.quantizer.codebooks.detach().numpy())
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "RQVAE":
+        d = Path(directory)
+        cfg = json.loads((d / "config.json").read_text())
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{d / 'config.json'}: not an RQ-VAE artifact (format {cfg.get('format')!r})")
+        model = cls(**cfg["model"])
+        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        model.eval()
+        return model
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def _lr_at(step: int, total: int, lr: float, warmup: int = 50) -> float:
+    """Linear warm-up then cosine decay to 10% of ``lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def fit_rqvae(
+    X: np.ndarray | torch.Tensor,
+    *,
+    cfg: RQVAEConfig,
+    codebook_size: int,
+    warmup_epochs: int | None = None,
+    refine_iters: int = 5,
+    finetune_epochs: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[RQVAE, dict]:
+    """Train an RQ-VAE on X (N, F) (standardized features). Returns (model in eval mode, history).
+
+    Phases: (0) PCA initialisation of the encoder/decoder linear paths; (1) ``warmup_epochs`` of a
+    plain autoencoder (default 1); (2) k-means init of every level on ``cfg.kmeans_sample`` latents; (3)
+    ``cfg.epochs`` of RQ-VAE training with dead-code reset; (4) ``refine_iters`` Lloyd steps of
+    residual k-means on all latents (encoder frozen) and ``finetune_epochs`` (default epochs // 6)
+    of decoder-only training on the final codes.
+    """
+    t0 = time.perf_counter()
+    log = log or (lambda s: None)
+    x = as_tensor(X)  # (N, F)
+    n, f = x.shape
+    warmup_epochs = 1 if warmup_epochs is None else warmup_epochs
+    finetune_epochs = max(1, cfg.epochs // 6) if finetune_epochs is None else finetune_epochs
+    history: dict = {"loss": [], "recon": [], "dead_code_resets": 0}
+    with deterministic():
+        torch.manual_seed(cfg.seed)
+        g = torch.Generator().manual_seed(cfg.seed)
+        model = RQVAE(
+            input_dim=f, latent_dim=cfg.latent_dim, hidden=cfg.hidden, levels=cfg.levels,
+            codebook_size=codebook_size, beta=cfg.beta,
+        )
+        model.init_linear_paths(x[torch.randperm(n, generator=g)[: min(n, 50_000)]])
+        bs = max(1, min(cfg.batch_size, n))
+        steps_per_epoch = math.ceil(n / bs)
+
+        def batches():
+            perm = torch.randperm(n, generator=g)
+            for s in range(0, n, bs):
+                yield x[perm[s : s + bs]]  # (B, F)
+
+        # (1) autoencoder warm-up (no quantization)
+        ae_params = list(model.encoder.parameters()) + list(model.decoder.parameters())
+        opt = torch.optim.Adam(ae_params, lr=cfg.lr)
+        for epoch in range(warmup_epochs):
+            for xb in batches():
+                loss = ((model.decoder(model.encoder(xb)) - xb) ** 2).sum(-1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        if warmup_epochs:
+            log(f"rqvae: warm-up done, recon {float(loss.detach()):.3f}")
+
+        # (2) k-means init of every level on a large sample of latents
+        with torch.no_grad():
+            sample = torch.randperm(n, generator=g)[: min(n, cfg.kmeans_sample)]
+            r = model.encoder(x[sample])  # (S, D)
+            for level in range(cfg.levels):
+                c, lab = kmeans(r, codebook_size, cfg.kmeans_iters, cfg.seed + 1009 * level)
+                model.quantizer.codebooks.data[level] = c
+                r = r - c[lab]
+
+        # (3) RQ-VAE training with dead-code reset
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        total = cfg.epochs * steps_per_epoch
+        step = 0
+        model.train()
+        for epoch in range(cfg.epochs):
+            ep_loss = ep_recon = 0.0
+            for xb in batches():
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(step, total, cfg.lr)
+                z = model.encoder(xb)  # (B, D)
+                z_q, codes, q_loss, residuals = model.quantizer(z)
+                recon = ((model.decoder(z_q) - xb) ** 2).sum(-1).mean()
+                loss = recon + q_loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                history["dead_code_resets"] += model.quantizer.reset_dead_codes(codes, residuals, cfg.dead_code_patience, g)
+                ep_loss += float(loss.detach())
+                ep_recon += float(recon.detach())
+                step += 1
+            history["loss"].append(ep_loss / steps_per_epoch)
+            history["recon"].append(ep_recon / steps_per_epoch)
+            log(f"rqvae: epoch {epoch + 1}/{cfg.epochs} loss {history['loss'][-1]:.3f} recon {history['recon'][-1]:.3f}")
+
+        # (4) refine codebooks on all latents (encoder frozen), then fine-tune the decoder on the final codes
+        model.eval()
+        with torch.no_grad():
+            z_all = torch.cat([model.encoder(x[s : s + ENCODE_BATCH]) for s in range(0, n, ENCODE_BATCH)])  # (N, D)
+            if refine_iters > 0:
+                r = z_all
+                for level in range(cfg.levels):
+                    c, lab = kmeans(r, codebook_size, refine_iters, cfg.seed, init=model.quantizer.codebooks.data[level])
+                    model.quantizer.codebooks.data[level] = c
+                    r = r - c[lab]
+            z_q_all = model.quantizer.lookup(residual_assign(z_all, model.quantizer.codebooks.detach()))  # (N, D)
+        if finetune_epochs > 0:
+            opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr * 0.3)
+            total = finetune_epochs * steps_per_epoch
+            step = 0
+            for epoch in range(finetune_epochs):
+                perm = torch.randperm(n, generator=g)
+                for s in range(0, n, bs):
+                    for group in opt.param_groups:
+                        group["lr"] = _lr_at(step, total, cfg.lr * 0.3, warmup=0)
+                    i = perm[s : s + bs]
+                    loss = ((model.decoder(z_q_all[i]) - x[i]) ** 2).sum(-1).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    step += 1
+        model.eval()
+    history["fit_seconds"] = time.perf_counter() - t0
+    history["config"] = asdict(cfg)
+    return model, history

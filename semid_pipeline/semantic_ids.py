@@ -1,0 +1,412 @@
+"""Semantic IDs: track → (c1..cL, tie) for the schemes of the paper, their quality, checks and I/O.
+
+Schemes
+  ``v1``        RQ-VAE on the content features (``rqvae.py``)
+  ``v0``        uniform random L-tuples: the paper's control. Derived from sha256(seed, track_id),
+                so a track's codes do not depend on which other tracks exist (cold start is free)
+  ``rqkmeans``  residual k-means on the standardized features (no neural net)
+
+Every scheme gets a final non-learned level ``tie``: 0 for the first track (in sorted track_id
+order) with a given L-tuple, 1 for the next, … so (c1..cL, tie) is unique and reruns agree.
+New tracks get IDs from content through the frozen encoder + codebooks, with ties after the
+largest one taken (``assign_new_tracks``): no existing ID ever changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import torch
+
+from . import rqvae as rq
+from .config import SemanticIdConfig
+from .errors import ConfigError, SemidError
+from .schema import SEMANTIC_ID_REGISTRY, semantic_id_table
+from .warehouse import atomic, table_exists
+
+SCHEMES = ("v0", "v1", "rqkmeans")
+RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
+NEIGHBOUR_SAMPLE = 5000
+NEIGHBOURS = 10
+_KEY = re.compile(r"^(v0|v1|rqkmeans)-k(\d+)$")
+
+
+@dataclass(frozen=True)
+class SemanticIdResult:
+    table: pd.DataFrame  # track_id, c1..cL, tie (sorted by track_id)
+    metrics: dict
+    artifact_dir: Path
+    fit_seconds: float
+
+
+# ----------------------------------------------------------------------------------------------
+# partition keys and small helpers
+
+
+def parse_partition_key(key: str) -> tuple[str, int]:
+    """``'v1-k256'`` → ``('v1', 256)``."""
+    m = _KEY.match(key.strip())
+    if not m:
+        raise ConfigError(f"semantic-ID partition {key!r}: expected <scheme>-k<size> with scheme in {', '.join(SCHEMES)}")
+    return m.group(1), int(m.group(2))
+
+
+def partition_key(scheme: str, k: int) -> str:
+    """Inverse of ``parse_partition_key``."""
+    if scheme not in SCHEMES or int(k) < 1:
+        raise ConfigError(f"unknown scheme {scheme!r} or bad k={k!r}")
+    return f"{scheme}-k{int(k)}"
+
+
+def code_columns(table: pd.DataFrame) -> list[str]:
+    """The learned levels c1..cL, in level order."""
+    cols = [c for c in table.columns if re.fullmatch(r"c\d+", str(c))]
+    return sorted(cols, key=lambda c: int(c[1:]))
+
+
+def make_table(track_ids, codes: np.ndarray, tie: np.ndarray) -> pd.DataFrame:
+    codes = np.asarray(codes, dtype=np.int64)
+    df = pd.DataFrame({"track_id": pd.Series(list(track_ids), dtype=object)})
+    for level in range(codes.shape[1]):
+        df[f"c{level + 1}"] = codes[:, level]
+    df["tie"] = np.asarray(tie, dtype=np.int64)
+    return df
+
+
+def add_tie_level(track_ids, codes: np.ndarray) -> np.ndarray:
+    """Collision counter: 0 for the first track (sorted track_id) with a given tuple, 1 for the next, …
+
+    Returned in the order of the inputs.
+    """
+    codes = np.asarray(codes, dtype=np.int64)  # (N, L)
+    n = codes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(np.asarray(list(track_ids), dtype=object).astype(str), kind="stable")  # sorted track_id
+    _, group = np.unique(codes[order], axis=0, return_inverse=True)  # (N,) tuple id in sorted order
+    group = group.reshape(-1)
+    by_group = np.argsort(group, kind="stable")  # positions grouped, sorted-track order inside a group
+    g_sorted = group[by_group]
+    starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_group] = np.arange(n) - run_start
+    tie = np.empty(n, dtype=np.int64)
+    tie[order] = rank
+    return tie
+
+
+def _v0_codes(track_ids, *, k: int, levels: int, seed: int) -> np.ndarray:
+    """Uniform codes from sha256(seed, track_id): seeded, order-independent. (N, L)."""
+    out = np.empty((len(track_ids), levels), dtype=np.int64)
+    for i, t in enumerate(track_ids):
+        digest = hashlib.sha256(f"semid-v0:{seed}:{t}".encode()).digest()
+        words = np.frombuffer(digest, dtype="<u8", count=4)
+        if levels > 4:  # extend the stream for unusual depths
+            more = hashlib.sha512(digest).digest()
+            words = np.concatenate([words, np.frombuffer(more, dtype="<u8")])
+        out[i] = (words[:levels] % np.uint64(k)).astype(np.int64)
+    return out
+
+
+def _sorted_inputs(track_ids, X: np.ndarray | None) -> tuple[list[str], np.ndarray | None]:
+    ids = [str(t) for t in track_ids]
+    if len(set(ids)) != len(ids):
+        raise SemidError("semantic IDs: track_ids are not unique")
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    ids = [ids[i] for i in order]
+    if X is not None:
+        X = np.asarray(X, dtype=np.float32)
+        if X.shape[0] != len(order):
+            raise SemidError(f"semantic IDs: {X.shape[0]} feature rows for {len(order)} track ids")
+        X = X[order]
+    return ids, X
+
+
+def _write_config(d: Path, cfg: dict) -> None:
+    (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def _read_config(d: Path) -> dict:
+    p = Path(d) / "config.json"
+    if not p.exists():
+        raise SemidError(f"no semantic-ID artifact at {d} (config.json missing): fit the scheme first")
+    return json.loads(p.read_text())
+
+
+# ----------------------------------------------------------------------------------------------
+# fitting
+
+
+def fit_semantic_ids(
+    *, scheme: str, k: int, track_ids: list[str], X: np.ndarray, cfg: SemanticIdConfig, artifact_dir: Path
+) -> SemanticIdResult:
+    """Fit one scheme on (track_ids, X) and save its codebooks under ``artifact_dir``."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown semantic-ID scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    if k < 1:
+        raise ConfigError(f"codebook size k must be >= 1, got {k}")
+    ids, X = _sorted_inputs(track_ids, X)
+    levels = cfg.levels
+    d = Path(artifact_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"scheme": scheme, "k": int(k), "levels": int(levels), "seed": int(cfg.seed), "input_dim": int(X.shape[1])}
+    t0 = time.perf_counter()
+    recon = None
+    if scheme == "v0":
+        codes = _v0_codes(ids, k=k, levels=levels, seed=cfg.seed)
+        _write_config(d, {"format": "semid-v0/1", **meta})
+        np.savez(d / "codebooks.npz", codebooks=np.zeros((levels, 0, X.shape[1]), dtype=np.float32))
+    elif scheme == "v1":
+        rcfg = cfg.rqvae if cfg.rqvae.levels == levels else type(cfg.rqvae)(**{**asdict(cfg.rqvae), "levels": levels})
+        model, history = rq.fit_rqvae(X, cfg=rcfg, codebook_size=k)
+        codes = model.encode_codes(X).numpy()
+        recon = model.reconstruction_error(X)
+        model.save(d, extra={**meta, "rqvae_config": asdict(rcfg), "dead_code_resets": history["dead_code_resets"]})
+    else:  # rqkmeans
+        g = torch.Generator().manual_seed(cfg.seed)
+        xt = torch.from_numpy(X)
+        fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
+        with rq.deterministic():
+            books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=cfg.seed)
+            codes_t = rq.residual_assign(xt, books)
+        codes = codes_t.numpy()
+        x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
+        recon = float(((x_hat - xt) ** 2).sum(1).mean())
+        _write_config(d, {"format": "semid-rqkmeans/1", **meta})
+        np.savez(d / "codebooks.npz", codebooks=books.numpy())
+    fit_seconds = time.perf_counter() - t0
+    tie = add_tie_level(ids, codes)
+    table = make_table(ids, codes, tie)
+    metrics = codebook_quality(table, k, X=X, recon_error=recon)
+    metrics["fit_seconds"] = fit_seconds
+    return SemanticIdResult(table=table, metrics=metrics, artifact_dir=d, fit_seconds=fit_seconds)
+
+
+def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, seed: int | None = None) -> np.ndarray:
+    """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids)."""
+    d = Path(artifact_dir)
+    meta = _read_config(d)
+    scheme = meta["scheme"]
+    if scheme == "v0":
+        return _v0_codes([str(t) for t in track_ids], k=meta["k"], levels=meta["levels"], seed=meta["seed"] if seed is None else seed)
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != meta["input_dim"]:
+        raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
+    if len(X) == 0:
+        return np.zeros((0, meta["levels"]), dtype=np.int64)
+    if scheme == "v1":
+        return rq.RQVAE.load(d).encode_codes(X).numpy()
+    books = torch.from_numpy(np.load(d / "codebooks.npz")["codebooks"])
+    return rq.residual_assign(X, books).numpy()
+
+
+def assign_new_tracks(
+    *, scheme: str, artifact_dir: Path, existing: pd.DataFrame, new_track_ids, X_new: np.ndarray, seed: int
+) -> pd.DataFrame:
+    """IDs for new tracks from content alone, through the frozen encoder/codebooks.
+
+    Ties continue after the largest one taken for each L-tuple (new tracks in sorted track_id
+    order), so no existing ID changes and no two tracks share one. Tracks already in ``existing``
+    come back unchanged. Returns rows for ``new_track_ids`` (sorted by track_id).
+    """
+    meta = _read_config(Path(artifact_dir))
+    if meta["scheme"] != scheme:
+        raise SemidError(f"{artifact_dir}: artifact is scheme {meta['scheme']!r}, asked for {scheme!r}")
+    cols = code_columns(existing)
+    ids = [str(t) for t in new_track_ids]
+    X_new = np.asarray(X_new, dtype=np.float32) if X_new is not None else None
+    if X_new is not None and X_new.shape[0] != len(ids):
+        raise SemidError(f"assign_new_tracks: {X_new.shape[0]} feature rows for {len(ids)} track ids")
+    known = set(existing["track_id"].astype(str))
+    fresh_pos: dict[str, int] = {}
+    for i, t in enumerate(ids):
+        if t not in known and t not in fresh_pos:
+            fresh_pos[t] = i
+    fresh = sorted(fresh_pos)
+    old = existing[existing["track_id"].astype(str).isin(set(ids))]
+    if fresh:
+        X_f = X_new[[fresh_pos[t] for t in fresh]] if X_new is not None else None
+        codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, seed=seed if scheme == "v0" else None)
+        if codes.shape[1] != len(cols):
+            raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
+        # next free tie per tuple: max existing tie + 1
+        next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
+        local = add_tie_level(fresh, codes)  # rank among the new tracks sharing a tuple
+        keys = [tuple(int(v) for v in row) if len(cols) > 1 else int(row[0]) for row in codes]
+        tie = np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
+        added = make_table(fresh, codes, tie)
+        out = pd.concat([old[["track_id", *cols, "tie"]], added], ignore_index=True)
+    else:
+        out = old[["track_id", *cols, "tie"]].copy()
+    out = out.reset_index(drop=True)
+    out["track_id"] = pd.Series([str(t) for t in out["track_id"]], dtype=object)
+    return out.sort_values("track_id", kind="stable").reset_index(drop=True).astype({c: "int64" for c in [*cols, "tie"]})
+
+
+# ----------------------------------------------------------------------------------------------
+# quality and checks
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum()) if len(p) else 0.0
+
+
+def codebook_quality(
+    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0
+) -> dict:
+    """Per-level utilization / entropy (dicts keyed c1..cL), unique-tuple share, max tie,
+    reconstruction error, and neighbour preservation against random codes of the same k.
+
+    ``X`` rows must be aligned with ``table`` rows.
+    """
+    cols = code_columns(table)
+    n = len(table)
+    codes = table[cols].to_numpy(dtype=np.int64) if n else np.zeros((0, len(cols)), dtype=np.int64)
+    out: dict = {"n_tracks": int(n), "k": int(k), "levels": len(cols), "utilization": {}, "entropy_bits": {}}
+    for i, c in enumerate(cols):
+        counts = np.bincount(codes[:, i], minlength=k) if n else np.zeros(k)
+        out["utilization"][c] = float((counts > 0).sum() / max(k, 1))
+        out["entropy_bits"][c] = _entropy_bits(counts)
+    if n:
+        _, inv, cnt = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+        out["unique_tuple_share"] = float((cnt[inv.reshape(-1)] == 1).mean())
+        out["distinct_tuples"] = int(len(cnt))
+    else:
+        out["unique_tuple_share"], out["distinct_tuples"] = 1.0, 0
+    out["max_tie"] = int(table["tie"].max()) if n else 0
+    out["reconstruction_error"] = None if recon_error is None else float(recon_error)
+    out["neighbour_preservation"] = None
+    out["neighbour_preservation_random"] = None
+    if X is not None and n > NEIGHBOURS + 1 and len(X) == n:
+        from sklearn.neighbors import NearestNeighbors
+
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(n, size=min(n, NEIGHBOUR_SAMPLE), replace=False))
+        xs = np.asarray(X, dtype=np.float32)[idx]
+        nn_idx = NearestNeighbors(n_neighbors=NEIGHBOURS + 1).fit(xs).kneighbors(xs, return_distance=False)[:, 1:]
+        first = codes[idx, 0]
+        out["neighbour_preservation"] = float((first[nn_idx] == first[:, None]).mean())
+        rand = rng.integers(0, k, size=len(idx))
+        out["neighbour_preservation_random"] = float((rand[nn_idx] == rand[:, None]).mean())
+    return out
+
+
+def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
+    """track_id unique AND (c1..cL, tie) unique."""
+    cols = [*code_columns(table), "tie"]
+    dup_tracks = table["track_id"][table["track_id"].duplicated()].astype(str).tolist()
+    dup_ids = table[table.duplicated(cols, keep=False)]
+    details = {
+        "tracks": int(len(table)),
+        "duplicate_track_ids": int(len(dup_tracks)),
+        "duplicate_track_id_examples": dup_tracks[:5],
+        "tracks_sharing_an_id": int(len(dup_ids)),
+        "shared_id_examples": dup_ids.head(5).astype(str).to_dict("records"),
+    }
+    return (not dup_tracks and dup_ids.empty), details
+
+
+def check_coverage(table: pd.DataFrame, event_track_ids) -> tuple[bool, dict]:
+    """Every track with events has an ID."""
+    have = set(table["track_id"].astype(str))
+    events = sorted({str(t) for t in event_track_ids})
+    missing = [t for t in events if t not in have]
+    return not missing, {"event_tracks": len(events), "missing": len(missing), "missing_examples": missing[:5]}
+
+
+def check_collapse(table: pd.DataFrame, k: int, n_tracks: int, min_util: float = 0.9) -> tuple[bool, dict]:
+    """Level-1 utilization ≥ ``min_util`` whenever k ≤ n_tracks / 4 (trivially passes otherwise)."""
+    cols = code_columns(table)
+    used = int(table[cols[0]].nunique()) if len(table) and cols else 0
+    util = used / max(k, 1)
+    details = {"k": int(k), "n_tracks": int(n_tracks), "level1_used_codes": used, "level1_utilization": util, "min_utilization": min_util}
+    if k > n_tracks / 4:
+        details["note"] = f"not applied: k={k} > n_tracks/4={n_tracks / 4:g} (too few tracks to fill the codebook)"
+        return True, details
+    return util >= min_util, details
+
+
+# ----------------------------------------------------------------------------------------------
+# warehouse I/O
+
+
+def semantic_id_table_hash(table_df: pd.DataFrame) -> str:
+    """sha256 of the rows sorted by track_id (track ids, then the int64 code/tie matrix)."""
+    cols = [*code_columns(table_df), "tie"]
+    t = table_df.assign(track_id=table_df["track_id"].astype(str)).sort_values("track_id", kind="stable")
+    h = hashlib.sha256()
+    h.update(("|".join(["track_id", *cols]) + "\n").encode())
+    h.update("\n".join(t["track_id"].tolist()).encode())
+    h.update(np.ascontiguousarray(t[cols].to_numpy(dtype="<i8")).tobytes())
+    return h.hexdigest()
+
+
+def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SEMANTIC_ID_REGISTRY} (partition_key VARCHAR PRIMARY KEY, table_name VARCHAR, "
+        "scheme VARCHAR, k INTEGER, levels INTEGER, n_tracks BIGINT, content_hash VARCHAR, created_at TIMESTAMP)"
+    )
+
+
+def write_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str, table: pd.DataFrame) -> str:
+    """Replace the partition's table and its registry row in one transaction; returns the content hash."""
+    cols = code_columns(table)
+    if partition_key == "id":
+        scheme, k = "id", int(table[cols[0]].max()) + 1 if len(table) else 0
+    else:
+        scheme, k = parse_partition_key(partition_key)
+    name = semantic_id_table(partition_key)
+    df = table[["track_id", *cols, "tie"]].copy()
+    df["track_id"] = df["track_id"].astype(str)
+    df = df.sort_values("track_id", kind="stable").reset_index(drop=True)
+    content_hash = semantic_id_table_hash(df)
+    import pyarrow as pa
+
+    arrow = pa.table({"track_id": pa.array(df["track_id"].tolist(), pa.string()),
+                      **{c: pa.array(df[c].to_numpy(dtype=np.int64)) for c in [*cols, "tie"]}})
+    select = ", ".join(["track_id::VARCHAR AS track_id", *[f'"{c}"::INTEGER AS "{c}"' for c in [*cols, "tie"]]])
+    with atomic(con):
+        con.register("_semid_ids", arrow)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM _semid_ids ORDER BY track_id")
+        finally:
+            con.unregister("_semid_ids")
+        _ensure_registry(con)
+        con.execute(f"DELETE FROM {SEMANTIC_ID_REGISTRY} WHERE partition_key = ?", [partition_key])
+        con.execute(
+            f"INSERT INTO {SEMANTIC_ID_REGISTRY} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [partition_key, name, scheme, int(k), len(cols), len(df), content_hash,
+             datetime.now(timezone.utc).replace(tzinfo=None)],
+        )
+    return content_hash
+
+
+def read_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str) -> tuple[pd.DataFrame, str]:
+    """(table sorted by track_id with int64 codes, content hash); refuses a table that no longer matches its registry hash."""
+    name = semantic_id_table(partition_key)
+    if not table_exists(con, name):
+        raise SemidError(f"semantic-ID table {name} for partition {partition_key!r} does not exist: materialize it first")
+    df = con.execute(f"SELECT * FROM {name} ORDER BY track_id").df()
+    cols = [*code_columns(df), "tie"]
+    df = df.astype({c: "int64" for c in cols})
+    df["track_id"] = df["track_id"].astype(object)
+    content_hash = semantic_id_table_hash(df)
+    if table_exists(con, SEMANTIC_ID_REGISTRY):
+        row = con.execute(f"SELECT content_hash FROM {SEMANTIC_ID_REGISTRY} WHERE partition_key = ?", [partition_key]).fetchone()
+        if row is not None and row[0] != content_hash:
+            raise SemidError(
+                f"semantic-ID table {name} was changed outside write_semantic_ids: registry hash {row[0][:12]}, "
+                f"table hash {content_hash[:12]}; re-materialize the partition"
+            )
+    return df, content_hash

@@ -1,0 +1,154 @@
+"""SASRec + TrackEncoder: causality, padding, parameter formula, decomposed scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count
+
+H, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def id_table(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, k, size=(n_tracks, levels))
+    df = pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(levels)])
+    df["tie"] = df.groupby([f"c{i + 1}" for i in range(levels)]).cumcount()
+    df.insert(0, "track_id", [f"t{i:05d}" for i in range(n_tracks)])
+    return df
+
+
+def make_model(representation="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    tbl = id_table(n, k) if representation != "id" else None
+    artist = np.r_[0, np.arange(n) % 5 + 1]
+    genre = np.r_[0, np.arange(n) % 3 + 1]
+    enc = build_track_encoder(representation=representation, hidden=hidden, n_tracks=n,
+                              track_ids=[f"t{i:05d}" for i in range(n)], id_table=tbl,
+                              artist=artist, n_artists=5, genre=genre, n_genres=3,
+                              song_decomposition=decomposition)
+    return SASRec(encoder=enc, hidden=hidden, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=dropout).eval()
+
+
+@pytest.mark.parametrize("representation", ["id", "v1-k8"])
+def test_causal_future_tokens_never_change_earlier_outputs(representation):
+    model = make_model(representation)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 51, (3, MAX_LEN), generator=g)
+    f = torch.randint(0, 2, (3, MAX_LEN), generator=g)
+    x[1, :4] = 0  # left padding in one row (exercises the explicit mask path)
+    with torch.no_grad():
+        h = model(x, f)
+        for t in range(MAX_LEN - 1):
+            x2, f2 = x.clone(), f.clone()
+            x2[:, t + 1:] = torch.randint(1, 51, x2[:, t + 1:].shape, generator=g)
+            f2[:, t + 1:] = 1 - f2[:, t + 1:]
+            x2[1, :4] = 0
+            h2 = model(x2, f2)
+            torch.testing.assert_close(h2[:, : t + 1], h[:, : t + 1], rtol=0, atol=1e-5)
+            assert not torch.allclose(h2[:, t + 1:], h[:, t + 1:])
+
+
+def test_left_padding_does_not_change_outputs():
+    model = make_model()
+    x = torch.randint(1, 51, (2, 7))
+    f = torch.randint(0, 2, (2, 7))
+    with torch.no_grad():
+        h = model(x, f)  # no padding: is_causal fast path
+        xp = torch.cat([torch.zeros(2, 5, dtype=torch.long), x], dim=1)
+        fp = torch.cat([torch.zeros(2, 5, dtype=torch.long), f], dim=1)
+        hp = model(xp, fp)
+    assert torch.isfinite(hp).all()
+    torch.testing.assert_close(hp[:, 5:], h, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("representation,decomposition", [("id", False), ("id", True), ("v1-k8", False),
+                                                          ("v0-k16", True), ("rqkmeans-k8", False)])
+def test_parameter_counts_match_formula(representation, decomposition):
+    n = 50
+    model = make_model(representation, n=n, k=int(representation.split("-k")[1]) if "-k" in representation else 8,
+                       decomposition=decomposition)
+    enc = model.encoder
+    if representation == "id":
+        sizes = {"track": n}
+    else:
+        k = int(representation.split("-k")[1])
+        max_tie = int(id_table(n, k)["tie"].max())
+        sizes = {f"c{i}": k for i in range(1, 5)} | {"tie": max_tie + 1}
+    if decomposition:
+        sizes |= {"artist": 5, "genre": 3}
+    assert enc.field_sizes == sizes
+    expect = expected_parameter_count(field_sizes=sizes, hidden=H, layers=LAYERS, max_len=MAX_LEN)
+    assert model.parameter_counts() == expect
+    assert expect["total"] == sum(p.numel() for p in model.parameters())
+
+
+def test_semantic_ids_need_far_fewer_parameters_than_id():
+    n, k, h = 5000, 64, 64
+    ids = make_model("id", n=n, hidden=h).parameter_counts()
+    sem = make_model("v1-k64", n=n, k=k, hidden=h).parameter_counts()
+    assert sem["other"] == ids["other"]
+    assert sem["track_representation"] < 0.10 * ids["track_representation"]
+    assert sem["total"] < ids["total"]
+
+
+@pytest.mark.parametrize("representation,decomposition", [("id", True), ("v1-k8", True)])
+def test_field_tables_reconstruct_all_embeddings(representation, decomposition):
+    model = make_model(representation, decomposition=decomposition)
+    enc = model.encoder
+    with torch.no_grad():
+        full = enc.all_embeddings()  # (N+1, h)
+        tables, codes = enc.field_tables(), enc.field_codes()
+        summed = sum(tables[f][codes[f]] for f in enc.field_names)
+    assert full.shape == (51, H)
+    assert torch.all(full[0] == 0)
+    torch.testing.assert_close(summed, full, rtol=0, atol=1e-6)
+    assert set(tables) == set(codes) == set(enc.field_names)
+    for f in enc.field_names:
+        assert tables[f].shape == (enc.field_sizes[f] + 1, H) and codes[f].shape == (51,)
+
+
+def test_score_is_dot_product_with_shared_encoder():
+    model = make_model("v1-k8")
+    x = torch.randint(1, 51, (4, 6))
+    f = torch.randint(0, 2, (4, 6))
+    with torch.no_grad():
+        h = model(x, f)  # (B, T, h)
+        cand = torch.randint(1, 51, (4, 6, 3))
+        s3 = model.score(h, cand)  # (B, T, C)
+        s2 = model.score(h[:, -1], cand[:, -1])  # (B, C)
+        table = model.encoder.all_embeddings()
+    assert s3.shape == (4, 6, 3) and s2.shape == (4, 3)
+    torch.testing.assert_close(s3, torch.einsum("bth,btch->btc", h, table[cand]))
+    torch.testing.assert_close(s2, s3[:, -1])
+
+
+def test_same_seed_same_weights():
+    a, b, c = make_model("v1-k8", seed=3), make_model("v1-k8", seed=3), make_model("v1-k8", seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_missing_tracks_get_pad_codes_and_bad_codes_are_rejected():
+    tbl = id_table(10, 4).iloc[:8]  # two vocabulary tracks have no semantic ID
+    enc = build_track_encoder(representation="v1-k4", hidden=8, n_tracks=10,
+                              track_ids=[f"t{i:05d}" for i in range(10)], id_table=tbl)
+    codes = enc.field_codes()
+    assert all(int(codes[f][9]) == 0 and int(codes[f][10]) == 0 for f in enc.field_names)
+    with pytest.raises(ValueError):
+        build_track_encoder(representation="v1-k2", hidden=8, n_tracks=10,
+                            track_ids=[f"t{i:05d}" for i in range(10)], id_table=id_table(10, 4))
+    with pytest.raises(ValueError):
+        build_track_encoder(representation="weird", hidden=8, n_tracks=10)

@@ -1,0 +1,125 @@
+"""The report renders from STORED evaluation records (JSON round trip), no model training."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from semid_pipeline.evaluation import DEFAULT_BUCKETS, bucket_label
+from semid_pipeline.report import load_records, records_frame, render_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _record(h: int, scheme: str, k: int | None, rng: np.random.Generator) -> dict:
+    n_tracks = 50_000
+    base = 0.70 + 0.0004 * h + (0.0 if scheme == "id" else 0.008 * np.log2(k) - 0.07)
+    base += {"id": 0.0, "v0": -0.01, "v1": 0.0, "rqkmeans": -0.002}[scheme]
+    half = 0.004
+    codebook = n_tracks if k is None else 4 * k + 8
+    params_track = codebook * h
+    buckets = []
+    for i, b in enumerate(DEFAULT_BUCKETS):
+        a = base - 0.02 + 0.006 * i + (0.01 / (i + 1) if scheme != "id" else 0.0)
+        buckets.append({"bucket": bucket_label(b), "lo": b[0], "hi": b[1], "n_strata": 100 + 10 * i,
+                        "auc": a, "ci_lo": a - 0.01, "ci_hi": a + 0.01})
+    key = f"{h}|id" if scheme == "id" else f"{h}|{scheme}-k{k}"
+    return {
+        "partition_key": key, "scheme": scheme, "k": k, "h": h,
+        "test_auc": base, "test_ci_lo": base - half, "test_ci_hi": base + half,
+        "val_auc": base + 0.003, "params_total": params_track + 30 * h * h, "params_track": params_track,
+        "by_history": buckets,
+        "cold_start_auc": base - 0.05, "recall@10": 0.02 + rng.random() * 0.01, "ndcg@10": 0.01,
+        "diversity": {"ils": 0.4, "distinct_artists": 7.5, "distinct_artist_share": 0.75,
+                      "coverage": 0.1, "recent_share": 0.2},
+        "baselines": {"popularity_auc": 0.61, "content_logreg_auc": 0.64},
+    }
+
+
+def _grid() -> list[dict]:
+    rng = np.random.default_rng(0)
+    recs = []
+    for h in (32, 64):
+        recs.append(_record(h, "id", None, rng))
+        for scheme, ks in (("v0", (64, 256)), ("v1", (64, 256)), ("rqkmeans", (256,))):
+            for k in ks:
+                recs.append(_record(h, scheme, k, rng))
+    return recs
+
+
+def _png_ok(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    w, h = struct.unpack(">II", data[16:24])
+    assert w > 300 and h > 200
+    assert len(data) > 10_000
+
+
+def test_report_renders_from_stored_records(tmp_path):
+    store = tmp_path / "records.json"
+    store.write_text(json.dumps(_grid()))
+    records = load_records(store)
+    art = render_report(records, tmp_path / "out", title="Test report", dataset="synthetic:tiny",
+                        production="64|v1-k256")
+    page = art.html_path.read_text()
+    assert page.count("data:image/png;base64,") == 3
+    for name in ("fig1", "fig2", "fig3"):
+        assert f"alt='{name}'" in page
+    for r in records:
+        assert r["partition_key"] in page
+        assert r["partition_key"].replace("|", "\\|") in art.markdown  # markdown escapes |
+    for p in art.figure_paths.values():
+        _png_ok(p)
+    assert {p.name for p in art.figure_paths.values()} == {
+        "fig1_auc_vs_k.png", "fig2_auc_vs_params.png", "fig3_lift_by_history.png"}
+    hd = art.headline
+    assert hd["n_partitions"] == 12
+    assert hd["production"]["partition"] == "64|v1-k256"
+    # parameter reduction vs id at the same h: id 50_000*64 track params vs v1-k256 (4*256+8)*64
+    df = records_frame(records)
+    row = df[df["partition_key"] == "64|v1-k256"].iloc[0]
+    id_total = 50_000 * 64 + 30 * 64 * 64
+    v1_total = (4 * 256 + 8) * 64 + 30 * 64 * 64
+    assert row["param_reduction_pct"] == pytest.approx(100 * (1 - v1_total / id_total))
+    lifts = art.tables["lifts"]
+    assert len(lifts) == 10 * len(DEFAULT_BUCKETS)  # 5 semantic partitions x 2 h
+    assert lifts["lift"].notna().all()
+
+
+def test_report_handles_missing_pieces(tmp_path):
+    recs = _grid()
+    # only one h, no id baseline, one scheme with a single k, some fields missing
+    partial = [r for r in recs if r["h"] == 64 and r["scheme"] != "id"]
+    partial[0] = {"partition_key": partial[0]["partition_key"], "test_auc": 0.7}
+    partial[1].pop("by_history")
+    partial[1].pop("diversity")
+    art = render_report(partial, tmp_path / "a", dataset="x")
+    assert art.html_path.exists() and all(p.exists() for p in art.figure_paths.values())
+    # a single record, nothing but its key and AUC
+    art = render_report([{"partition_key": "32|v1-k64", "test_auc": 0.71}], tmp_path / "b")
+    assert "32|v1-k64" in art.html_path.read_text()
+    # no records at all
+    art = render_report([], tmp_path / "c")
+    assert art.html_path.exists()
+    for p in art.figure_paths.values():
+        assert p.read_bytes()[:8] == PNG_MAGIC
+    # only the id baseline
+    art = render_report([r for r in recs if r["scheme"] == "id"], tmp_path / "d")
+    assert "64|id" in art.html_path.read_text()
+
+
+def test_record_from_evaluate_scored_shape(tmp_path):
+    """Records may nest evaluate_scored output under test/val (and NaN stored as null)."""
+    rec = {"partition_key": "64|v0-k256", "params_total": 1000, "params_track": 500,
+           "test": {"auc": 0.7, "ci_lo": 0.69, "ci_hi": 0.71, "n_strata": 100,
+                    "by_history": [{"bucket": "1-2", "n_strata": 3, "auc": None, "ci_lo": None, "ci_hi": None}],
+                    "cold_start": {"auc": 0.65, "n_pairs": 10}},
+           "val": {"auc": 0.72}, "ranking": {"recall@10": 0.1, "ndcg@10": 0.05}}
+    df = records_frame([rec])
+    r = df.iloc[0]
+    assert (r["scheme"], r["k"], r["h"]) == ("v0", 256, 64)
+    assert r["test_ci_hi"] == 0.71 and r["cold_start_auc"] == 0.65 and r["recall@10"] == 0.1
+    render_report([rec, {"partition_key": "64|id", "test_auc": 0.69, "params_total": 5000}], tmp_path)

@@ -1,0 +1,194 @@
+"""Time-separated splits: no leakage from evaluated (or later) events into model inputs."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from semid_pipeline.config import SplitConfig
+from semid_pipeline.splits import build_splits, detect_kind, load_splits
+
+T0 = pd.Timestamp("2024-01-01")
+COLS = ["stratum_id", "position", "stratum_length", "ts", "track_id", "feedback", "context_type",
+        "artist_id", "genre_id"]
+
+
+def user_events(n_users=60, n_tracks=80, days=100, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        n = int(rng.integers(3, 60))
+        ts = np.sort(np.round(rng.uniform(0, days, n) * 2) / 2)  # half-day grid: many equal times
+        for p, t in enumerate(ts):
+            k = int(rng.integers(0, n_tracks))
+            rows.append((f"u{u:03d}", p + 1, n, T0 + pd.Timedelta(days=float(t)), f"t{k:03d}",
+                         int(rng.integers(0, 2)), None, f"a{k % 7}", f"g{k % 3}"))
+    return pd.DataFrame(rows, columns=COLS)
+
+
+def session_events(n_sessions=300, n_tracks=80, days=60, seed=1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        n = int(rng.integers(1, 21))
+        day = T0 + pd.Timedelta(days=int(rng.integers(0, days)), hours=int(rng.integers(0, 24)))
+        for p in range(n):
+            k = int(rng.integers(0, n_tracks))
+            rows.append((f"s{s:04d}", p + 1, n, day, f"t{k:03d}", int(rng.integers(0, 2)), "radio", None, None))
+    return pd.DataFrame(rows, columns=COLS)
+
+
+def test_vocab_is_sorted_union_with_padding():
+    ev = user_events()
+    catalog = pd.DataFrame({"track_id": ["zzz_catalog_only", "t000"], "artist_id": ["a9", "a0"]})
+    sp = build_splits(ev, catalog, SplitConfig())
+    ids = sp.vocab.track_ids.tolist()
+    assert ids == sorted(set(ev["track_id"]) | {"zzz_catalog_only"})
+    assert sp.vocab.encode(["zzz_catalog_only", "nope"]).tolist() == [len(ids), 0]
+    assert sp.vocab.decode(sp.vocab.encode(ids)).tolist() == ids
+    assert sp.train_track_counts.shape == (len(ids) + 1,) and sp.train_track_counts[0] == 0
+    assert sp.track_artist is not None and sp.track_artist[0] == 0
+    assert sp.track_artist[sp.vocab.encode(["zzz_catalog_only"])[0]] > 0
+    assert sp.n_genres == 3
+
+
+def test_kind_detection():
+    assert detect_kind(user_events()) == "user"
+    assert detect_kind(session_events()) == "session"
+    short = session_events().assign(context_type=None)  # no context, but every stratum <= 20 events
+    assert detect_kind(short) == "session"
+
+
+def test_user_splits_never_leak():
+    cfg = SplitConfig(test_days=14, val_days=14, max_user_history=25, max_lookback_days=30)
+    ev = user_events()
+    sp = build_splits(ev, None, cfg)
+    assert sp.kind == "user"
+    val_start, test_start = sp.cutoffs["val_start"], sp.cutoffs["test_start"]
+    assert test_start == pd.Timestamp(ev["ts"].max()) - pd.Timedelta(days=14)
+    assert val_start == test_start - pd.Timedelta(days=14)
+    assert len(sp.val) > 0 and len(sp.test) > 0
+    for es, (p0, p1) in ((sp.val, (val_start, test_start)), (sp.test, (test_start, pd.Timestamp.max))):
+        g = es.events.groupby("row")
+        for i, sid in enumerate(es.stratum_ids):
+            ev_i = g.get_group(i)
+            assert (ev_i["stratum_id"] == sid).all()
+            in_ts = pd.to_datetime(es.input_ts[i])
+            assert 0 < len(in_ts) <= cfg.max_user_history
+            assert in_ts.max() < ev_i["ts"].min(), "an input event is not strictly before every evaluated event"
+            assert in_ts.max() < p0 and in_ts.min() >= p0 - pd.Timedelta(days=cfg.max_lookback_days)
+            assert ev_i["ts"].min() >= p0 and ev_i["ts"].max() < p1
+            assert ev_i["feedback"].nunique() == 2
+            # the input is exactly the user's last events before the period (nothing skipped)
+            user = ev[(ev.stratum_id == sid) & (ev.ts < p0) & (ev.ts >= p0 - pd.Timedelta(days=cfg.max_lookback_days))]
+            assert len(in_ts) == min(len(user), cfg.max_user_history)
+            tracks = sp.vocab.decode(es.inputs[i][0])
+            assert tracks.tolist() == user.sort_values(["ts", "position"])["track_id"].tolist()[-len(in_ts):]
+    # training sequences hold only pre-validation events
+    n_train = sum(len(t) for t, _ in sp.train)
+    assert n_train == int((ev["ts"] < val_start).sum())
+
+
+def test_session_splits_never_leak():
+    cfg = SplitConfig(test_days=10, val_days=10, max_session_len=20)
+    ev = session_events()
+    sp = build_splits(ev, None, cfg)
+    assert sp.kind == "session"
+    assert len(sp.val) > 0 and len(sp.test) > 0
+    first_ts = ev.groupby("stratum_id")["ts"].min()
+    for es, (p0, p1) in ((sp.val, (sp.cutoffs["val_start"], sp.cutoffs["test_start"])),
+                         (sp.test, (sp.cutoffs["test_start"], pd.Timestamp.max))):
+        g = es.events.groupby("row")
+        for i, sid in enumerate(es.stratum_ids):
+            ev_i = g.get_group(i)
+            in_pos = es.input_positions[i]
+            assert len(in_pos) > 0
+            assert in_pos.max() < ev_i["position"].min(), "an input position is not before every evaluated one"
+            n = len(in_pos) + len(ev_i)
+            assert len(in_pos) == n // 2  # first half is the input, second half evaluated
+            assert p0 <= first_ts[sid] < p1
+            assert ev_i["feedback"].nunique() == 2
+    train_ids = set(sp.train_stratum_ids)
+    assert train_ids.isdisjoint(sp.val.stratum_ids) and train_ids.isdisjoint(sp.test.stratum_ids)
+    assert all(first_ts[s] < sp.cutoffs["val_start"] for s in train_ids)
+
+
+def test_session_truncated_to_max_len():
+    ev = session_events()
+    sp = build_splits(ev, None, SplitConfig(max_session_len=6, test_days=10, val_days=10))
+    assert max(len(t) for t, _ in sp.train) <= 6
+    for es in (sp.val, sp.test):
+        assert es.events["position"].max() <= 6
+
+
+def test_strata_without_both_labels_or_input_are_dropped():
+    rows = []
+
+    def add(sid, days, fbs):
+        for p, (d, f) in enumerate(zip(days, fbs)):
+            rows.append((sid, p + 1, len(days), T0 + pd.Timedelta(days=d), f"t{p}", f, None, None, None))
+
+    add("ok", [50, 60, 95, 96], [1, 0, 1, 0])  # input + pos + neg in the test period
+    add("only_pos", [50, 95, 96], [0, 1, 1])  # no negative in the test period
+    add("only_neg", [50, 95, 96], [1, 0, 0])
+    add("no_input", [95, 96, 97], [1, 0, 1])  # nothing before the test period
+    add("too_old", [1, 95, 96], [1, 1, 0])  # input beyond the lookback window (test starts day 86)
+    add("anchor", [0, 100], [1, 1])
+    ev = pd.DataFrame(rows, columns=COLS)
+    sp = build_splits(ev, None, SplitConfig(test_days=14, val_days=14, max_lookback_days=60), kind="user")
+    assert sp.kind == "user"
+    assert sp.test.stratum_ids == ["ok"]
+    assert set(sp.test.events["stratum_id"]) == {"ok"}
+    assert sp.test.history_len.tolist() == [2]
+
+    # sessions: a 1-event session has an empty input; a one-label second half is dropped
+    srows = [("s_ok", 1, 4, T0 + pd.Timedelta(days=50), "a", 1, "radio", None, None),
+             ("s_ok", 2, 4, T0 + pd.Timedelta(days=50), "b", 1, "radio", None, None),
+             ("s_ok", 3, 4, T0 + pd.Timedelta(days=50), "c", 1, "radio", None, None),
+             ("s_ok", 4, 4, T0 + pd.Timedelta(days=50), "d", 0, "radio", None, None),
+             ("s_one", 1, 1, T0 + pd.Timedelta(days=50), "a", 1, "radio", None, None),
+             ("s_same", 1, 4, T0 + pd.Timedelta(days=50), "a", 1, "radio", None, None),
+             ("s_same", 2, 4, T0 + pd.Timedelta(days=50), "b", 0, "radio", None, None),
+             ("s_same", 3, 4, T0 + pd.Timedelta(days=50), "c", 1, "radio", None, None),
+             ("s_same", 4, 4, T0 + pd.Timedelta(days=50), "d", 1, "radio", None, None),
+             ("s_old", 1, 1, T0, "a", 1, "radio", None, None)]
+    sp = build_splits(pd.DataFrame(srows, columns=COLS), None, SplitConfig(test_days=14, val_days=14))
+    assert sp.kind == "session"
+    assert sp.test.stratum_ids == ["s_ok"]
+    assert sp.test.events["track_id"].tolist() == ["c", "d"]
+
+
+def test_is_cold_and_train_counts():
+    ev = user_events()
+    sp = build_splits(ev, None, SplitConfig())
+    train_tracks = ev[ev["ts"] < sp.cutoffs["val_start"]]["track_id"].value_counts()
+    for tid, n in train_tracks.items():
+        assert sp.train_track_counts[sp.vocab.encode([tid])[0]] == n
+    for es in (sp.val, sp.test):
+        expect = ~es.events["track_id"].isin(train_tracks.index)
+        assert (es.events["is_cold"].to_numpy() == expect.to_numpy()).all()
+
+
+def test_load_splits_from_duckdb():
+    ev = user_events(n_users=20)
+    con = duckdb.connect()
+    con.register("ev_df", ev)
+    con.execute("""CREATE TABLE feedback_events AS SELECT stratum_id, position::INTEGER AS position,
+                   stratum_length::INTEGER AS stratum_length, ts::TIMESTAMP AS ts, track_id,
+                   feedback::TINYINT AS feedback, context_type::VARCHAR AS context_type, artist_id, genre_id,
+                   'x.csv' AS source_file FROM ev_df""")
+    con.execute("CREATE TABLE track_catalog AS SELECT DISTINCT track_id, artist_id, genre_id FROM ev_df")
+    con.execute("INSERT INTO track_catalog VALUES ('t_extra', NULL, NULL)")
+    sp = load_splits(con, SplitConfig())
+    ref = build_splits(ev, pd.DataFrame({"track_id": list(ev["track_id"].unique()) + ["t_extra"]}), SplitConfig())
+    assert sp.vocab.track_ids.tolist() == ref.vocab.track_ids.tolist()
+    assert sp.val.stratum_ids == ref.val.stratum_ids and sp.test.stratum_ids == ref.test.stratum_ids
+    assert len(sp.train) == len(ref.train)
+    con.close()
+
+
+def test_empty_events_rejected():
+    with pytest.raises(ValueError):
+        build_splits(pd.DataFrame(columns=COLS), None, SplitConfig())

@@ -1,0 +1,351 @@
+"""The embedded synthetic world: files follow the real formats, counts are true, the story holds."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from semid_pipeline import synthetic as syn
+from semid_pipeline.errors import ConfigError
+from semid_pipeline.schema import (
+    MSSD_CONTEXT_TYPES,
+    MSSD_LOG_COLUMNS,
+    MSSD_TRACK_COLUMNS,
+    MSSD_TRACK_RANGES,
+)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    return syn.write_world("tiny", out)
+
+
+@pytest.fixture(scope="module")
+def logs(world) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_csv(p).assign(_file=p.name) for p in world.session_logs], ignore_index=True
+    )
+
+
+@pytest.fixture(scope="module")
+def tf(world) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(p) for p in world.session_tracks], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def events(world) -> pd.DataFrame:
+    return pd.read_parquet(world.users_events)
+
+
+@pytest.fixture(scope="module")
+def tracks(world) -> pd.DataFrame:
+    return pd.read_parquet(world.users_tracks)
+
+
+# ---------------------------------------------------------------- API, presets, determinism
+
+
+def test_presets_and_config_validation():
+    tiny, demo, bench = syn.preset("tiny"), syn.preset("demo"), syn.preset("bench")
+    assert tiny.n_events < demo.n_events < bench.n_events
+    assert bench.n_events >= 1_000_000 and bench.n_session_events >= 1_000_000
+    assert bench.n_tracks >= 100_000
+    for cfg in (tiny, demo, bench):
+        assert cfg.n_days >= 56
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        syn.preset("huge")
+    with pytest.raises(ConfigError):
+        replace(tiny, n_artists=tiny.n_tracks + 1)
+    with pytest.raises(ConfigError):
+        syn.write_world("tiny", "/nonexistent-never-written", formats=("csv",))
+    with pytest.raises(dataclasses_frozen_error()):
+        tiny.n_tracks = 5  # type: ignore[misc]
+
+
+def dataclasses_frozen_error():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+def test_same_seed_byte_identical_different_seed_differs(tmp_path, world):
+    a = syn.write_world("tiny", tmp_path / "a")
+    assert _hashes(a.out_dir) == _hashes(world.out_dir)
+    b = syn.write_world("tiny", tmp_path / "b", seed=syn.preset("tiny").seed + 1)
+    ha, hb = _hashes(a.out_dir), _hashes(b.out_dir)
+    assert ha.keys() == hb.keys()
+    for name in ha:
+        assert ha[name] != hb[name], f"{name} did not change with the seed"
+
+
+def test_one_format_alone_gives_the_same_files(tmp_path, world):
+    only = syn.write_world("tiny", tmp_path / "s", formats=("sessions",))
+    assert only.users_events is None and only.counts["users_events"] == 0
+    both = _hashes(world.out_dir)
+    for name, digest in _hashes(only.out_dir).items():
+        if name.startswith("sessions/"):
+            assert both[name] == digest
+
+
+def test_idempotent_rerun_and_regeneration(tmp_path):
+    m1 = syn.write_world("tiny", tmp_path)
+    mtimes = {p: p.stat().st_mtime_ns for p in m1.files()}
+    m2 = syn.write_world("tiny", tmp_path)
+    assert m2.counts == m1.counts and m2.config_hash == m1.config_hash
+    assert {p: p.stat().st_mtime_ns for p in m2.files()} == mtimes  # nothing rewritten
+    # a truncated file invalidates the manifest: the world is regenerated, identically
+    before = _hashes(tmp_path)
+    m1.users_events.write_bytes(m1.users_events.read_bytes()[:100])
+    m3 = syn.write_world("tiny", tmp_path)
+    assert _hashes(tmp_path) == before and m3.counts == m1.counts
+    # another seed in the same folder replaces the files
+    m4 = syn.write_world("tiny", tmp_path, seed=99)
+    assert m4.config.seed == 99 and m4.config_hash != m1.config_hash
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config_hash"] == m4.config_hash and manifest["config"]["seed"] == 99
+
+
+def test_gzip_parts_are_deterministic_and_readable(tmp_path):
+    cfg = replace(syn.preset("tiny"), gzip_logs=True, session_parts=3, name="tiny-gz")
+    a = syn.write_world(cfg, tmp_path / "a", formats=("sessions",))
+    b = syn.write_world(cfg, tmp_path / "b", formats=("sessions",))
+    assert [p.name for p in a.session_logs] == ["log_0.csv.gz", "log_1.csv.gz", "log_2.csv.gz"]
+    assert _hashes(a.out_dir) == _hashes(b.out_dir)
+    df = pd.concat([pd.read_csv(p) for p in a.session_logs])
+    assert len(df) == a.counts["sessions_rows"]
+    with gzip.open(a.session_logs[0], "rt") as f:
+        assert f.readline().rstrip("\n").split(",") == MSSD_LOG_COLUMNS
+
+
+# ---------------------------------------------------------------- counts and formats
+
+
+def test_manifest_counts_match_files(world, logs, tf, events, tracks):
+    c = world.counts
+    assert c["users_events"] == len(events)
+    assert c["users_positive"] == int(events["feedback"].sum())
+    assert c["users_users"] == events["user_id"].nunique()
+    assert c["users_tracks"] == len(tracks)
+    assert c["sessions_rows"] == len(logs)
+    assert c["sessions_sessions"] == logs["session_id"].nunique()
+    radio = logs[logs["context_type"] == "radio"]
+    assert c["sessions_radio_rows"] == len(radio)
+    assert c["sessions_radio_sessions"] == radio["session_id"].nunique()
+    assert c["sessions_radio_negative"] == int(radio["skip_2"].sum())
+    assert c["sessions_tracks"] == len(tf)
+    dates = pd.concat([pd.to_datetime(logs["date"]), events["timestamp"].dt.floor("D")])
+    assert c["first_date"] == dates.min().date().isoformat()
+    assert c["last_date"] == dates.max().date().isoformat()
+    assert c["n_days"] == (dates.max() - dates.min()).days + 1
+    on_disk = json.loads((world.out_dir / "manifest.json").read_text())
+    assert on_disk["counts"] == c
+    assert {Path(world.out_dir / k) for k in on_disk["files"]} == set(world.files())
+
+
+def test_session_log_format(world, logs):
+    for p in world.session_logs:
+        assert re.fullmatch(r"log_\d+\.csv", p.name)
+        text = p.read_text()
+        header, first = text.splitlines()[:2]
+        assert header.split(",") == MSSD_LOG_COLUMNS
+        fields = dict(zip(MSSD_LOG_COLUMNS, first.split(",")))
+        for col in ("skip_1", "skip_2", "skip_3", "not_skipped", "premium", "hist_user_behavior_is_shuffle"):
+            assert fields[col] in ("true", "false"), (col, fields[col])
+        assert '"' not in text
+    assert list(logs.columns[:-1]) == MSSD_LOG_COLUMNS
+    assert logs["date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+    assert logs["session_id"].str.fullmatch(r"\d+_[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}").all()
+    assert logs["track_id_clean"].str.fullmatch(r"t_[0-9a-f-]+").all()
+    assert set(logs["context_type"]) <= MSSD_CONTEXT_TYPES
+    assert logs["hour_of_day"].between(0, 23).all()
+    pauses = logs[["no_pause_before_play", "short_pause_before_play", "long_pause_before_play"]]
+    assert pauses.isin([0, 1]).all().all() and (pauses.sum(axis=1) <= 1).all()
+
+
+def test_sessions_lengths_positions_and_contexts(logs):
+    g = logs.groupby("session_id")
+    size = g.size()
+    assert size.between(10, 20).all()
+    assert (g["session_length"].nunique() == 1).all()
+    assert (g["session_length"].first() == size).all()
+    assert (g["session_position"].apply(lambda s: sorted(s.tolist()) == list(range(1, len(s) + 1)))).all()
+    assert (g["date"].nunique() == 1).all() and (g["context_type"].nunique() == 1).all()
+    assert g["track_id_clean"].nunique().sum() > 0.99 * size.sum()  # (almost) no repeats in a session
+    share_radio = (g["context_type"].first() == "radio").mean()
+    assert 0.55 < share_radio < 0.85
+    assert g["context_type"].first().nunique() >= 4  # the context filter has something to drop
+
+
+def test_skip_columns_consistent_and_balanced(logs):
+    s1, s2, s3, ns = (logs[c].astype(bool) for c in ("skip_1", "skip_2", "skip_3", "not_skipped"))
+    assert not (s1 & ~s2).any() and not (s2 & ~s3).any()
+    assert (ns == ~s3).all()
+    assert 0.3 < s2.mean() < 0.7
+    radio = logs["context_type"] == "radio"
+    assert 0.3 < s2[radio].mean() < 0.7
+    # later in a session → more skips
+    early = s2[logs["session_position"] <= 5].mean()
+    late = s2[logs["session_position"] >= 15].mean()
+    assert late > early
+    # the end reason follows the skip
+    done = logs["hist_user_behavior_reason_end"] == "trackdone"
+    assert not (done & s3).any()
+
+
+def test_track_features_format_and_ranges(world, tf):
+    header = world.session_tracks[0].read_text().splitlines()[0]
+    assert [p.name for p in world.session_tracks] == ["tf_0.csv"]
+    assert header.split(",") == MSSD_TRACK_COLUMNS
+    assert tf["track_id"].is_unique
+    assert tf["track_id"].str.fullmatch(r"t_[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}").all()
+    assert set(tf["mode"]) <= {"major", "minor"} and tf["mode"].nunique() == 2
+    assert tf["key"].between(0, 11).all() and tf["key"].nunique() > 6
+    assert tf["time_signature"].between(3, 5).all()
+    for col, rng in MSSD_TRACK_RANGES.items():
+        if rng is None:
+            continue
+        lo, hi = rng
+        values = pd.to_numeric(tf[col])
+        assert values.notna().all(), col
+        assert values.std() > 0, f"{col} is constant"
+        if lo is not None:
+            assert (values >= lo).all(), col
+        if hi is not None:
+            assert (values <= hi).all(), col
+
+
+def test_users_format_schema(world, events, tracks, tf):
+    ev_schema = pq.read_schema(world.users_events)
+    assert ev_schema.names == ["user_id", "track_id", "timestamp", "feedback", "artist_id", "genre_id"]
+    assert pa.types.is_timestamp(ev_schema.field("timestamp").type)
+    assert pa.types.is_integer(ev_schema.field("feedback").type)
+    assert set(events["feedback"].unique()) == {0, 1}
+    tr_schema = pq.read_schema(world.users_tracks)
+    emb_type = tr_schema.field("embedding").type
+    assert pa.types.is_list(emb_type) and emb_type.value_type == pa.float32()
+    assert (tracks["embedding"].map(len) == 8).all()
+    expected = {"track_id", "artist_id", "genre_id", "release_year", "title", "popularity", "embedding"}
+    attrs = [c for c in MSSD_TRACK_COLUMNS if c not in ("track_id", "release_year", "us_popularity_estimate")
+             and not c.startswith("acoustic_vector_")]
+    assert set(tracks.columns) == expected | set(attrs)
+    for c in attrs + ["release_year", "popularity"]:
+        assert pd.api.types.is_numeric_dtype(tracks[c]), c
+    assert tracks["track_id"].is_unique
+    # the same world underlies both formats
+    assert set(tracks["track_id"]) == set(tf["track_id"])
+    assert set(events["track_id"]) <= set(tracks["track_id"])
+    # artist/genre of an event agree with the track table; every artist has one genre
+    merged = events.merge(tracks[["track_id", "artist_id", "genre_id"]], on="track_id", suffixes=("", "_t"))
+    assert (merged["artist_id"] == merged["artist_id_t"]).all() and (merged["genre_id"] == merged["genre_id_t"]).all()
+    assert (tracks.groupby("artist_id")["genre_id"].nunique() == 1).all()
+    # the embedding is the acoustic vector of the MSSD file
+    emb = np.stack(tracks.set_index("track_id").loc[tf["track_id"], "embedding"].to_numpy())
+    av = tf[[f"acoustic_vector_{i}" for i in range(8)]].to_numpy()
+    assert np.allclose(emb, av, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the story's properties
+
+
+def test_dates_span_and_recent_activity(world, logs, events):
+    for days in (pd.to_datetime(logs["date"]), events["timestamp"].dt.floor("D")):
+        span = (days.max() - days.min()).days + 1
+        assert span >= 56
+        last = days.max()
+        test = days > last - pd.Timedelta(days=14)
+        val = (days > last - pd.Timedelta(days=28)) & ~test
+        assert test.mean() > 0.1 and val.mean() > 0.1
+    assert world.counts["n_days"] >= 56
+
+
+def test_user_activity_is_skewed(events):
+    n = events.groupby("user_id").size().sort_values(ascending=False)
+    assert n.median() < n.mean() / 1.5
+    top = n.iloc[: max(1, len(n) // 10)].sum() / n.sum()
+    assert top > 0.3
+    assert n.max() <= syn.preset("tiny").max_user_events
+
+
+def test_user_sittings_do_not_overlap_and_time_is_ordered(events):
+    ts = events.groupby("user_id")["timestamp"]
+    assert ts.apply(lambda s: s.is_unique).all()
+
+
+def _truth_frame(world, events):
+    truth = pd.read_parquet(world.truth_tracks).set_index("track_id")
+    users = pd.read_parquet(world.truth_users).set_index("user_id")
+    lat = np.stack(truth.loc[events["track_id"], "latent"].to_numpy())
+    taste = np.stack(users.loc[events["user_id"], "taste"].to_numpy())
+    return (lat * taste).sum(1), truth.loc[events["track_id"], "appeal"].to_numpy()
+
+
+def test_feedback_depends_on_content_and_appeal(world, events):
+    aff, appeal = _truth_frame(world, events)
+    y = events["feedback"].to_numpy()
+    for x, floor in ((aff, 0.6), (appeal, 0.55)):
+        model = LogisticRegression().fit(x[:, None], y)
+        assert roc_auc_score(y, model.predict_proba(x[:, None])[:, 1]) > floor
+    both = np.c_[aff, appeal]
+    model = LogisticRegression().fit(both, y)
+    assert model.coef_[0][0] > 0 and model.coef_[0][1] > 0
+    # within a listener too (the stratified AUC the pipeline reports)
+    df = events.assign(aff=aff)
+    per_user = [
+        roc_auc_score(g["feedback"], g["aff"]) for _, g in df.groupby("user_id") if g["feedback"].nunique() == 2
+    ]
+    assert np.mean(per_user) > 0.55
+
+
+def test_appeal_is_not_content(world, tracks):
+    truth = pd.read_parquet(world.truth_tracks).set_index("track_id").loc[tracks["track_id"]]
+    content = np.c_[np.stack(tracks["embedding"].to_numpy()), tracks[["energy", "valence", "tempo"]].to_numpy()]
+    appeal = truth["appeal"].to_numpy()
+    corr = np.abs([np.corrcoef(content[:, j], appeal)[0, 1] for j in range(content.shape[1])])
+    assert corr.max() < 0.25
+    # but content does reveal the genre (the latent space)
+    genre = truth["genre_id"].to_numpy()
+    acc = LogisticRegression(max_iter=2000).fit(content[:, :8], genre).score(content[:, :8], genre)
+    assert acc > 2.0 / pd.Series(genre).nunique()
+
+
+def test_sessions_feedback_depends_on_content(world, logs):
+    truth = pd.read_parquet(world.truth_tracks).set_index("track_id")
+    appeal = truth.loc[logs["track_id_clean"], "appeal"].to_numpy()
+    assert roc_auc_score(~logs["skip_2"].astype(bool), appeal) > 0.55
+
+
+def test_popularity_is_zipf_like(events):
+    plays = events["track_id"].value_counts().to_numpy()
+    top = plays[: max(1, len(plays) // 10)].sum() / plays.sum()
+    assert top > 0.25  # the top 10% of tracks get far more than 10% of plays
+    assert (plays <= 5).mean() > 0.1  # and a long tail of rarely played tracks
+
+
+def test_ground_truth_matches_truth_file(world):
+    gt = syn.ground_truth("tiny")
+    on_disk = pd.read_parquet(world.truth_tracks)
+    assert gt["tracks"]["track_id"].tolist() == on_disk["track_id"].tolist()
+    assert np.allclose(gt["tracks"]["appeal"], on_disk["appeal"])
+    assert len(gt["users"]) == syn.preset("tiny").n_users
+    assert set(gt["params"]) >= {"taste_weight", "appeal_weight", "position_weight"}
