@@ -277,13 +277,19 @@ class SASRec(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor) -> torch.Tensor:
-        """track_idx (B, T) long, left-padded with 0; feedback (B, T) in {0, 1} → hidden (B, T, h)."""
+    def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
+                track_vecs: torch.Tensor | None = None) -> torch.Tensor:
+        """track_idx (B, T) long, left-padded with 0; feedback (B, T) in {0, 1} → hidden (B, T, h).
+
+        ``track_vecs`` (B, T, h): ``encoder(track_idx)`` when the caller already has it (training
+        reuses the window's vectors for the next-event targets).
+        """
         B, T = track_idx.shape
         assert T <= self.max_len, f"sequence length {T} > max_len {self.max_len}"
         valid = track_idx > 0  # (B, T)
         pos = torch.arange(self.max_len - T, self.max_len, device=track_idx.device)  # (T,)
-        x = self.encoder(track_idx) + self.feedback_emb(feedback.long().clamp(0, 1)) + self.pos_emb(pos)  # (B,T,h)
+        tok = self.encoder(track_idx) if track_vecs is None else track_vecs  # (B, T, h)
+        x = tok + self.feedback_emb(feedback.long().clamp(0, 1)) + self.pos_emb(pos)  # (B, T, h)
         x = self.drop(x * valid.unsqueeze(-1).to(x.dtype))
         attn_mask = None
         if not bool(valid.all()):

@@ -123,9 +123,10 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     x, fx = tracks[:, :-1], feedback[:, :-1]  # (B, T) inputs
     y, fy = tracks[:, 1:], feedback[:, 1:]  # (B, T) next events
     mask = (x > 0) & (y > 0)  # (B, T): a real next event with a real history
-    h = model(x, fx)  # (B, T, h)
-    cand = torch.cat([y.unsqueeze(-1), negatives], dim=-1)  # (B, T, 1+S)
-    logits = model.score(h, cand).float()  # (B, T, 1+S)
+    vecs = model.encoder(tracks)  # (B, T+1, h): one lookup serves inputs and next-event targets
+    h = model(x, fx, track_vecs=vecs[:, :-1])  # (B, T, h)
+    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1, keepdim=True)  # (B, T, 1)
+    logits = torch.cat([pos_logit, model.score(h, negatives)], dim=-1).float()  # (B, T, 1+S)
     labels = torch.zeros_like(logits)
     labels[..., 0] = (fy > 0).float()
     bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, T, 1+S)
@@ -171,6 +172,9 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
                    train_track_counts: np.ndarray | None = None) -> pd.DataFrame:
     """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold.
 
+    ``history_len`` is the stratum's input length in events (≤ max_user_history / half a session),
+    the activity measure for per-segment analysis; the model itself reads the last ``max_len``.
+
     ``is_cold`` = the track had no training events (from ``train_track_counts`` if given, else the
     eval set's own ``is_cold`` column written by the split).
     """
@@ -191,7 +195,7 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         cand = model.encoder(tidx[s: s + step].to(device)).float()  # (E, h)
         scores[s: s + step] = (hid[rows[s: s + step]].to(device) * cand).sum(-1).cpu()
     model.train(was_training)
-    hist = np.minimum(eval_set.history_len, max_len)
+    hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
     if train_track_counts is not None:
         is_cold = np.asarray(train_track_counts)[tidx.numpy()] == 0
     elif "is_cold" in ev:

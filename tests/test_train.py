@@ -205,7 +205,8 @@ def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
     assert list(scored.columns) == ["stratum_id", "track_id", "track_idx", "feedback", "score", "history_len",
                                     "is_cold"]
     assert len(scored) == len(splits.test.events)
-    assert scored["history_len"].between(1, CFG.max_len).all()
+    assert (scored["history_len"].to_numpy() == splits.test.history_len[splits.test.events["row"]]).all()
+    assert scored["history_len"].min() >= 1 and scored["history_len"].max() > CFG.max_len  # not truncated
     assert (scored["is_cold"] == (splits.train_track_counts[scored["track_idx"]] == 0)).all()
     hid = final_hidden(res.model, splits.test, max_len=CFG.max_len, batch_size=5)  # (S, h)
     assert hid.shape == (len(splits.test), 16)
