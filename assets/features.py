@@ -6,7 +6,7 @@ import numpy as np
 
 from resources import ArtifactStore, DuckDBWarehouse
 from semid_pipeline import features
-from semid_pipeline.schema import CONTENT_FEATURES, TRACK_CATALOG
+from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 from semid_pipeline.warehouse import get_meta
 
 from ._meta import md_table
@@ -14,7 +14,7 @@ from ._meta import md_table
 
 @dg.asset(
     key=CONTENT_FEATURES,
-    deps=[TRACK_CATALOG],
+    deps=[TRACK_CATALOG, FEEDBACK_EVENTS],
     group_name="semantic_ids",
     kinds={"duckdb", "scikit-learn"},
     pool="warehouse",

@@ -4,12 +4,18 @@ Two source formats:
 
 * Spotify MSSD session logs (``log_*.csv[.gz]``) with optional track features (``tf_*.csv[.gz]``),
   streamed through DuckDB's CSV reader with explicit column types (never loaded into pandas);
-* per-user events (CSV or Parquet: user_id, track_id, timestamp, feedback) with an optional
-  tracks file (CSV or Parquet).
+* per-user events (CSV or Parquet: user_id, track_id, timestamp, feedback), one or several files,
+  with optional tracks files (CSV or Parquet; a track_id in a later tracks file replaces the
+  earlier row).
+
+``append_files`` adds landed files (either format) to the current data set: the data set's files
+plus the new ones are re-ingested in one transaction, the ``dataset`` meta key keeps the original
+key, and ``appended_files`` (meta, JSON list) names the landed files.
 
 Every ingestion runs in ONE warehouse transaction (``warehouse.atomic``): the files are staged into
 temp tables, validated, and only then are ``feedback_events``, ``track_catalog`` and
-``ingestion_record`` replaced and the meta keys (``dataset``, ``dataset_fingerprint``) updated.
+``ingestion_record`` replaced and the meta keys (``dataset``, ``dataset_fingerprint``,
+``appended_files``) updated.
 Any problem raises :class:`~semid_pipeline.errors.InputDataError` (naming the file, the column and
 the first offending rows with their line numbers) and leaves the warehouse exactly as it was.
 
@@ -530,7 +536,21 @@ def ingest_mssd(
     dataset_key: str,
     cfg: IngestConfig,
 ) -> IngestionResult:
-    """Ingest MSSD session logs (+ track features) into the warehouse, all-or-nothing."""
+    """Ingest MSSD session logs (+ track features) into the warehouse, all-or-nothing.
+
+    A (session_id, session_position) key or a track_id repeated within or across files is an error."""
+    return _ingest_mssd(con, log_files, track_files, dataset_key=dataset_key, cfg=cfg, append=None)
+
+
+def _ingest_mssd(
+    con: duckdb.DuckDBPyConnection,
+    log_files: list[Path],
+    track_files: list[Path],
+    *,
+    dataset_key: str,
+    cfg: IngestConfig,
+    append: _Append | None,
+) -> IngestionResult:
     context_filter = _validate_cfg_mssd(cfg)
     skip_col = cfg.skip_definition
     log_files = [Path(p) for p in log_files]
@@ -708,7 +728,7 @@ def ingest_mssd(
         for (p, _, _), (size, sha) in zip(tf_entries, hashed[len(log_entries):]):
             n = int(tf_stats[str(p)])
             records.append(FileRecord(str(p), "tracks", size, sha, n, n, 0, {}))
-        return _finish(con, dataset_key, records, cfg, "mssd", "session")
+        return _finish(con, dataset_key, records, cfg, "mssd", "session", append)
 
 
 def _dup_header(path: Path, header: list[str]) -> None:
@@ -719,6 +739,15 @@ def _dup_header(path: Path, header: list[str]) -> None:
         seen.add(h)
 
 
+@dataclass(frozen=True)
+class _Append:
+    """What ``append_files`` hands the ingestion: the sha256 every already-ingested file must still
+    have, and the landed paths (all appends so far) for the ``appended_files`` meta key."""
+
+    expected_sha: dict[str, str]
+    appended: tuple[str, ...]
+
+
 def _finish(
     con: duckdb.DuckDBPyConnection,
     dataset_key: str,
@@ -726,8 +755,22 @@ def _finish(
     cfg: IngestConfig,
     fmt: str,
     stratum_kind: str,
+    append: _Append | None = None,
 ) -> IngestionResult:
     """Inside the open transaction: ingestion_record + meta, and the summary."""
+    if append is not None:
+        changed = [(r, append.expected_sha[r.path]) for r in records
+                   if r.path in append.expected_sha and append.expected_sha[r.path] != r.sha256]
+        if changed:
+            raise InputDataError(
+                "file(s) of the current data set changed on disk since they were ingested, so appending "
+                "would silently rewrite old data (a landed file must not overwrite a file of the data set: "
+                "give it a new name, or run a full ingestion)",
+                file=", ".join(r.path for r, _ in changed),
+                column="(whole file)",
+                rows=[f"{Path(r.path).name}: sha256 recorded {old[:12]}..., now {r.sha256[:12]}..."
+                      for r, old in changed],
+            )
     fingerprint = _fingerprint(records, cfg, fmt)
     cols = ", ".join(f"{_q(c)} {t}" for c, t in INGESTION_RECORD_COLUMNS.items())
     con.execute(f"CREATE OR REPLACE TABLE {INGESTION_RECORD} ({cols})")
@@ -742,6 +785,7 @@ def _finish(
         )
     wh.set_meta(con, "dataset", dataset_key)
     wh.set_meta(con, "dataset_fingerprint", fingerprint)
+    wh.set_meta(con, "appended_files", json.dumps(list(append.appended) if append is not None else []))
     n_events, n_strata, n_pos = con.execute(
         f"SELECT count(*), count(DISTINCT stratum_id), coalesce(sum(feedback), 0) FROM {FEEDBACK_EVENTS}"
     ).fetchone()
@@ -860,186 +904,297 @@ def _feedback_expr(col: str, cfg: IngestConfig) -> str:
     )
 
 
+def _as_paths(files: Path | str | Sequence[Path | str] | None) -> list[Path]:
+    """A single path, a sequence of paths, or None → a de-duplicated list of Paths (order kept)."""
+    if files is None:
+        return []
+    if isinstance(files, (str, Path)):
+        return [Path(files)]
+    return list(dict.fromkeys(Path(f) for f in files))
+
+
+def _stage_events_file(
+    con, path: Path, fi: int, cfg: IngestConfig, required: list[str], optional: list[str]
+) -> tuple[str, str, list[str], int, int]:
+    """Stage + validate ONE events file into ``{_STAGE_EV}_{fi}`` (typed, with __fi/__line/__src).
+
+    Returns (table, row label, columns, rows read, neutral rows)."""
+    raw = _STAGE_EV + "_raw"
+    cols, _, label = _stage_any(con, path, raw, "events")
+    _require_columns(path, cols, required, "events")
+    _suggest_unknown(path, cols, required + optional)
+    types = _temp_types(con, raw)
+    line_off = _row_offset(con, raw, label)
+    sel = [
+        f"CAST({fi} AS INTEGER) AS __fi",
+        f"CAST(rowid + {line_off} AS BIGINT) AS __line",
+        f"{_lit(path.name)} AS __src",
+        "CAST(user_id AS VARCHAR) AS user_id",
+        "CAST(track_id AS VARCHAR) AS track_id",
+        "CAST(timestamp AS VARCHAR) AS ts_raw",
+        f"CAST({_ts_expr('timestamp', types['timestamp'])} AS TIMESTAMP) AS ts",
+        "CAST(feedback AS VARCHAR) AS feedback_raw",
+        f"CAST({_feedback_expr('feedback', cfg)} AS INTEGER) AS fb",
+    ]
+    for c in optional:
+        sel.append(f"CAST({_q(c)} AS VARCHAR) AS {c}" if c in cols else f"CAST(NULL AS VARCHAR) AS {c}")
+    ev = f"{_STAGE_EV}_{fi}"
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ev} AS SELECT {', '.join(sel)} FROM {raw} ORDER BY rowid")
+    except duckdb.Error as e:
+        raise InputDataError(
+            f"events file could not be converted: {_duck_msg(e)}", file=str(path), column="(unknown)"
+        ) from e
+    con.execute(f"DROP TABLE IF EXISTS {raw}")
+    n_read = con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0]
+    if n_read == 0:
+        raise InputDataError("events file has a header but no data rows", file=str(path), column="(all columns)")
+    for c in ("user_id", "track_id"):
+        _raise_rows(con, ev, "__line", label, f"{c} IS NULL OR trim({c}) = ''", c, "events file: missing value",
+                    path)
+    _raise_rows(con, ev, "__line", label, "ts_raw IS NULL", "timestamp", "events file: missing value",
+                path, "ts_raw")
+    _raise_rows(con, ev, "__line", label, "ts IS NULL", "timestamp",
+                "events file: wrong type in column 'timestamp' (expected a timestamp such as "
+                "2024-05-01 12:00:00 or epoch seconds)", path, "ts_raw")
+    expect = (
+        "a numeric rating, or " if cfg.rating_threshold is not None else ""
+    ) + "one of " + "/".join(POSITIVE_SPELLINGS) + " (positive) or " + "/".join(NEGATIVE_SPELLINGS) + " (negative)"
+    if cfg.rating_threshold is None:
+        expect += "; set ingest.rating_threshold for numeric ratings"
+    _raise_rows(con, ev, "__line", label, "fb IS NULL", "feedback",
+                f"events file: unknown feedback spelling (expected {expect})", path, "feedback_raw")
+    n_neutral = con.execute(f"SELECT count(*) FROM {ev} WHERE fb < 0").fetchone()[0]
+    return ev, label, cols, int(n_read), int(n_neutral)
+
+
+def _stage_tracks_file(con, path: Path, fi: int, ev: str, ev_art: bool, ev_gen: bool) -> tuple[str, int]:
+    """Stage + validate ONE tracks file into ``{_STAGE_TR}_cat_{fi}`` (catalog columns + __fi/__rid).
+
+    ``ev`` is the staged union of all events (for the artist/genre fallback). Returns (table, rows)."""
+    tr_cols, _, tlabel = _stage_any(con, path, _STAGE_TR, "tracks")
+    _require_columns(path, tr_cols, ["track_id"], "tracks")
+    _suggest_unknown(path, tr_cols, list(TRACK_KEY_COLUMNS) + ["embedding"])
+    ttypes = _temp_types(con, _STAGE_TR)
+    toff = _row_offset(con, _STAGE_TR, tlabel)
+    n_tr = con.execute(f"SELECT count(*) FROM {_STAGE_TR}").fetchone()[0]
+    if n_tr == 0:
+        raise InputDataError("tracks file has a header but no data rows", file=str(path), column="(all columns)")
+    _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel, "track_id IS NULL", "track_id",
+                "tracks file: missing value", path)
+    tdups = con.execute(
+        f"SELECT CAST(track_id AS VARCHAR), list(rowid + {toff} ORDER BY rowid) FROM {_STAGE_TR} "
+        "GROUP BY track_id HAVING count(*) > 1 ORDER BY min(rowid) LIMIT 5"
+    ).fetchall()
+    if tdups:
+        raise InputDataError(
+            "tracks file contains duplicate track_id keys",
+            file=str(path),
+            column="track_id",
+            rows=[f"track_id={t!r}: {tlabel}s {', '.join(map(str, ls[:5]))}" for t, ls in tdups],
+        )
+    tsel = ["CAST(t.track_id AS VARCHAR) AS track_id"]
+    for key, kt in list(TRACK_KEY_COLUMNS.items())[1:]:
+        if key in tr_cols:
+            if kt != "VARCHAR" and ttypes[key] == "VARCHAR":
+                _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
+                            f"{_q(key)} IS NOT NULL AND TRY_CAST(TRY_CAST({_q(key)} AS DOUBLE) AS {kt}) IS NULL",
+                            key, f"tracks file: wrong type in column {key!r} (expected {kt})", path)
+                tsel.append(f"CAST(CAST(t.{_q(key)} AS DOUBLE) AS {kt}) AS {key}")
+            else:
+                tsel.append(f"CAST(t.{_q(key)} AS {kt}) AS {key}")
+        elif key == "artist_id" and ev_art:
+            tsel.append("e.artist_id AS artist_id")
+        elif key == "genre_id" and ev_gen:
+            tsel.append("e.genre_id AS genre_id")
+        else:
+            tsel.append(f"CAST(NULL AS {kt}) AS {key}")
+    for c in tr_cols:
+        if c in TRACK_KEY_COLUMNS:
+            continue
+        t = ttypes[c]
+        if c == "embedding":
+            if t == "VARCHAR":
+                _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
+                            "embedding IS NOT NULL AND (TRY_CAST(embedding AS FLOAT[]) IS NULL OR "
+                            "list_count(TRY_CAST(embedding AS FLOAT[])) < len(TRY_CAST(embedding AS FLOAT[])))",
+                            "embedding", "tracks file: embedding is not a list of numbers "
+                            "(expected e.g. [0.1, -0.2, ...])", path)
+                expr = "TRY_CAST(t.embedding AS FLOAT[])"
+            elif re.search(r"\[\d*\]$", t):
+                expr = "CAST(t.embedding AS FLOAT[])"
+            else:
+                raise InputDataError(f"tracks file: column 'embedding' has type {t}, expected a list of floats",
+                                     file=str(path), column="embedding")
+            lens = con.execute(
+                f"SELECT len({expr}) AS l, count(*) FROM {_STAGE_TR} t WHERE t.embedding IS NOT NULL "
+                "GROUP BY l ORDER BY count(*) DESC"
+            ).fetchall()
+            if len(lens) > 1:
+                common = lens[0][0]
+                _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
+                            f"embedding IS NOT NULL AND len({expr}) <> {common}", "embedding",
+                            f"tracks file: embeddings have different lengths (most have {common})",
+                            path, f"len({expr})")
+            tsel.append(f"{expr} AS embedding")
+        elif t == "VARCHAR":
+            # CSV text: numeric if every value parses as a number, else kept as text
+            nonnum = con.execute(
+                f"SELECT count(*) FROM {_STAGE_TR} WHERE {_q(c)} IS NOT NULL "
+                f"AND TRY_CAST({_q(c)} AS DOUBLE) IS NULL"
+            ).fetchone()[0]
+            tsel.append(f"CAST(t.{_q(c)} AS DOUBLE) AS {_q(c)}" if nonnum == 0 else f"t.{_q(c)}")
+        else:
+            tsel.append(f"t.{_q(c)}")
+    tsel += [f"CAST({fi} AS INTEGER) AS __fi", "t.rowid AS __rid"]
+    join = ""
+    if ("artist_id" not in tr_cols and ev_art) or ("genre_id" not in tr_cols and ev_gen):
+        join = (
+            f" LEFT JOIN (SELECT track_id AS __tid, any_value(artist_id) AS artist_id, "
+            f"any_value(genre_id) AS genre_id FROM {ev} GROUP BY track_id) e "
+            "ON e.__tid = CAST(t.track_id AS VARCHAR)"
+        )
+    out = f"{_STAGE_TR}_cat_{fi}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {', '.join(tsel)} FROM {_STAGE_TR} t{join} ORDER BY t.rowid")
+    con.execute(f"DROP TABLE IF EXISTS {_STAGE_TR}")
+    return out, int(n_tr)
+
+
+def _union_tracks(con, tables: list[str], tracks_files: list[Path]) -> str:
+    """Union the per-file catalogs; a track_id repeated in a LATER tracks file replaces the earlier row.
+
+    Returns the table holding the winners (with __fi/__rid)."""
+    allt = f"{_STAGE_TR}_all"
+    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {t}" for t in tables)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {allt} AS SELECT * FROM ({union}) "
+            "QUALIFY row_number() OVER (PARTITION BY track_id ORDER BY __fi DESC) = 1 ORDER BY __fi, __rid"
+        )
+    except duckdb.Error as e:
+        per_file = [_temp_types(con, t) for t in tables]
+        clash = sorted({c for tt in per_file for c in tt
+                        if len({t2[c] for t2 in per_file if c in t2}) > 1})
+        raise InputDataError(
+            f"tracks files cannot be combined: column types differ between the files ({_duck_msg(e)})",
+            file=", ".join(str(p) for p in tracks_files),
+            column=", ".join(clash) or "(unknown)",
+        ) from e
+    if "embedding" in _temp_types(con, allt):
+        lens = con.execute(
+            f"SELECT len(embedding) AS l, list(DISTINCT __fi ORDER BY __fi), count(*) FROM {allt} "
+            "WHERE embedding IS NOT NULL GROUP BY l ORDER BY count(*) DESC"
+        ).fetchall()
+        if len(lens) > 1:
+            common = lens[0][0]
+            odd = sorted({fi for _, fis, _ in lens[1:] for fi in fis})
+            raise InputDataError(
+                f"tracks files: embeddings have different lengths across files (most have {common})",
+                file=", ".join(str(tracks_files[i]) for i in odd),
+                column="embedding",
+                rows=[f"{n} tracks with length {ln} (in {', '.join(tracks_files[i].name for i in fis)})"
+                      for ln, fis, n in lens[1:]],
+            )
+    return allt
+
+
 def ingest_events(
     con: duckdb.DuckDBPyConnection,
-    events_file: Path,
-    tracks_file: Path | None,
+    events_files: Path | str | Sequence[Path | str],
+    tracks_files: Path | str | Sequence[Path | str] | None = None,
     *,
     dataset_key: str,
     cfg: IngestConfig,
 ) -> IngestionResult:
-    """Ingest per-user feedback events (+ optional tracks file), all-or-nothing."""
-    events_file = Path(events_file)
-    tracks_file = Path(tracks_file) if tracks_file is not None else None
+    """Ingest per-user feedback events (+ optional tracks files), all-or-nothing.
+
+    ``events_files`` / ``tracks_files`` are each a single path (as before) or a list of paths
+    (``tracks_files`` may be None or empty). Every file is validated on its own (errors name the
+    file and its lines); the events of all files are then combined, and an event repeated across
+    files (same user_id, track_id, timestamp) is an error naming both files. A track_id repeated
+    WITHIN one tracks file is an error; a track_id repeated in a LATER tracks file replaces the
+    earlier file's row (the later file wins; the earlier file's record counts it as rejected,
+    reason ``superseded by a later tracks file``)."""
+    return _ingest_events(con, events_files, tracks_files, dataset_key=dataset_key, cfg=cfg, append=None)
+
+
+def _ingest_events(con, events_files, tracks_files, *, dataset_key: str, cfg: IngestConfig,
+                   append: _Append | None) -> IngestionResult:
+    ev_files = _as_paths(events_files)
+    tr_files = _as_paths(tracks_files)
     if cfg.neutral_band < 0:
         raise ConfigError(f"ingest.neutral_band={cfg.neutral_band!r} must be >= 0")
-    _check_exists(events_file, "events")
-    if tracks_file is not None:
-        _check_exists(tracks_file, "tracks")
-    files = [events_file] + ([tracks_file] if tracks_file is not None else [])
-    hashes = _hash_all(files)
+    if not ev_files:
+        raise InputDataError("no events files given", file="(none)", column="(none)")
+    for p in ev_files:
+        _check_exists(p, "events")
+    for p in tr_files:
+        _check_exists(p, "tracks")
+    hashes = _hash_all(ev_files + tr_files)
     required = ["user_id", "track_id", "timestamp", "feedback"]
     optional = ["artist_id", "genre_id"]
+    temp: list[str] = []
 
     with wh.atomic(con):
-        cols, _, label = _stage_any(con, events_file, _STAGE_EV + "_raw", "events")
-        _require_columns(events_file, cols, required, "events")
-        _suggest_unknown(events_file, cols, required + optional)
-        types = _temp_types(con, _STAGE_EV + "_raw")
-        line_off = _row_offset(con, _STAGE_EV + "_raw", label)
-        sel = [
-            f"rowid + {line_off} AS __line",
-            "CAST(user_id AS VARCHAR) AS user_id",
-            "CAST(track_id AS VARCHAR) AS track_id",
-            "CAST(timestamp AS VARCHAR) AS ts_raw",
-            f"{_ts_expr('timestamp', types['timestamp'])} AS ts",
-            "CAST(feedback AS VARCHAR) AS feedback_raw",
-            f"{_feedback_expr('feedback', cfg)} AS fb",
-        ]
-        for c in optional:
-            sel.append(f"CAST({_q(c)} AS VARCHAR) AS {c}" if c in cols else f"CAST(NULL AS VARCHAR) AS {c}")
+        staged = []
+        for fi, p in enumerate(ev_files):
+            staged.append(_stage_events_file(con, p, fi, cfg, required, optional))
+            temp.append(staged[-1][0])
         ev = _STAGE_EV
-        try:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {ev} AS SELECT {', '.join(sel)} FROM {_STAGE_EV}_raw ORDER BY rowid"
-            )
-        except duckdb.Error as e:
-            raise InputDataError(
-                f"events file could not be converted: {_duck_msg(e)}", file=str(events_file), column="(unknown)"
-            ) from e
-        n_read = con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0]
-        if n_read == 0:
-            raise InputDataError("events file has a header but no data rows", file=str(events_file),
-                                 column="(all columns)")
-        for c in ("user_id", "track_id"):
-            _raise_rows(con, ev, "__line", label, f"{c} IS NULL OR trim({c}) = ''", c, "events file: missing value",
-                        events_file)
-        _raise_rows(con, ev, "__line", label, "ts_raw IS NULL", "timestamp", "events file: missing value",
-                    events_file, "ts_raw")
-        _raise_rows(con, ev, "__line", label, "ts IS NULL", "timestamp",
-                    "events file: wrong type in column 'timestamp' (expected a timestamp such as "
-                    "2024-05-01 12:00:00 or epoch seconds)", events_file, "ts_raw")
-        expect = (
-            "a numeric rating, or " if cfg.rating_threshold is not None else ""
-        ) + "one of " + "/".join(POSITIVE_SPELLINGS) + " (positive) or " + "/".join(NEGATIVE_SPELLINGS) + " (negative)"
-        if cfg.rating_threshold is None:
-            expect += "; set ingest.rating_threshold for numeric ratings"
-        _raise_rows(con, ev, "__line", label, "fb IS NULL", "feedback",
-                    f"events file: unknown feedback spelling (expected {expect})", events_file, "feedback_raw")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ev} AS "
+            + " UNION ALL ".join(f"SELECT * FROM {t}" for t, *_ in staged)
+        )
+        labels = [lab for _, lab, *_ in staged]
         dups = con.execute(
-            f"SELECT user_id, track_id, ts, count(*), list(__line ORDER BY __line) FROM {ev} "
-            "GROUP BY user_id, track_id, ts HAVING count(*) > 1 ORDER BY min(__line) LIMIT 5"
+            f"SELECT user_id, track_id, ts, list(__fi ORDER BY __fi, __line), list(__line ORDER BY __fi, __line) "
+            f"FROM {ev} GROUP BY user_id, track_id, ts HAVING count(*) > 1 "
+            "ORDER BY min(__fi), min(__line) LIMIT 5"
         ).fetchall()
         if dups:
+            fis = sorted({fi for d in dups for fi in d[3]})
+            rows = []
+            for u, t, ts, dfis, dlines in dups:
+                if len(set(dfis)) == 1:
+                    where = f"{labels[dfis[0]]}s {', '.join(map(str, dlines[:5]))}"
+                    if len(fis) > 1:
+                        where = f"{ev_files[dfis[0]].name} {where}"
+                else:
+                    where = ", ".join(f"{ev_files[fi].name} {labels[fi]} {ln}" for fi, ln in zip(dfis[:5], dlines))
+                rows.append(f"user_id={u!r}, track_id={t!r}, timestamp={ts}: {where}")
             raise InputDataError(
-                "events file contains duplicate events (same user_id, track_id, timestamp)",
-                file=str(events_file),
+                "events file contains duplicate events (same user_id, track_id, timestamp)" if len(fis) == 1 else
+                "events files contain duplicate events (same user_id, track_id, timestamp) across files",
+                file=", ".join(str(ev_files[fi]) for fi in fis),
                 column="user_id, track_id, timestamp",
-                rows=[f"user_id={u!r}, track_id={t!r}, timestamp={ts}: {label}s {', '.join(map(str, ls[:5]))}"
-                      for u, t, ts, _, ls in dups],
+                rows=rows,
             )
 
         # tracks
-        tr_cols: list[str] = []
-        if tracks_file is not None:
-            tr_cols, _, tlabel = _stage_any(con, tracks_file, _STAGE_TR, "tracks")
-            _require_columns(tracks_file, tr_cols, ["track_id"], "tracks")
-            _suggest_unknown(tracks_file, tr_cols, list(TRACK_KEY_COLUMNS) + ["embedding"])
-            ttypes = _temp_types(con, _STAGE_TR)
-            toff = _row_offset(con, _STAGE_TR, tlabel)
-            n_tr = con.execute(f"SELECT count(*) FROM {_STAGE_TR}").fetchone()[0]
-            if n_tr == 0:
-                raise InputDataError("tracks file has a header but no data rows", file=str(tracks_file),
-                                     column="(all columns)")
-            _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel, "track_id IS NULL", "track_id",
-                        "tracks file: missing value", tracks_file)
-            tdups = con.execute(
-                f"SELECT CAST(track_id AS VARCHAR), list(rowid + {toff} ORDER BY rowid) FROM {_STAGE_TR} "
-                "GROUP BY track_id HAVING count(*) > 1 ORDER BY min(rowid) LIMIT 5"
-            ).fetchall()
-            if tdups:
-                raise InputDataError(
-                    "tracks file contains duplicate track_id keys",
-                    file=str(tracks_file),
-                    column="track_id",
-                    rows=[f"track_id={t!r}: {tlabel}s {', '.join(map(str, ls[:5]))}" for t, ls in tdups],
-                )
-            tsel = ["CAST(t.track_id AS VARCHAR) AS track_id"]
-            ev_art = "artist_id" in cols
-            ev_gen = "genre_id" in cols
-            for key, kt in list(TRACK_KEY_COLUMNS.items())[1:]:
-                if key in tr_cols:
-                    if kt != "VARCHAR" and ttypes[key] == "VARCHAR":
-                        _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
-                                    f"{_q(key)} IS NOT NULL AND TRY_CAST(TRY_CAST({_q(key)} AS DOUBLE) AS {kt}) IS NULL",
-                                    key, f"tracks file: wrong type in column {key!r} (expected {kt})", tracks_file)
-                        tsel.append(f"CAST(CAST(t.{_q(key)} AS DOUBLE) AS {kt}) AS {key}")
-                    else:
-                        tsel.append(f"CAST(t.{_q(key)} AS {kt}) AS {key}")
-                elif key == "artist_id" and ev_art:
-                    tsel.append("e.artist_id AS artist_id")
-                elif key == "genre_id" and ev_gen:
-                    tsel.append("e.genre_id AS genre_id")
-                else:
-                    tsel.append(f"CAST(NULL AS {kt}) AS {key}")
-            for c in tr_cols:
-                if c in TRACK_KEY_COLUMNS:
-                    continue
-                t = ttypes[c]
-                if c == "embedding":
-                    if t == "VARCHAR":
-                        _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
-                                    "embedding IS NOT NULL AND (TRY_CAST(embedding AS FLOAT[]) IS NULL OR "
-                                    "list_count(TRY_CAST(embedding AS FLOAT[])) < len(TRY_CAST(embedding AS FLOAT[])))",
-                                    "embedding", "tracks file: embedding is not a list of numbers "
-                                    "(expected e.g. [0.1, -0.2, ...])", tracks_file)
-                        expr = "TRY_CAST(t.embedding AS FLOAT[])"
-                    elif re.search(r"\[\d*\]$", t):
-                        expr = "CAST(t.embedding AS FLOAT[])"
-                    else:
-                        raise InputDataError(f"tracks file: column 'embedding' has type {t}, expected a list of floats",
-                                             file=str(tracks_file), column="embedding")
-                    lens = con.execute(
-                        f"SELECT len({expr}) AS l, count(*) FROM {_STAGE_TR} t WHERE t.embedding IS NOT NULL "
-                        "GROUP BY l ORDER BY count(*) DESC"
-                    ).fetchall()
-                    if len(lens) > 1:
-                        common = lens[0][0]
-                        _raise_rows(con, _STAGE_TR, f"rowid + {toff}", tlabel,
-                                    f"embedding IS NOT NULL AND len({expr}) <> {common}", "embedding",
-                                    f"tracks file: embeddings have different lengths (most have {common})",
-                                    tracks_file, f"len({expr})")
-                    tsel.append(f"{expr} AS embedding")
-                elif t == "VARCHAR":
-                    # CSV text: numeric if every value parses as a number, else kept as text
-                    nonnum = con.execute(
-                        f"SELECT count(*) FROM {_STAGE_TR} WHERE {_q(c)} IS NOT NULL "
-                        f"AND TRY_CAST({_q(c)} AS DOUBLE) IS NULL"
-                    ).fetchone()[0]
-                    tsel.append(f"CAST(t.{_q(c)} AS DOUBLE) AS {_q(c)}" if nonnum == 0 else f"t.{_q(c)}")
-                else:
-                    tsel.append(f"t.{_q(c)}")
-            join = ""
-            if ("artist_id" not in tr_cols and ev_art) or ("genre_id" not in tr_cols and ev_gen):
-                join = (
-                    f" LEFT JOIN (SELECT track_id AS __tid, any_value(artist_id) AS artist_id, "
-                    f"any_value(genre_id) AS genre_id FROM {ev} GROUP BY track_id) e "
-                    "ON e.__tid = CAST(t.track_id AS VARCHAR)"
-                )
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {_STAGE_TR}_cat AS SELECT {', '.join(tsel)} "
-                f"FROM {_STAGE_TR} t{join} ORDER BY t.rowid"
-            )
+        tr_counts: list[int] = []
+        if tr_files:
+            ev_art = any("artist_id" in cols for _, _, cols, _, _ in staged)
+            ev_gen = any("genre_id" in cols for _, _, cols, _, _ in staged)
+            cats = []
+            for fi, p in enumerate(tr_files):
+                t, n = _stage_tracks_file(con, p, fi, ev, ev_art, ev_gen)
+                cats.append(t)
+                temp.append(t)
+                tr_counts.append(n)
+            allt = _union_tracks(con, cats, tr_files)
+            temp.append(allt)
+            won = dict(con.execute(f"SELECT __fi, count(*) FROM {allt} GROUP BY __fi").fetchall())
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_STAGE_TR}_cat AS SELECT * EXCLUDE (__fi, __rid) FROM {allt}")
+            temp.append(_STAGE_TR + "_cat")
 
         # feedback_events (neutral ratings dropped)
         cat_join = ""
         art = "e.artist_id"
         gen = "e.genre_id"
-        if tracks_file is not None:
+        if tr_files:
             cat_join = f" LEFT JOIN {_STAGE_TR}_cat c ON c.track_id = e.track_id"
             art = "COALESCE(e.artist_id, c.artist_id)"
             gen = "COALESCE(e.genre_id, c.genre_id)"
-        src = Path(events_file).name
         con.execute(
             f"CREATE OR REPLACE TABLE {FEEDBACK_EVENTS} AS SELECT "
             "CAST(e.user_id AS VARCHAR) AS stratum_id, "
@@ -1048,10 +1203,10 @@ def ingest_events(
             "CAST(e.ts AS TIMESTAMP) AS ts, CAST(e.track_id AS VARCHAR) AS track_id, "
             "CAST(e.fb AS TINYINT) AS feedback, CAST(NULL AS VARCHAR) AS context_type, "
             f"CAST({art} AS VARCHAR) AS artist_id, CAST({gen} AS VARCHAR) AS genre_id, "
-            f"{_lit(src)} AS source_file "
+            "e.__src AS source_file "
             f"FROM {ev} e{cat_join} WHERE e.fb >= 0 ORDER BY stratum_id, position"
         )
-        if tracks_file is not None:
+        if tr_files:
             con.execute(f"CREATE OR REPLACE TABLE {TRACK_CATALOG} AS SELECT * FROM {_STAGE_TR}_cat")
         else:
             con.execute(
@@ -1061,22 +1216,21 @@ def ingest_events(
                 "CAST(NULL AS INTEGER) AS release_year, CAST(NULL AS VARCHAR) AS title "
                 f"FROM {FEEDBACK_EVENTS} GROUP BY track_id ORDER BY track_id"
             )
-        n_neutral = con.execute(f"SELECT count(*) FROM {ev} WHERE fb < 0").fetchone()[0]
-        n_cat = con.execute(f"SELECT count(*) FROM {TRACK_CATALOG}").fetchone()[0]
-        for t in (_STAGE_EV + "_raw", _STAGE_EV, _STAGE_TR, _STAGE_TR + "_cat"):
+        for t in [_STAGE_EV + "_raw", _STAGE_EV, _STAGE_TR, *temp]:
             con.execute(f"DROP TABLE IF EXISTS {t}")
 
         hashed = hashes.result()
-        records = [
-            FileRecord(
-                str(events_file), "events", hashed[0][0], hashed[0][1], int(n_read), int(n_read - n_neutral),
-                int(n_neutral), {"neutral rating": int(n_neutral)} if n_neutral else {},
-            )
-        ]
-        if tracks_file is not None:
-            records.append(FileRecord(str(tracks_file), "tracks", hashed[1][0], hashed[1][1], int(n_cat),
-                                      int(n_cat), 0, {}))
-        return _finish(con, dataset_key, records, cfg, "events", "user")
+        records = []
+        for (p, (size, sha), (_, _, _, n_read, n_neutral)) in zip(ev_files, hashed, staged):
+            records.append(FileRecord(
+                str(p), "events", size, sha, n_read, n_read - n_neutral, n_neutral,
+                {"neutral rating": n_neutral} if n_neutral else {},
+            ))
+        for fi, (p, (size, sha)) in enumerate(zip(tr_files, hashed[len(ev_files):])):
+            n, kept = tr_counts[fi], int(won.get(fi, 0))
+            records.append(FileRecord(str(p), "tracks", size, sha, n, kept, n - kept,
+                                      {"superseded by a later tracks file": n - kept} if n > kept else {}))
+        return _finish(con, dataset_key, records, cfg, "events", "user", append)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1151,27 +1305,116 @@ def ingest_dataset(
     raise ConfigError(f"unknown data-set kind {spec.kind!r}")
 
 
-def append_files(con: duckdb.DuckDBPyConnection, files: Sequence[Path], *, cfg: IngestConfig) -> IngestionResult:
-    """Add landed MSSD files to the current (session-format) data set.
+def _classify_landed(path: Path) -> tuple[str, str]:
+    """A landed file's (format, kind) from its name: MSSD ``log_*.csv[.gz]`` → ("mssd", "log"),
+    ``tf_*.csv[.gz]`` → ("mssd", "tracks"); any other ``.csv``/``.csv.gz``/Parquet file is per-user:
+    ``tracks*`` → ("events", "tracks"), anything else → ("events", "events")."""
+    name = path.name
+    if _LOG_RX.match(name):
+        return "mssd", "log"
+    if _TF_RX.match(name):
+        return "mssd", "tracks"
+    low = name.lower()
+    if low.endswith((".csv", ".csv.gz")) or _is_parquet(path):
+        return "events", "tracks" if low.startswith("tracks") else "events"
+    raise InputDataError(
+        "landed file is neither an MSSD file (log_*.csv[.gz], tf_*.csv[.gz]) nor a per-user events/tracks "
+        "file (.csv, .csv.gz, .parquet)",
+        file=str(path), column="(file name)",
+    )
 
-    The current data set's files (from ``ingestion_record``) plus the new ones are re-ingested in
-    one transaction, so the tables never mix data sets and a bad landed file changes nothing.
-    Per-user (events) data sets cannot be appended to."""
+
+_FORMAT_WORDS = {
+    "mssd": "an MSSD session data set (log_*/tf_* files)",
+    "events": "a per-user events data set (events*/tracks* csv/parquet files)",
+}
+
+
+def _current_result(con, key: str, rows: list[tuple], cfg: IngestConfig, fmt: str) -> IngestionResult | None:
+    """The summary of what the warehouse holds, if it is exactly what ``cfg`` would ingest (else None)."""
+    records = [
+        FileRecord(p, k, int(size), sha, int(rr), int(rk), int(rj), json.loads(reasons or "{}"))
+        for p, k, sha, size, rr, rk, rj, reasons in rows
+    ]
+    fingerprint = _fingerprint(records, cfg, fmt)
+    if fingerprint != wh.get_meta(con, "dataset_fingerprint"):
+        return None
+    n_events, n_strata, n_pos = con.execute(
+        f"SELECT count(*), count(DISTINCT stratum_id), coalesce(sum(feedback), 0) FROM {FEEDBACK_EVENTS}"
+    ).fetchone()
+    n_tracks = con.execute(f"SELECT count(*) FROM {TRACK_CATALOG}").fetchone()[0]
+    return IngestionResult(
+        dataset=key, fingerprint=fingerprint, files=tuple(records), n_events=int(n_events),
+        n_tracks=int(n_tracks), n_strata=int(n_strata), n_positive=int(n_pos),
+        stratum_kind="session" if fmt == "mssd" else "user",
+    )
+
+
+def append_files(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path | str], *, cfg: IngestConfig
+) -> IngestionResult:
+    """Add landed files to the current data set (MSSD or per-user), all-or-nothing.
+
+    Landed files are classified by name (see ``_classify_landed``) and must be of the current data
+    set's format. A landed file whose sha256 is already in ``ingestion_record`` (or repeats another
+    landed file) is skipped. The current data set's files plus the new ones are re-ingested in ONE
+    transaction, so a bad landed file leaves the warehouse exactly as it was; a file of the data set
+    that changed on disk since it was ingested is an error. The ``dataset`` meta key keeps the
+    ORIGINAL key (downstream stages see the same data set growing), ``ingestion_record`` lists every
+    file of the data set, ``appended_files`` (JSON list) every landed path appended so far, and
+    ``dataset_fingerprint`` covers every file's sha256 + the config. Per-user tracks files: a
+    track_id repeated in a later file replaces the earlier row (see ``ingest_events``); MSSD
+    ``tf_*`` files: a repeated track_id is an error. Returns the summary of the whole data set."""
+    files = [Path(f) for f in files]
+    names = ", ".join(str(f) for f in files) or "(none)"
     key = wh.get_meta(con, "dataset")
     if key is None or not wh.table_exists(con, INGESTION_RECORD):
-        raise InputDataError(
-            "no current data set to append to: run a full ingestion first",
-            file=", ".join(str(f) for f in files), column="(none)",
-        )
-    rows = con.execute(f"SELECT file_path, kind FROM {INGESTION_RECORD}").fetchall()
-    if any(k == "events" for _, k in rows):
-        raise InputDataError(
-            f"the current data set {key!r} is per-user events; landed files can only be appended to MSSD "
-            "session data sets", file=", ".join(str(f) for f in files), column="(none)",
-        )
-    new_logs, new_tracks = resolve_mssd_paths([str(f) for f in files])
-    logs = list(dict.fromkeys([Path(p) for p, k in rows if k == "log"] + new_logs))
-    tracks = list(dict.fromkeys([Path(p) for p, k in rows if k == "tracks"] + new_tracks))
-    added = [str(f) for f in files if str(f) not in key.split(":", 1)[-1].split(",")]
-    new_key = key + ("," + ",".join(added) if added else "")
-    return ingest_mssd(con, logs, tracks, dataset_key=new_key, cfg=cfg)
+        raise InputDataError("no current data set to append to: run a full ingestion first", file=names,
+                             column="(none)")
+    rows = con.execute(
+        "SELECT file_path, kind, sha256, size_bytes, rows_read, rows_kept, rows_rejected, reject_reasons "
+        f"FROM {INGESTION_RECORD} ORDER BY rowid"
+    ).fetchall()
+    if not rows:
+        raise InputDataError("no current data set to append to: run a full ingestion first", file=names,
+                             column="(none)")
+    fmt = "events" if any(k == "events" for _, k, *_ in rows) else "mssd"
+
+    # classify + check every landed file before touching anything
+    landed: list[tuple[Path, str]] = []
+    for f in files:
+        f_fmt, kind = _classify_landed(f)
+        if f_fmt != fmt:
+            raise InputDataError(
+                f"landed file {f.name!r} belongs to {_FORMAT_WORDS[f_fmt]}, but the current data set {key!r} is "
+                f"{_FORMAT_WORDS[fmt]}; only files of the same format can be appended (ingest the other "
+                "format as a new data set instead)",
+                file=str(f), column="(file name)",
+            )
+        _check_exists(f, "landed")
+        landed.append((f, kind))
+
+    # skip files whose content is already in the data set (or repeats another landed file)
+    known = {sha for _, _, sha, *_ in rows}
+    new: list[tuple[Path, str]] = []
+    for f, kind in landed:
+        _, sha = _hash_file(f)
+        if sha in known:
+            continue
+        known.add(sha)
+        new.append((f, kind))
+    if not new:
+        current = _current_result(con, key, rows, cfg, fmt)
+        if current is not None:
+            return current  # nothing new, same config: a no-op
+
+    prev = wh.get_meta(con, "appended_files")
+    appended = list(dict.fromkeys((json.loads(prev) if prev else []) + [str(f) for f, _ in new]))
+    append = _Append(expected_sha={p: sha for p, _, sha, *_ in rows}, appended=tuple(appended))
+    old_kind = "log" if fmt == "mssd" else "events"
+    main = [Path(p) for p, k, *_ in rows if k == old_kind] + [f for f, k in new if k != "tracks"]
+    tracks = [Path(p) for p, k, *_ in rows if k == "tracks"] + [f for f, k in new if k == "tracks"]
+    main, tracks = list(dict.fromkeys(main)), list(dict.fromkeys(tracks))
+    if fmt == "mssd":
+        return _ingest_mssd(con, main, tracks, dataset_key=key, cfg=cfg, append=append)
+    return _ingest_events(con, main, tracks, dataset_key=key, cfg=cfg, append=append)

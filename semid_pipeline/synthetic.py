@@ -243,8 +243,8 @@ class WorldConfig:
 
 PRESETS: dict[str, WorldConfig] = {
     "tiny": WorldConfig(
-        name="tiny", n_tracks=300, n_artists=30, n_genres=6, n_users=120,
-        n_events=6_000, n_session_events=6_000, n_days=60, session_parts=1, station_pool=30,
+        name="tiny", n_tracks=300, n_artists=30, n_genres=6, n_users=200,
+        n_events=9_000, n_session_events=6_000, n_days=60, session_parts=1, station_pool=30,
     ),
     "demo": WorldConfig(
         name="demo", n_tracks=6_000, n_artists=500, n_genres=20, n_users=2_000,

@@ -1,0 +1,223 @@
+"""The Dagster layer end to end on the tiny synthetic world: real instance, real DuckDB file,
+real great-expectations checks, real torch training (small grid slice)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets import evaluation, features, ingestion, operations, recommender, semantic_ids
+from assets.definitions import defs
+from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
+from semid_pipeline import warehouse as wh
+from semid_pipeline.schema import FEEDBACK_EVENTS
+
+pytestmark = pytest.mark.slow
+
+ALL_ASSETS = [
+    ingestion.raw_feedback,
+    features.content_features,
+    semantic_ids.semantic_ids,
+    recommender.recommender,
+    evaluation.evaluation,
+    evaluation.experiment_report,
+]
+ALL_CHECKS = [
+    ingestion.feedback_events_quality,
+    ingestion.track_catalog_quality,
+    features.content_features_complete,
+    semantic_ids.ids_one_to_one,
+    semantic_ids.ids_cover_events,
+    semantic_ids.ids_no_collapse,
+    *evaluation.CHECKS,
+]
+
+
+def _resources(root: Path, spec: str = "synthetic:tiny") -> dict:
+    return {
+        "warehouse": DuckDBWarehouse(path=str(root / "wh.duckdb")),
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "dataset": DatasetResource(spec=spec, data_dir=str(root / "data")),
+        "compute": ComputeResource(threads=2),
+    }
+
+
+def _materialize(selection: str, root: Path, instance, *, spec="synthetic:tiny", partition_key=None, ok=True):
+    result = dg.materialize(
+        ALL_ASSETS + ALL_CHECKS,
+        selection=dg.AssetSelection.assets(*selection.split()),
+        resources=_resources(root, spec),
+        instance=instance,
+        partition_key=partition_key,
+        raise_on_error=False,
+    )
+    if ok:
+        assert result.success, [str(e.message) for e in result.all_events if e.is_failure]
+    return result
+
+
+def _check_results(result) -> dict[str, bool]:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Ingest → features → IDs (id, v0-k16, v1-k16) → two grid partitions → report, once."""
+    root = tmp_path_factory.mktemp("pipeline")
+    instance = dg.DagsterInstance.ephemeral()
+    runs = {"ingest": _materialize("feedback_events track_catalog content_features", root, instance)}
+    for key in ("id", "v0-k16", "v1-k16"):
+        runs[key] = _materialize("semantic_ids", root, instance, partition_key=key)
+    for key in ("32|id", "32|v1-k16"):
+        runs[key] = _materialize("recommender evaluation", root, instance, partition_key=key)
+    runs["report"] = _materialize("experiment_report", root, instance)
+    return root, instance, runs
+
+
+def test_definitions_load_and_hold_the_lineage():
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"feedback_events", "track_catalog", "content_features", "semantic_ids", "recommender",
+            "evaluation", "experiment_report"} <= keys
+    assert defs.get_schedule_def("weekly_retraining").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.get_sensor_def("landing_folder")
+
+
+def test_ingestion_counts_match_generator_and_checks_pass(world):
+    root, _, runs = world
+    manifest = json.loads((root / "data" / "synthetic" / "tiny" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    with wh.connect(root / "wh.duckdb", read_only=True) as con:
+        n_events = con.execute(f"SELECT count(*) FROM {FEEDBACK_EVENTS}").fetchone()[0]
+        n_pos = con.execute(f"SELECT sum(feedback) FROM {FEEDBACK_EVENTS}").fetchone()[0]
+        n_tracks = con.execute("SELECT count(*) FROM track_catalog").fetchone()[0]
+    assert n_events == counts["users_events"] and n_pos == counts["users_positive"]
+    assert n_tracks == counts["users_tracks"]
+    checks = _check_results(runs["ingest"])
+    assert checks == {"feedback_events_quality": True, "track_catalog_quality": True, "content_features_complete": True}
+    mat = runs["ingest"].asset_materializations_for_node("raw_feedback")
+    md = {m.asset_key.to_user_string(): m.metadata for m in mat}
+    assert md["feedback_events"]["dagster/row_count"].value == n_events
+    assert "sha256" in md["feedback_events"]["ingestion_record"].value
+
+
+def test_semantic_id_partitions_pass_their_checks(world):
+    _, _, runs = world
+    for key in ("id", "v0-k16", "v1-k16"):
+        assert _check_results(runs[key]) == {"ids_one_to_one": True, "ids_cover_events": True, "ids_no_collapse": True}
+    md = runs["v1-k16"].asset_materializations_for_node("semantic_ids")[0].metadata
+    assert len(md["content_hash"].value) == 64
+    assert 0.9 <= md["quality/unique_tuple_share"].value <= 1.0
+    assert "utilization" in md["per_level"].value
+
+
+def test_rerun_of_a_partition_keeps_ids_and_extends_nothing(world):
+    root, instance, runs = world
+    before = runs["v1-k16"].asset_materializations_for_node("semantic_ids")[0].metadata["content_hash"].value
+    again = _materialize("semantic_ids", root, instance, partition_key="v1-k16")
+    md = again.asset_materializations_for_node("semantic_ids")[0].metadata
+    assert md["mode"].value == "unchanged" and md["content_hash"].value == before
+
+
+def test_grid_partitions_train_evaluate_and_report(world):
+    root, _, runs = world
+    for key in ("32|id", "32|v1-k16"):
+        md = runs[key].asset_materializations_for_node("recommender")[0].metadata
+        assert md["params/total"].value > md["params/track_representation"].value > 0
+        assert "val_auc" in md["training_curve"].value
+        ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
+        assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
+    id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
+    v1_params = runs["32|v1-k16"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
+    assert v1_params < 0.25 * id_params
+    rep = runs["report"].asset_materializations_for_node("experiment_report")[0].metadata
+    assert rep["partitions_evaluated"].value == 2
+    html = Path(rep["report_html"].value).read_text()
+    assert "32|v1-k16" in html and "data:image/png;base64" in html
+
+
+def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):
+    root, instance, _ = world
+    shutil.copytree(root, tmp_path / "copy", ignore=shutil.ignore_patterns("*.wal"))
+    copy = tmp_path / "copy"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "log_0.csv").write_text(
+        (Path(__file__).resolve().parents[2] / "shared/data/mssd_fragment/very_small.csv").read_text()
+        .replace("session_position", "sesion_position", 1)
+        if (Path(__file__).resolve().parents[2] / "shared/data/mssd_fragment/very_small.csv").exists()
+        else "session_id,sesion_position\nx,1\n"
+    )
+    with wh.connect(copy / "wh.duckdb", read_only=True) as con:
+        before = wh.snapshot(con)
+    result = _materialize("feedback_events track_catalog", copy, instance, spec=f"mssd:{bad}", ok=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = failure.step_failure_data.error.to_string()
+    assert "log_0.csv" in text and "session_position" in text
+    with wh.connect(copy / "wh.duckdb", read_only=True) as con:
+        assert wh.snapshot(con) == before
+
+
+def test_failing_blocking_check_stops_downstream(tmp_path):
+    """Events whose tracks mostly lack content features: the coverage expectation fails and
+    `content_features` is not materialized in that run."""
+    import pandas as pd
+
+    events = pd.DataFrame({
+        "user_id": ["u1"] * 4 + ["u2"] * 4,
+        "track_id": ["a", "b", "c", "d", "a", "b", "c", "d"],
+        "timestamp": pd.date_range("2024-01-01", periods=8, freq="D"),
+        "feedback": [1, 0, 1, 0, 1, 0, 0, 1],
+    })
+    events.to_parquet(tmp_path / "events.parquet")
+    pd.DataFrame({"track_id": ["a"], "energy": [0.5]}).to_parquet(tmp_path / "tracks.parquet")
+    spec = f"events:{tmp_path / 'events.parquet'},{tmp_path / 'tracks.parquet'}"
+    result = _materialize(
+        "feedback_events track_catalog content_features", tmp_path, dg.DagsterInstance.ephemeral(), spec=spec, ok=False
+    )
+    assert _check_results(result)["feedback_events_quality"] is False
+    assert not result.asset_materializations_for_node("content_features")
+    ev = next(e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+              and e.asset_check_evaluation_data.check_name == "feedback_events_quality")
+    assert "expect_column_mean_to_be_between" in ev.asset_check_evaluation_data.metadata["expectations"].value
+
+
+def test_landing_sensor_requests_each_new_file_once(tmp_path, monkeypatch):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setattr(operations, "landing_dir", lambda: landing)
+    sensor = defs.get_sensor_def("landing_folder")
+    with dg.build_sensor_context() as ctx:
+        assert isinstance(sensor(ctx), dg.SkipReason)
+    (landing / "log_9.csv").write_text("session_id\nx\n")
+    ctx = dg.build_sensor_context(cursor=None)
+    req = sensor(ctx)
+    assert isinstance(req, dg.RunRequest)
+    assert req.run_config["ops"]["raw_feedback"]["config"]["append_files"] == [str(landing / "log_9.csv")]
+    cursor = ctx.cursor
+    # the same file again, and a byte-identical copy under another name: nothing new
+    shutil.copy(landing / "log_9.csv", landing / "log_9_copy.csv")
+    assert isinstance(sensor(dg.build_sensor_context(cursor=cursor)), dg.SkipReason)
+    (landing / "log_10.csv").write_text("session_id\ny\n")
+    req2 = sensor(dg.build_sensor_context(cursor=cursor))
+    assert req2.run_config["ops"]["raw_feedback"]["config"]["append_files"] == [str(landing / "log_10.csv")]
+
+
+def test_weekly_schedule_starts_the_production_chain():
+    schedule = defs.get_schedule_def("weekly_retraining")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    with dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 3)) as ctx:
+        req = schedule.evaluate_tick(ctx).run_requests[0]
+    assert req.tags[operations.CHAIN_TAG] == "weekly"
+    keys = [str(k) for k in operations.production_grid_keys()]
+    prod = operations.CONFIG.production
+    assert keys[0] == f"{prod.hidden}|{prod.scheme}" and all(k.startswith(f"{prod.hidden}|") for k in keys)
