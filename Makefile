@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test test-fast dev validate bench clean clean-data browser-deps
+.PHONY: venv demo test dev validate bench backfill report clean clean-data
 
 venv: $(STAMP)
 
@@ -41,3 +41,10 @@ clean-data:
 
 clean: clean-data
 	rm -rf $(VENV)
+
+# Backfill a grid slice: `make backfill H=64` (a column), `make backfill SCHEME=v1-k256` (a row), or the whole grid.
+backfill: venv $(DAGSTER_HOME)/dagster.yaml
+	$(VPY) -m assets.grid $(if $(H),--h $(H)) $(if $(SCHEME),--scheme $(SCHEME))
+
+report: venv $(DAGSTER_HOME)/dagster.yaml
+	$(VPY) -c "from assets.definitions import defs; import dagster as dg; r = defs.get_job_def('report_job').execute_in_process(instance=dg.DagsterInstance.get()); print('ok' if r.success else 'FAILED')"

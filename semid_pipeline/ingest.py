@@ -1055,7 +1055,9 @@ def _stage_tracks_file(con, path: Path, fi: int, ev: str, ev_art: bool, ev_gen: 
             "ON e.__tid = CAST(t.track_id AS VARCHAR)"
         )
     out = f"{_STAGE_TR}_cat_{fi}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {', '.join(tsel)} FROM {_STAGE_TR} t{join} ORDER BY t.rowid")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {', '.join(tsel)} FROM {_STAGE_TR} t{join} ORDER BY t.rowid"
+    )
     con.execute(f"DROP TABLE IF EXISTS {_STAGE_TR}")
     return out, int(n_tr)
 

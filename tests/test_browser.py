@@ -12,6 +12,7 @@ as test properties. Needs Debian's ``chromium`` (``apt-get install chromium``); 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -66,12 +67,19 @@ def _attach(request, page: Page) -> None:
     """Record the screenshot path with the test and show it in the terminal output."""
     request.node.user_properties.append(("screenshot", str(page.screenshot)))
     request.node.add_report_section("call", "screenshot", f"{page.url}\n{page.screenshot}\n")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    _say(request, f"[browser] {page.url} -> screenshot {page.screenshot}")
+
+
+def _say(request, line: str) -> None:
+    """Write a line to the terminal even while pytest captures output (`make test` shows it)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
         reporter.ensure_newline()
-        reporter.write_line(f"[browser] {page.url} -> screenshot {page.screenshot}")
-    else:
-        print(f"[browser] {page.url} -> screenshot {page.screenshot}")
+        reporter.write_line(line)
 
 
 def _missing(page: Page, expected: list[str]) -> list[str]:
@@ -128,11 +136,7 @@ def ui(tmp_path_factory, request):
         yield UI(dev.url, root, report_path, timings)
     finally:
         dev.stop()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        summary = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(f"[browser] timings: {summary}")
+        _say(request, "[browser] timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
 
 
 def test_asset_graph_shows_every_asset(ui, request):

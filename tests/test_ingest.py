@@ -609,7 +609,7 @@ def test_append_files(con, log0, tmp_path):
 
     ingest_mssd(con, [a], [], dataset_key=f"mssd:{a}", cfg=ALL)
     res = append_files(con, [b], cfg=ALL)
-    assert res.n_events == 201 and res.dataset == f"mssd:{a},{b}" and len(res.files) == 2
+    assert res.n_events == 201 and res.dataset == f"mssd:{a}" and len(res.files) == 2
     before = wh.snapshot(con)
     bad = tmp_path / "land" / "log_c.csv"
     bad.write_text(ls[0] + ls[5])  # duplicates a key already in log_a

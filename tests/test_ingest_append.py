@@ -232,7 +232,8 @@ def test_bad_landed_file_leaves_warehouse_unchanged(con, users, land, case):
         bad.write_text("user_id,track_id,timestamp\nu8,t1,2024-06-02\n")
         needles = ["events_nofb.csv", "feedback"]
     elif case == "bad feedback":
-        bad = write_events(land / "events_meh.csv", [("u8", "t1", "2024-06-02", "1"), ("u8", "t2", "2024-06-03", "meh")])
+        bad = write_events(land / "events_meh.csv",
+                           [("u8", "t1", "2024-06-02", "1"), ("u8", "t2", "2024-06-03", "meh")])
         needles = ["events_meh.csv", "feedback", "line 3", "meh"]
     elif case == "bad tracks":
         bad = land / "tracks_bad.csv"

@@ -1,0 +1,52 @@
+"""Backfill a slice of the (scheme × h) grid from the command line.
+
+    python -m assets.grid                   # the whole grid
+    python -m assets.grid --h 64            # one column: every scheme at h=64
+    python -m assets.grid --scheme v1-k256  # one row: one scheme at every h
+    python -m assets.grid --h 64 --dry-run  # only print the partition keys
+
+It submits a Dagster backfill of ``grid_job`` (recommender + evaluation) through
+``dagster job backfill``; the runs are queued and execute while ``dagster dev`` (or
+``dagster-daemon run``) is running, within the concurrency pools of ``dagster.yaml``.
+Run ``make report`` (or materialize ``experiment_report``) afterwards.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+from .partitions import CONFIG, scheme_keys
+
+
+def grid_keys(h: int | None = None, scheme: str | None = None) -> list[str]:
+    hs = [h] if h is not None else list(CONFIG.grid.hidden_sizes)
+    schemes = [scheme] if scheme is not None else scheme_keys()
+    unknown = [x for x in hs if x not in CONFIG.grid.hidden_sizes] + [s for s in schemes if s not in scheme_keys()]
+    if unknown:
+        raise SystemExit(
+            f"not in the grid of semid.toml: {unknown}; schemes {scheme_keys()}, h {list(CONFIG.grid.hidden_sizes)}"
+        )
+    return [f"{x}|{s}" for x in hs for s in schemes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--h", type=int, help="one hidden size (a grid column)")
+    p.add_argument("--scheme", help="one ID scheme, e.g. v1-k256 or id (a grid row)")
+    p.add_argument("--dry-run", action="store_true", help="print the partition keys, submit nothing")
+    args = p.parse_args(argv)
+    keys = grid_keys(args.h, args.scheme)
+    print("\n".join(keys))
+    if args.dry_run:
+        return 0
+    if not os.environ.get("DAGSTER_HOME"):
+        raise SystemExit("set DAGSTER_HOME (make targets use <repo>/.dagster_home) so the backfill is recorded")
+    dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
+    cmd = [dagster, "job", "backfill", "-j", "grid_job", "--partitions", ",".join(keys), "--noprompt"]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
