@@ -25,7 +25,7 @@ def number(x: Any) -> dg.MetadataValue:
         return dg.MetadataValue.bool(x)
     if isinstance(x, int):
         return dg.MetadataValue.int(x)
-    return dg.MetadataValue.float(float(x))
+    return dg.MetadataValue.float(float(f"{float(x):.6g}"))
 
 
 def flat_numbers(prefix: str, values: dict[str, Any]) -> dict[str, dg.MetadataValue]:

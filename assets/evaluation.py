@@ -148,6 +148,7 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod._b64(path)})")
         for name, path in art.figure_paths.items()
     }
+    figures.update({f"png/{name}": dg.MetadataValue.path(str(path)) for name, path in art.figure_paths.items()})
     return dg.MaterializeResult(
         metadata={
             "report_html": dg.MetadataValue.path(str(art.html_path)),

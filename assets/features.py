@@ -1,6 +1,8 @@
 """Stage 2: `track_catalog` → `content_features` (one standardized vector per track)."""
 
 
+import hashlib
+
 import dagster as dg
 import numpy as np
 
@@ -10,6 +12,10 @@ from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATAL
 from semid_pipeline.warehouse import get_meta
 
 from ._meta import md_table
+
+
+class FeatureRunConfig(dg.Config):
+    refit: bool = False  # fit a new transform even if this data set already has one
 
 
 @dg.asset(
@@ -22,12 +28,19 @@ from ._meta import md_table
     description="Dense standardized content vector per track (popularity excluded); the fitted "
     "transform is saved as JSON + arrays and reused for tracks that arrive later.",
 )
-def content_features(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, artifacts: ArtifactStore):
+def content_features(
+    context: dg.AssetExecutionContext, config: FeatureRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
+):
     with warehouse.connect() as con:
         dataset = get_meta(con, "dataset")
-        result = features.build_content_features(con, artifacts.path("features"))
+        # one transform per data set: fitted on its first ingestion, reused when files are appended
+        tdir = artifacts.path("features", hashlib.sha256(str(dataset).encode()).hexdigest()[:12])
+        reuse = (tdir / "transform.json").exists() and not config.refit
+        result = features.build_content_features(con, tdir, reuse_transform=reuse)
         _, X = features.read_content_features(con)
-    context.log.info(f"content features: {result.n_tracks} tracks × {result.dim} dims")
+    context.log.info(
+        f"content features: {result.n_tracks} tracks × {result.dim} dims ({'reused' if reuse else 'fitted'} transform)"
+    )
     import pandas as pd
 
     summary = pd.DataFrame(
@@ -40,6 +53,7 @@ def content_features(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             "dim": dg.MetadataValue.int(result.dim),
             "imputed_values": dg.MetadataValue.int(int(result.n_imputed)),
             "transform": dg.MetadataValue.path(str(result.transform_dir)),
+            "transform_mode": dg.MetadataValue.text("reused" if reuse else "fitted"),
             "features": md_table(summary),
         }
     )

@@ -16,7 +16,7 @@ class DatasetResource(dg.ConfigurableResource):
     """
 
     spec: str = core_config.dataset_from_env()
-    data_dir: str = str(core_config.DEFAULT_DATA_DIR)
+    data_dir: str = core_config.data_dir_from_env()  # where synthetic files are written (SEMID_DATA_DIR)
     context_filter: str | None = None
     skip_definition: str | None = None
     rating_threshold: float | None = None

@@ -111,7 +111,7 @@ class RQVAEConfig:
 @dataclass(frozen=True)
 class SemanticIdConfig:
     schemes: dict[str, tuple[int, ...]] = field(
-        default_factory=lambda: {"v0": (64, 256), "v1": (64, 256), "rqkmeans": (256,)}
+        default_factory=lambda: {"v0": (64, 1024), "v1": (64, 256, 1024), "rqkmeans": (1024,)}
     )
     levels: int = 4
     seed: int = 0
@@ -159,7 +159,7 @@ class GridConfig:
 
 @dataclass(frozen=True)
 class ProductionConfig:
-    scheme: str = "v1-k256"
+    scheme: str = "v1-k1024"
     hidden: int = 64
 
 
@@ -220,6 +220,10 @@ def dataset_from_env() -> str:
 
 def warehouse_from_env() -> str:
     return os.environ.get("SEMID_WAREHOUSE", str(DEFAULT_WAREHOUSE))
+
+
+def data_dir_from_env() -> str:
+    return os.environ.get("SEMID_DATA_DIR", str(DEFAULT_DATA_DIR))
 
 
 def artifacts_from_env() -> str:

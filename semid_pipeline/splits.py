@@ -162,7 +162,7 @@ class Splits:
 def load_splits(con, cfg: SplitConfig) -> Splits:
     """Read ``feedback_events`` and ``track_catalog`` from an open DuckDB connection and split."""
     cols = ", ".join(EVENT_COLUMNS)
-    events = con.execute(f"SELECT {cols} FROM {FEEDBACK_EVENTS}").df()
+    events = con.execute(f"SELECT {cols} FROM {FEEDBACK_EVENTS} ORDER BY stratum_id, position").df()
     has_catalog = bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
@@ -179,7 +179,7 @@ def load_splits(con, cfg: SplitConfig) -> Splits:
             ).fetchall()
         }
         want = [c for c in ("track_id", "artist_id", "genre_id") if c in ccols]
-        catalog = con.execute(f"SELECT {', '.join(want)} FROM {TRACK_CATALOG}").df()
+        catalog = con.execute(f"SELECT {', '.join(want)} FROM {TRACK_CATALOG} ORDER BY track_id").df()
     return build_splits(events, catalog, cfg)
 
 

@@ -110,6 +110,7 @@ def ui(tmp_path_factory, request):
         "SEMID_DATASET": "synthetic:tiny",
         "SEMID_WAREHOUSE": str(root / "wh.duckdb"),
         "SEMID_ARTIFACTS": str(root / "artifacts"),
+        "SEMID_DATA_DIR": str(root / "data"),
         "PYTHONUNBUFFERED": "1",
     }
     timings: dict[str, float] = {}

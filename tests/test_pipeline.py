@@ -70,13 +70,13 @@ def _check_results(result) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Ingest → features → IDs (id, v0-k16, v1-k16) → two grid partitions → report, once."""
+    """Ingest → features → IDs (id, v0-k64, v1-k64) → two grid partitions → report, once."""
     root = tmp_path_factory.mktemp("pipeline")
     instance = dg.DagsterInstance.ephemeral()
     runs = {"ingest": _materialize("feedback_events track_catalog content_features", root, instance)}
-    for key in ("id", "v0-k16", "v1-k16"):
+    for key in ("id", "v0-k64", "v1-k64"):
         runs[key] = _materialize("semantic_ids", root, instance, partition_key=key)
-    for key in ("32|id", "32|v1-k16"):
+    for key in ("32|id", "32|v1-k64"):
         runs[key] = _materialize("recommender evaluation", root, instance, partition_key=key)
     runs["report"] = _materialize("experiment_report", root, instance)
     return root, instance, runs
@@ -111,9 +111,9 @@ def test_ingestion_counts_match_generator_and_checks_pass(world):
 
 def test_semantic_id_partitions_pass_their_checks(world):
     _, _, runs = world
-    for key in ("id", "v0-k16", "v1-k16"):
+    for key in ("id", "v0-k64", "v1-k64"):
         assert _check_results(runs[key]) == {"ids_one_to_one": True, "ids_cover_events": True, "ids_no_collapse": True}
-    md = runs["v1-k16"].asset_materializations_for_node("semantic_ids")[0].metadata
+    md = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata
     assert len(md["content_hash"].value) == 64
     assert 0.9 <= md["quality/unique_tuple_share"].value <= 1.0
     assert "utilization" in md["per_level"].value
@@ -121,27 +121,27 @@ def test_semantic_id_partitions_pass_their_checks(world):
 
 def test_rerun_of_a_partition_keeps_ids_and_extends_nothing(world):
     root, instance, runs = world
-    before = runs["v1-k16"].asset_materializations_for_node("semantic_ids")[0].metadata["content_hash"].value
-    again = _materialize("semantic_ids", root, instance, partition_key="v1-k16")
+    before = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata["content_hash"].value
+    again = _materialize("semantic_ids", root, instance, partition_key="v1-k64")
     md = again.asset_materializations_for_node("semantic_ids")[0].metadata
     assert md["mode"].value == "unchanged" and md["content_hash"].value == before
 
 
 def test_grid_partitions_train_evaluate_and_report(world):
     root, _, runs = world
-    for key in ("32|id", "32|v1-k16"):
+    for key in ("32|id", "32|v1-k64"):
         md = runs[key].asset_materializations_for_node("recommender")[0].metadata
         assert md["params/total"].value > md["params/track_representation"].value > 0
         assert "val_auc" in md["training_curve"].value
         ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
-    v1_params = runs["32|v1-k16"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
+    v1_params = runs["32|v1-k64"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     assert v1_params < 0.25 * id_params
     rep = runs["report"].asset_materializations_for_node("experiment_report")[0].metadata
     assert rep["partitions_evaluated"].value == 2
     html = Path(rep["report_html"].value).read_text()
-    assert "32|v1-k16" in html and "data:image/png;base64" in html
+    assert "32|v1-k64" in html and "data:image/png;base64" in html
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):
@@ -221,3 +221,48 @@ def test_weekly_schedule_starts_the_production_chain():
     keys = [str(k) for k in operations.production_grid_keys()]
     prod = operations.CONFIG.production
     assert keys[0] == f"{prod.hidden}|{prod.scheme}" and all(k.startswith(f"{prod.hidden}|") for k in keys)
+
+
+def test_landed_files_extend_ids_through_cold_start(world, tmp_path):
+    """A landed events + tracks file with new tracks: appended in one run, features through the
+    saved transform, and the ID table extended without changing any existing ID."""
+    import pandas as pd
+
+    from semid_pipeline import semantic_ids as sid
+
+    root, instance, _ = world
+    work = tmp_path / "w"
+    shutil.copytree(root, work)
+    with wh.connect(work / "wh.duckdb", read_only=True) as con:
+        old = sid.read_semantic_ids(con, "v1-k64")[0]
+    tiny = work / "data" / "synthetic" / "tiny" / "users"
+    tracks = pd.read_parquet(tiny / "tracks.parquet").head(5).copy()
+    tracks["track_id"] = [f"new_{i}" for i in range(5)]
+    events = pd.read_parquet(tiny / "events.parquet").tail(10).copy()
+    events["track_id"] = [f"new_{i % 5}" for i in range(10)]
+    events["timestamp"] = events["timestamp"] + pd.Timedelta(seconds=1)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    tracks.to_parquet(landing / "tracks_new.parquet")
+    events.to_parquet(landing / "events_new.parquet")
+    files = [str(landing / "events_new.parquet"), str(landing / "tracks_new.parquet")]
+    res = dg.materialize(
+        ALL_ASSETS + ALL_CHECKS,
+        selection=dg.AssetSelection.assets("feedback_events", "track_catalog", "content_features"),
+        resources=_resources(work),
+        instance=instance,
+        run_config={"ops": {"raw_feedback": {"config": {"append_files": files}}}},
+    )
+    assert res.success
+    assert res.asset_materializations_for_node("content_features")[0].metadata["transform_mode"].value == "reused"
+    ids = _materialize("semantic_ids", work, instance, partition_key="v1-k64")
+    md = ids.asset_materializations_for_node("semantic_ids")[0].metadata
+    assert md["mode"].value == "cold-start: 5 new tracks"
+    assert all(_check_results(ids).values())
+    with wh.connect(work / "wh.duckdb", read_only=True) as con:
+        new = sid.read_semantic_ids(con, "v1-k64")[0]
+    merged = old.merge(new, on="track_id", suffixes=("_old", ""))
+    cols = [c for c in old.columns if c != "track_id"]
+    assert len(merged) == len(old)
+    assert all((merged[f"{c}_old"] == merged[c]).all() for c in cols)
+    assert set(new["track_id"]) - set(old["track_id"]) == {f"new_{i}" for i in range(5)}
