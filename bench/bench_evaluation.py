@@ -2,7 +2,7 @@
 
 1. Stratified AUC + bootstrap CI (1000 resamples) for 100k strata of ~20 events each.
 2. Full-catalogue top-10 for 1M tracks, 5 fields (4 levels of k=1024 + a tie field),
-   h=64, 256 strata: decomposed (codeword scores gathered per track) vs naive (build the
+   h=64, for 1, 16 and 256 strata per call (serving one request at a time vs offline batches): decomposed (codeword scores gathered per track) vs naive (build the
    (N, h) item table, matmul, torch.topk), with the speed ratio.
 
 Run: ``.venv/bin/python bench/bench_evaluation.py [--strata 100000] [--tracks 1000000]``
@@ -141,7 +141,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--h", type=int, default=64)
     ap.add_argument("--levels", type=int, default=4)
-    ap.add_argument("--topk-strata", type=int, default=256)
+    ap.add_argument("--topk-strata", default="1,16,256",
+                    help="comma-separated numbers of strata scored per call (1 = one request at a time)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -149,7 +150,8 @@ def main() -> None:
     print(f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(other jobs on the machine inflate wall times)")
     bench_auc(args.strata, args.events, args.boot)
-    bench_topk(args.tracks, args.k, args.h, args.topk_strata, args.levels, args.repeat)
+    for s in (int(x) for x in str(args.topk_strata).split(",")):
+        bench_topk(args.tracks, args.k, args.h, s, args.levels, args.repeat)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

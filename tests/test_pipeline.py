@@ -137,7 +137,10 @@ def test_grid_partitions_train_evaluate_and_report(world):
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     v1_params = runs["32|v1-k64"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
-    assert v1_params < 0.25 * id_params
+    n_tracks = 300  # the tiny preset's catalogue
+    max_tie = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata["quality/max_tie"].value
+    assert id_params == 32 * (1 + n_tracks)  # one row per track (+ the shared pad row)
+    assert v1_params == 32 * (1 + 4 * 64 + max_tie + 1) < id_params  # 4 levels of k=64 + the tie level
     rep = runs["report"].asset_materializations_for_node("experiment_report")[0].metadata
     assert rep["partitions_evaluated"].value == 2
     html = Path(rep["report_html"].value).read_text()
