@@ -7,24 +7,27 @@ from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWar
 
 from . import evaluation, features, ingestion, operations, recommender, semantic_ids
 
+ASSETS = [
+    ingestion.raw_feedback,
+    features.content_features,
+    semantic_ids.semantic_ids,
+    recommender.recommender,
+    evaluation.evaluation,
+    evaluation.experiment_report,
+]
+CHECKS = [
+    ingestion.feedback_events_quality,
+    ingestion.track_catalog_quality,
+    features.content_features_complete,
+    semantic_ids.ids_one_to_one,
+    semantic_ids.ids_cover_events,
+    semantic_ids.ids_no_collapse,
+    *evaluation.CHECKS,
+]
+
 defs = dg.Definitions(
-    assets=[
-        ingestion.raw_feedback,
-        features.content_features,
-        semantic_ids.semantic_ids,
-        recommender.recommender,
-        evaluation.evaluation,
-        evaluation.experiment_report,
-    ],
-    asset_checks=[
-        ingestion.feedback_events_quality,
-        ingestion.track_catalog_quality,
-        features.content_features_complete,
-        semantic_ids.ids_one_to_one,
-        semantic_ids.ids_cover_events,
-        semantic_ids.ids_no_collapse,
-        *evaluation.CHECKS,
-    ],
+    assets=ASSETS,
+    asset_checks=CHECKS,
     jobs=operations.JOBS,
     schedules=[operations.weekly_retraining],
     sensors=[operations.retrain_chain, operations.landing_folder],

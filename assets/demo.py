@@ -36,7 +36,7 @@ def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, label: str, **kwar
     warnings = [ev for ev in failed_checks if ev.severity == dg.AssetCheckSeverity.WARN]
     failed_checks = [ev for ev in failed_checks if ev.severity != dg.AssetCheckSeverity.WARN]
     status = "ok" if result.success and not failed_checks else "FAILED"
-    print(f"[demo] {label:<28} {status:>6}  {time.time() - t0:6.1f}s  run {result.run_id[:8]}", flush=True)
+    print(f"[demo] {label:<36} {status:>6}  {time.time() - t0:6.1f}s  run {result.run_id[:8]}", flush=True)
     for ev in failed_checks:
         print(f"         check failed: {ev.asset_key.to_user_string()} / {ev.check_name}")
     for ev in warnings:

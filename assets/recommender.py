@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict
 
 import dagster as dg
@@ -40,15 +41,14 @@ def load_training_inputs(warehouse: DuckDBWarehouse, scheme: str):
     return dataset_fp, splits, id_table, id_hash
 
 
+with warnings.catch_warnings():  # the mapping is marked beta; it is the documented way to map one dimension
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    BY_SCHEME = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="scheme")
+
+
 @dg.asset(
     partitions_def=grid_partitions,
-    ins={
-        "semantic_ids": dg.AssetIn(
-            key=semantic_ids.key,
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="scheme"),
-            dagster_type=dg.Nothing,
-        )
-    },
+    ins={"semantic_ids": dg.AssetIn(key=semantic_ids.key, partition_mapping=BY_SCHEME, dagster_type=dg.Nothing)},
     group_name="recommender",
     kinds={"pytorch"},
     pool="training",

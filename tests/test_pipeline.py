@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets import evaluation, features, ingestion, operations, recommender, semantic_ids
+from assets import definitions, operations
 from assets.definitions import defs
 from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
 from semid_pipeline import warehouse as wh
@@ -18,23 +18,7 @@ from semid_pipeline.schema import FEEDBACK_EVENTS
 
 pytestmark = pytest.mark.slow
 
-ALL_ASSETS = [
-    ingestion.raw_feedback,
-    features.content_features,
-    semantic_ids.semantic_ids,
-    recommender.recommender,
-    evaluation.evaluation,
-    evaluation.experiment_report,
-]
-ALL_CHECKS = [
-    ingestion.feedback_events_quality,
-    ingestion.track_catalog_quality,
-    features.content_features_complete,
-    semantic_ids.ids_one_to_one,
-    semantic_ids.ids_cover_events,
-    semantic_ids.ids_no_collapse,
-    *evaluation.CHECKS,
-]
+ALL_ASSETS, ALL_CHECKS = definitions.ASSETS, definitions.CHECKS
 
 
 def _resources(root: Path, spec: str = "synthetic:tiny") -> dict:
