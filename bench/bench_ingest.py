@@ -186,6 +186,8 @@ def main() -> None:
                 check=True,
             )
             print(f"generated data in {time.perf_counter() - t0:.1f}s")
+            if (folder / "sessions").is_dir():  # write_world puts MSSD files under sessions/
+                folder = folder / "sessions"
         files = sorted(folder.glob("*.csv*"))
         size = sum(f.stat().st_size for f in files)
         print(f"data: {folder} ({len(files)} files, {size / 1e6:.0f} MB)  cpus={os.cpu_count()}")

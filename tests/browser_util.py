@@ -136,6 +136,7 @@ class DagsterDev:
     proc: subprocess.Popen
     port: int
     log_path: Path
+    env: dict | None = None
 
     @property
     def url(self) -> str:
@@ -166,6 +167,19 @@ class DagsterDev:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        # some dagster children start sessions of their own: find them by this instance's DAGSTER_HOME
+        home = (self.env or {}).get("DAGSTER_HOME")
+        if home:
+            for proc_dir in Path("/proc").glob("[0-9]*"):
+                try:
+                    env = (proc_dir / "environ").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if f"DAGSTER_HOME={home}".encode() in env and int(proc_dir.name) != os.getpid():
+                    try:
+                        os.kill(int(proc_dir.name), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
 
 
 def dagster_cli() -> list[str]:
@@ -187,7 +201,7 @@ def start_dagster_dev(env: dict[str, str], log_path: Path, timeout_s: float = 12
         start_new_session=True,
     )
     log.close()
-    dev = DagsterDev(proc, port, log_path)
+    dev = DagsterDev(proc, port, log_path, env)
     try:
         wait_until_loaded(dev, timeout_s)
     except BaseException:
