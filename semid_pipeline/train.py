@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import evaluation
 from .config import TrainConfig
 from .errors import IdTableMismatchError, SemidError
 from .model import SASRec, TrackEncoder, build_track_encoder, parse_representation, semantic_fields
@@ -45,20 +46,11 @@ CONFIG = "config.json"
 def per_stratum_auc(stratum, label, score) -> pd.Series:
     """AUC of each stratum with >= 1 positive and >= 1 negative (ties count ½), indexed by stratum.
 
-    Mann-Whitney form: (Σ ranks of positives − P(P+1)/2) / (P·N) with mid-ranks inside a stratum.
-    """
-    df = pd.DataFrame({"s": np.asarray(stratum), "y": (np.asarray(label) > 0).astype(np.float64),
-                       "x": np.asarray(score, dtype=np.float64)})
-    if df.empty:
-        return pd.Series(dtype=np.float64)
-    df["r"] = df.groupby("s", sort=False)["x"].rank(method="average")
-    df["ry"] = df["r"] * df["y"]
-    g = df.groupby("s", sort=True)
-    n, pos, rank_pos = g.size().astype(np.float64), g["y"].sum(), g["ry"].sum()
-    neg = n - pos
-    ok = (pos > 0) & (neg > 0)
-    auc = (rank_pos[ok] - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
-    return auc.rename("auc")
+    Thin view of :func:`evaluation.stratified_auc` (the one implementation of the metric)."""
+    if len(np.asarray(stratum)) == 0:
+        return pd.Series(dtype=np.float64, name="auc")
+    _, per = evaluation.stratified_auc(stratum, label, score)
+    return per.set_index("stratum_id")["auc"].rename("auc")
 
 
 def stratified_auc(stratum, label, score) -> float:
