@@ -47,4 +47,4 @@ backfill: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VPY) -m assets.grid $(if $(H),--h $(H)) $(if $(SCHEME),--scheme $(SCHEME))
 
 report: venv $(DAGSTER_HOME)/dagster.yaml
-	$(VPY) -c "from assets.definitions import defs; import dagster as dg; r = defs.get_job_def('report_job').execute_in_process(instance=dg.DagsterInstance.get()); print('ok' if r.success else 'FAILED')"
+	$(VPY) -c "from assets.definitions import defs; import dagster as dg; r = defs.resolve_job_def('report_job').execute_in_process(instance=dg.DagsterInstance.get()); print('ok' if r.success else 'FAILED')"

@@ -60,20 +60,20 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
           f"dagster home: {os.environ.get('DAGSTER_HOME', '(ephemeral)')}", flush=True)
-    _run(defs.get_job_def(operations.ingest_job.name), instance, "ingest + content_features")
+    _run(defs.resolve_job_def(operations.ingest_job.name), instance, "ingest + content_features")
     if args.only == "ingest":
         return
-    ids_job = defs.get_job_def(operations.semantic_ids_job.name)
+    ids_job = defs.resolve_job_def(operations.semantic_ids_job.name)
     for key in partitions.scheme_partitions.get_partition_keys():
         _run(ids_job, instance, f"semantic_ids[{key}]", partition_key=key)
     if args.only == "ids":
         return
-    grid = defs.get_job_def(operations.grid_job.name)
+    grid = defs.resolve_job_def(operations.grid_job.name)
     for key in partitions.grid_partitions.get_partition_keys():
         _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
     if args.only == "grid":
         return
-    _run(defs.get_job_def(operations.report_job.name), instance, "experiment_report")
+    _run(defs.resolve_job_def(operations.report_job.name), instance, "experiment_report")
     from .evaluation import report_dir
 
     print(f"[demo] done in {time.time() - t0:.0f}s")

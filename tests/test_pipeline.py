@@ -71,8 +71,8 @@ def test_definitions_load_and_hold_the_lineage():
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"feedback_events", "track_catalog", "content_features", "semantic_ids", "recommender",
             "evaluation", "experiment_report"} <= keys
-    assert defs.get_schedule_def("weekly_retraining").default_status == dg.DefaultScheduleStatus.STOPPED
-    assert defs.get_sensor_def("landing_folder")
+    assert defs.resolve_schedule_def("weekly_retraining").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.resolve_sensor_def("landing_folder")
 
 
 def test_ingestion_counts_match_generator_and_checks_pass(world):
@@ -182,7 +182,7 @@ def test_landing_sensor_requests_each_new_file_once(tmp_path, monkeypatch):
     landing = tmp_path / "landing"
     landing.mkdir()
     monkeypatch.setattr(operations, "landing_dir", lambda: landing)
-    sensor = defs.get_sensor_def("landing_folder")
+    sensor = defs.resolve_sensor_def("landing_folder")
     with dg.build_sensor_context() as ctx:
         assert isinstance(sensor(ctx), dg.SkipReason)
     (landing / "log_9.csv").write_text("session_id\nx\n")
@@ -200,7 +200,7 @@ def test_landing_sensor_requests_each_new_file_once(tmp_path, monkeypatch):
 
 
 def test_weekly_schedule_starts_the_production_chain():
-    schedule = defs.get_schedule_def("weekly_retraining")
+    schedule = defs.resolve_schedule_def("weekly_retraining")
     assert schedule.cron_schedule == "0 3 * * 1"
     with dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 3)) as ctx:
         req = schedule.evaluate_tick(ctx).run_requests[0]
