@@ -253,3 +253,29 @@ def test_landed_files_extend_ids_through_cold_start(world, tmp_path):
     assert len(merged) == len(old)
     assert all((merged[f"{c}_old"] == merged[c]).all() for c in cols)
     assert set(new["track_id"]) - set(old["track_id"]) == {f"new_{i}" for i in range(5)}
+
+
+def test_same_inputs_and_config_give_the_same_ids_and_metrics(world, tmp_path):
+    """Refit the v1 codebook and retrain one partition from scratch in another folder: identical
+    ID table hash, weights-derived metrics and parameter counts."""
+    root, instance, runs = world
+    work = tmp_path / "again"
+    shutil.copytree(root, work)
+    for sub in ("models", "evaluations", "semantic_ids"):
+        shutil.rmtree(work / "artifacts" / sub)
+    refit = dg.materialize(
+        ALL_ASSETS + ALL_CHECKS,
+        selection=dg.AssetSelection.assets("semantic_ids"),
+        resources=_resources(work),
+        instance=instance,
+        partition_key="v1-k64",
+        run_config={"ops": {"semantic_ids": {"config": {"refit": True}}}},
+    )
+    first = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata
+    second = refit.asset_materializations_for_node("semantic_ids")[0].metadata
+    assert second["mode"].value.startswith("fit") and second["content_hash"].value == first["content_hash"].value
+    again = _materialize("recommender evaluation", work, instance, partition_key="32|v1-k64")
+    for node, keys in (("recommender", ["best_val_auc", "params/total"]), ("evaluation", ["test_auc", "test_ci_lo", "val_auc"])):
+        a = runs["32|v1-k64"].asset_materializations_for_node(node)[0].metadata
+        b = again.asset_materializations_for_node(node)[0].metadata
+        assert {k: a[k].value for k in keys} == {k: b[k].value for k in keys}
