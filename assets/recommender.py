@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
+from semid_pipeline import report as report_mod
 from semid_pipeline import semantic_ids as sid
 from semid_pipeline import splits as splits_mod
 from semid_pipeline import train as train_mod
@@ -76,6 +77,7 @@ def recommender(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, a
     curve = pd.DataFrame(result.history)
     (out_dir / "result.json").write_text(json.dumps({"fingerprint": fp, "dataset_fingerprint": dataset_fp}))
     params = result.parameter_counts
+    png = report_mod.plot_training_curve(result.history, out_dir / "training_curve.png", title=f"{scheme}, h={h}")
     return dg.MaterializeResult(
         metadata={
             "model_dir": dg.MetadataValue.path(str(out_dir)),
@@ -86,6 +88,8 @@ def recommender(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, a
             "wall_seconds": dg.MetadataValue.float(float(result.wall_seconds)),
             "events_per_s": dg.MetadataValue.float(float(result.events_per_s)),
             "training_curve": md_table(curve),
+            "training_curve_plot": dg.MetadataValue.md(f"![training curve]({report_mod._b64(png)})"),
+            "training_curve_png": dg.MetadataValue.path(str(png)),
             "config": dg.MetadataValue.json(result.config),
             "id_table_hash": dg.MetadataValue.text(id_hash),
         },

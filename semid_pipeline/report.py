@@ -55,6 +55,7 @@ __all__ = [
     "plot_auc_vs_params",
     "plot_lift_by_history",
     "render_report",
+    "plot_training_curve",
     "load_records",
 ]
 
@@ -396,6 +397,27 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_training_curve(history: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
+    """Training loss and validation stratified AUC per epoch (one recommender partition)."""
+    plt = _plt()
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(epochs, [r["loss"] for r in history], "o-", color="tab:gray", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [r["val_auc"] for r in history], "s-", color="tab:blue", label="validation AUC")
+    ax2.set_ylabel("validation stratified AUC")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _color(scheme: str, extra: dict) -> str:

@@ -117,6 +117,7 @@ def test_grid_partitions_train_evaluate_and_report(world):
         md = runs[key].asset_materializations_for_node("recommender")[0].metadata
         assert md["params/total"].value > md["params/track_representation"].value > 0
         assert "val_auc" in md["training_curve"].value
+        assert Path(md["training_curve_png"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
