@@ -145,7 +145,7 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     art = report_mod.render_report(records, out, dataset=str(dataset), production=prod)
     context.log.info(f"report: {art.html_path}")
     figures = {
-        f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod._b64(path)})")
+        f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod.png_data_uri(path)})")
         for name, path in art.figure_paths.items()
     }
     figures.update({f"png/{name}": dg.MetadataValue.path(str(path)) for name, path in art.figure_paths.items()})

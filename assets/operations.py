@@ -103,10 +103,7 @@ def retrain_chain(context: dg.RunStatusSensorContext):
 
 def _existing_scheme_keys(context) -> list[str]:
     """Partitions of `semantic_ids` that have been materialized (the ones to extend)."""
-    try:
-        done = context.instance.get_materialized_partitions(dg.AssetKey("semantic_ids"))
-    except Exception:  # noqa: BLE001 - older instance APIs
-        done = set()
+    done = context.instance.get_materialized_partitions(dg.AssetKey("semantic_ids"))
     keys = [k for k in scheme_partitions.get_partition_keys() if k in done]
     return keys or [CONFIG.production.scheme]
 

@@ -15,8 +15,7 @@ CONFIG: SemidConfig = load_config()
 
 
 def scheme_keys(cfg: SemidConfig = CONFIG) -> list[str]:
-    keys = cfg.semantic_ids.partition_keys()
-    return (["id"] if cfg.grid.include_id_baseline else []) + keys
+    return cfg.grid.model_schemes(cfg.semantic_ids)
 
 
 scheme_partitions = dg.StaticPartitionsDefinition(scheme_keys())

@@ -88,7 +88,7 @@ def recommender(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, a
             "wall_seconds": dg.MetadataValue.float(float(result.wall_seconds)),
             "events_per_s": dg.MetadataValue.float(float(result.events_per_s)),
             "training_curve": md_table(curve),
-            "training_curve_plot": dg.MetadataValue.md(f"![training curve]({report_mod._b64(png)})"),
+            "training_curve_plot": dg.MetadataValue.md(f"![training curve]({report_mod.png_data_uri(png)})"),
             "training_curve_png": dg.MetadataValue.path(str(png)),
             "config": dg.MetadataValue.json(result.config),
             "id_table_hash": dg.MetadataValue.text(id_hash),

@@ -31,20 +31,21 @@ class CatalogView:
 def catalog_view(con, splits: Splits) -> CatalogView:
     """Align content features and metadata from the warehouse to the split's vocabulary."""
     from .features import read_content_features
+    from .schema import CONTENT_FEATURES, TRACK_CATALOG
     from .warehouse import table_columns, table_exists
 
     ids = list(splits.vocab.track_ids)
     n_tok = len(ids) + 1
     feats = None
-    if table_exists(con, "content_features"):
+    if table_exists(con, CONTENT_FEATURES):
         fids, X = read_content_features(con)
         pos = pd.Index(fids).get_indexer(pd.Index(ids))
         feats = np.zeros((n_tok, X.shape[1]), dtype=np.float32)
         ok = pos >= 0
         feats[1:][ok] = X[pos[ok]]
     year = None
-    if "release_year" in table_columns(con, "track_catalog"):
-        cat = con.execute("SELECT track_id, release_year FROM track_catalog").df()
+    if "release_year" in table_columns(con, TRACK_CATALOG):
+        cat = con.execute(f"SELECT track_id, release_year FROM {TRACK_CATALOG}").df()
         y = cat.set_index("track_id")["release_year"].reindex(ids).to_numpy(dtype=float)
         year = np.concatenate([[np.nan], y])
         if np.isnan(year[1:]).all():

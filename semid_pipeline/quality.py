@@ -294,15 +294,7 @@ def _validate_frames(suite_name: str, frames: list[_Frame]) -> ValidationReport:
         for j, spec in enumerate(fr.expectations):
             missing = [c for c in spec.columns() if c not in df.columns]
             if missing:
-                slot[j] = ExpectationOutcome(
-                    name=spec.type,
-                    column=_spec_column(spec),
-                    success=False,
-                    observed=f"not evaluated: column {', '.join(missing)} not in the table",
-                    unexpected_count=0,
-                    examples=[],
-                    description=spec.description,
-                )
+                slot[j] = _unevaluated(spec, f"not evaluated: column {', '.join(missing)} not in the table")
             else:
                 runnable.append((j, spec))
         if runnable:
@@ -363,6 +355,14 @@ def _widen_for_between(df: pd.DataFrame, specs: list[ExpectationSpec]) -> pd.Dat
     return df.assign(**widen) if widen else df
 
 
+def _unevaluated(spec: ExpectationSpec, observed: str) -> ExpectationOutcome:
+    """A failed outcome for an expectation GX could not evaluate (missing column, GX error)."""
+    return ExpectationOutcome(
+        name=spec.type, column=_spec_column(spec), success=False, observed=observed,
+        unexpected_count=0, examples=[], description=spec.description,
+    )
+
+
 def _spec_column(spec: ExpectationSpec) -> str | None:
     if spec.column_label is not None:
         return spec.column_label
@@ -374,15 +374,7 @@ def _outcome(spec: ExpectationSpec, r, df: pd.DataFrame, key_columns: tuple[str,
     res = dict(r.result or {})
     exc = r.exception_info or {}
     if isinstance(exc, dict) and exc.get("raised_exception"):
-        return ExpectationOutcome(
-            name=spec.type,
-            column=_spec_column(spec),
-            success=False,
-            observed=f"error: {exc.get('exception_message')}",
-            unexpected_count=0,
-            examples=[],
-            description=spec.description,
-        )
+        return _unevaluated(spec, f"error: {exc.get('exception_message')}")
     success = bool(r.success)
     examples: list[dict] = []
     unexpected_count = int(res.get("unexpected_count") or 0)

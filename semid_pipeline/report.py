@@ -56,6 +56,7 @@ __all__ = [
     "plot_lift_by_history",
     "render_report",
     "plot_training_curve",
+    "png_data_uri",
     "load_records",
 ]
 
@@ -647,7 +648,8 @@ def load_records(path: str | Path) -> list[dict]:
     return out
 
 
-def _b64(path: Path) -> str:
+def png_data_uri(path: Path) -> str:
+    """A PNG file as a data: URI (for self-contained HTML and Dagster markdown metadata)."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
@@ -737,11 +739,11 @@ def render_report(
         "to the id model at the same h.</p>",
         _to_html(summ),
         "<h2>Figure 1 — AUC vs codebook size</h2>",
-        f"<img alt='fig1' src='{_b64(figs['fig1'])}'>",
+        f"<img alt='fig1' src='{png_data_uri(figs['fig1'])}'>",
         "<h2>Figure 2 — AUC vs trainable parameters</h2>",
-        f"<img alt='fig2' src='{_b64(figs['fig2'])}'>",
+        f"<img alt='fig2' src='{png_data_uri(figs['fig2'])}'>",
         "<h2>Figure 3 — lift over id by history length</h2>",
-        f"<img alt='fig3' src='{_b64(figs['fig3'])}'>",
+        f"<img alt='fig3' src='{png_data_uri(figs['fig3'])}'>",
         "<h2>AUC lift over id by history bucket</h2>",
         "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
         _to_html(wide),

@@ -12,12 +12,7 @@ from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter
 H, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def id_table(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFrame:
