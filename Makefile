@@ -14,6 +14,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	mkdir -p $(DAGSTER_HOME)
+	grep -q DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME $(VENV)/bin/activate || printf '%s\n' \
+	  '# semid: `dagster asset materialize --select ...` / `dagster asset list` from the repository root' \
+	  'export DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME=assets.definitions' \
+	  'export DAGSTER_CLI_ASSET_LIST_MODULE_NAME=assets.definitions' \
+	  'export DAGSTER_HOME="$${DAGSTER_HOME:-$(DAGSTER_HOME)}"' >> $(VENV)/bin/activate
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

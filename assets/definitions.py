@@ -5,7 +5,7 @@ import dagster as dg
 
 from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
 
-from . import evaluation, features, ingestion, operations, recommender, semantic_ids
+from . import evaluation, features, ingestion, operations, recommender, recovery, semantic_ids
 
 ASSETS = [
     ingestion.raw_feedback,
@@ -30,7 +30,7 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=operations.JOBS,
     schedules=[operations.weekly_retraining],
-    sensors=[operations.retrain_chain, operations.landing_folder],
+    sensors=[operations.retrain_chain, operations.landing_folder, recovery.dead_run_reaper],
     resources={
         "warehouse": DuckDBWarehouse(),
         "artifacts": ArtifactStore(),

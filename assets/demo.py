@@ -25,9 +25,14 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, label: str, **kwargs) -> None:
+    from .recovery import process_tags, reap_dead_runs
+
+    for run_id in reap_dead_runs(instance):
+        print(f"[demo] run {run_id[:8]} had died (killed or crashed): marked failed, its pool slots freed")
     t0 = time.time()
-    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("SEMID_DEMO_LOG_LEVEL", "WARNING")}}}}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet, **kwargs)
+    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("SEMID_DEMO_LOG_LEVEL", "CRITICAL")}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet,
+                                  tags=process_tags(), **kwargs)
     failed_checks = [
         e.asset_check_evaluation_data
         for e in result.all_events
@@ -39,19 +44,63 @@ def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, label: str, **kwar
     print(f"[demo] {label:<36} {status:>6}  {time.time() - t0:6.1f}s  run {result.run_id[:8]}", flush=True)
     for ev in failed_checks:
         print(f"         check failed: {ev.asset_key.to_user_string()} / {ev.check_name}")
+        for line in explain_check(ev):
+            print(f"           {line}")
     for ev in warnings:
         print(f"         warning: {ev.asset_key.to_user_string()} / {ev.check_name}")
     if status != "ok":
         for ev in result.all_events:
-            if ev.event_type_value == "STEP_FAILURE" and ev.step_failure_data.error is not None:
-                print(ev.step_failure_data.error.to_string())
+            error = ev.step_failure_data.error if ev.event_type_value == "STEP_FAILURE" else None
+            if error is not None and error.cls_name != "DagsterAssetCheckFailedError":  # checks: printed above
+                print(_error_message(error))
         raise SystemExit(f"demo stopped: {label} failed (see the run {result.run_id} in `make dev`)")
+
+
+def explain_check(ev) -> list[str]:
+    """The lines a person needs on the command line for one failed check: what it says, and for a
+    great-expectations suite each failing expectation with its observed value and up to 5
+    offending rows (the same content the UI shows in the check's metadata)."""
+    lines = [ev.description] if ev.description else []
+    meta = ev.metadata or {}
+    details = meta.get("details")
+    data = getattr(details, "data", None) or getattr(details, "value", None)
+    if isinstance(data, dict) and data.get("failures"):
+        for f in data["failures"]:
+            col = f" on {f['column']}" if f.get("column") else ""
+            lines.append(f"x {f['expectation']}{col}: {f.get('observed', '')}")
+            if f.get("description"):
+                lines.append(f"    ({f['description']})")
+            for row in (f.get("examples") or [])[:5]:
+                lines.append("    " + ", ".join(f"{k}={v!r}" for k, v in row.items()))
+        return lines
+    for key, value in meta.items():
+        text = getattr(value, "value", None)
+        if isinstance(text, (int, float, str)) and not isinstance(value, dg.MarkdownMetadataValue):
+            lines.append(f"{key}: {text}")
+    return lines
+
+
+def _error_message(error) -> str:
+    """The user-facing error's own message, once: the first error in the chain that is not
+    Dagster's wrapper (the full traceback stays in the run's log, `make dev` shows it)."""
+    chain = [error]
+    while getattr(chain[-1], "cause", None) is not None:
+        chain.append(chain[-1].cause)
+    error = next((e for e in chain if not e.cls_name.startswith("Dagster")), chain[0])
+    message = error.message.strip()
+    head, sep, rest = message.partition(": ")
+    if sep and head.rsplit(".", 1)[-1] == error.cls_name:  # "pkg.module.Cls: text" -> "text"
+        message = rest
+    return f"         error: {error.cls_name}: {message}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=STAGES, help="stop after this stage")
     args = parser.parse_args(argv)
+    from .recovery import stop_on_sigterm
+
+    stop_on_sigterm()
 
     from . import operations, partitions
     from .definitions import defs

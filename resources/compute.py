@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .runs import register_run_process
+
 
 class ComputeResource(dg.ConfigurableResource):
     """``device``: ``auto`` (CUDA with mixed precision when present, else CPU), ``cpu`` or ``cuda``.
@@ -11,6 +13,9 @@ class ComputeResource(dg.ConfigurableResource):
 
     device: str = "auto"
     threads: int = 2
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        register_run_process(context)
 
     def configure_torch(self) -> str:
         import torch

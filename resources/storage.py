@@ -12,6 +12,8 @@ import duckdb
 from semid_pipeline import config as core_config
 from semid_pipeline import warehouse
 
+from .runs import register_run_process
+
 
 class DuckDBWarehouse(dg.ConfigurableResource):
     """The DuckDB file every stage reads and writes (``SEMID_WAREHOUSE``).
@@ -21,6 +23,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     """
 
     path: str = core_config.warehouse_from_env()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        register_run_process(context)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
