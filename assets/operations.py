@@ -16,7 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from semid_pipeline.fileutil import sha256_file
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
+from semid_pipeline.schemes import GridCell, IdScheme
 
 from .partitions import CONFIG, grid_key, grid_partitions, scheme_partitions
 
@@ -50,9 +52,10 @@ JOBS = [ingest_job, semantic_ids_job, grid_job, report_job]
 
 def production_grid_keys() -> list[dg.MultiPartitionKey]:
     p = CONFIG.production
-    keys = [grid_key(p.scheme, p.hidden)]
-    if CONFIG.grid.include_id_baseline and p.scheme != "id":
-        keys.append(grid_key("id", p.hidden))
+    cell = GridCell.of(p.scheme, p.hidden)
+    keys = [grid_key(cell)]
+    if CONFIG.grid.include_id_baseline and not cell.scheme.is_id:
+        keys.append(grid_key(GridCell.of(IdScheme(family="id"), p.hidden)))
     return keys
 
 
@@ -108,14 +111,6 @@ def _existing_scheme_keys(context) -> list[str]:
     return keys or [CONFIG.production.scheme]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def landing_dir() -> Path:
     p = Path(CONFIG.landing_dir)
     return p if p.is_absolute() else Path(__file__).resolve().parent.parent / p
@@ -137,7 +132,7 @@ def landing_folder(context: dg.SensorEvaluationContext):
     for path in sorted(folder.iterdir()):
         if not path.is_file() or not path.name.endswith(LANDING_SUFFIXES) or path.name.startswith("."):
             continue
-        digest = file_sha256(path)
+        digest = sha256_file(path)
         if digest not in seen and digest not in {d for d, _ in new}:
             new.append((digest, path))
     if not new:
