@@ -1,21 +1,16 @@
 """The experiment report, rendered from STORED evaluation records (no retraining).
 
-A *record* is a JSON-able dict, one per trained partition (field names; all but
-``partition_key`` optional — missing pieces are shown as blanks and skipped in plots)::
+A *record* is what ``experiment.partition_record`` writes, one JSON file per evaluated grid cell::
 
-    partition_key   "64|v1-k256"  (Dagster multi-partition key: "<h>|<scheme>-k<k>" or "<h>|id")
-    scheme          "id" | "v0" | "v1" | "rqkmeans" | ...   (parsed from the key if absent)
-    k               codebook size (None for id)            (parsed from the key if absent)
-    h               hidden size                             (parsed from the key if absent)
-    test_auc, test_ci_lo, test_ci_hi    (or test_ci: [lo, hi], or test: evaluate_scored dict)
-    val_auc                             (or val: evaluate_scored dict)
+    partition_key   "64|v1-k256"  (``schemes.GridCell.partition_key``)
+    scheme, k, h    family ("id" | "v0" | "v1" | "rqkmeans" | ...), codebook size (None for id), hidden size
+    test, val       ``evaluation.evaluate_scored`` dicts: auc, ci_lo, ci_hi, n_strata, by_history, cold_start
     params_total, params_track          trainable parameters: whole model / track encoder
-    by_history      list of {bucket, n_strata, auc, ci_lo, ci_hi} (auc_by_history rows)
-                    (or taken from test["by_history"])
-    cold_start_auc  (or cold_start: {auc, n_pairs, ...}, or test["cold_start"])
-    recall@10, ndcg@10                  (or ranking: {...})
-    diversity       dict from evaluation.diversity_metrics
+    ranking         {recall@<topk>, ndcg@<topk>, n_strata} (``evaluation.ranking_metrics``)
+    diversity       dict from ``evaluation.diversity_metrics``
     baselines       {popularity_auc, content_logreg_auc}
+
+Missing pieces (an empty ``test``, no ``ranking``) are shown as blanks and skipped in plots.
 
 Outputs (``render_report``): ``report.html`` (self-contained: PNGs as base64 data URIs),
 ``fig1_auc_vs_k.png``, ``fig2_auc_vs_params.png``, ``fig3_lift_by_history.png``,
@@ -33,13 +28,14 @@ import base64
 import html
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .schemes import GridCell
 
 __all__ = [
     "ReportArtifacts",
@@ -64,7 +60,6 @@ FIG1 = "fig1_auc_vs_k.png"
 FIG2 = "fig2_auc_vs_params.png"
 FIG3 = "fig3_lift_by_history.png"
 
-_KEY_RE = re.compile(r"^\s*(?P<h>\d+)\s*\|\s*(?P<scheme>[A-Za-z0-9_]+?)(?:-k(?P<k>\d+))?\s*$")
 _SCHEME_COLORS = {"id": "black", "v0": "tab:orange", "v1": "tab:blue", "rqkmeans": "tab:green"}
 _EXTRA_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 
@@ -94,62 +89,45 @@ def _num(x: Any) -> float:
         return float("nan")
 
 
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
+def _at_k(ranking: dict, metric: str) -> tuple[float, int | None]:
+    """(value, k) of ``<metric>@<k>`` in a ranking dict (k is ``[eval] topk``)."""
+    for key, v in ranking.items():
+        name, _, k = str(key).partition("@")
+        if name == metric and k.isdigit():
+            return _num(v), int(k)
+    return float("nan"), None
 
 
 def normalize_record(rec: dict) -> dict:
-    """A record with every field present under its canonical name (NaN / None / {} when
-    missing); ``scheme``, ``k`` and ``h`` parsed from ``partition_key`` when absent."""
-    rec = dict(rec)
-    key = str(rec.get("partition_key") or rec.get("partition") or "")
-    m = _KEY_RE.match(key)
-    scheme = rec.get("scheme")
-    k = rec.get("k")
-    h = rec.get("h")
-    if m:
-        scheme = scheme or m.group("scheme")
-        if k is None and m.group("k"):
-            k = int(m.group("k"))
-        if h is None:
-            h = int(m.group("h"))
-    if scheme and "-k" in str(scheme) and k is None:  # scheme given as "v1-k256"
-        s, _, kk = str(scheme).partition("-k")
-        scheme, k = s, int(kk) if kk.isdigit() else None
-    test = rec.get("test") if isinstance(rec.get("test"), dict) else {}
-    val = rec.get("val") if isinstance(rec.get("val"), dict) else {}
-    ci = rec.get("test_ci") or [None, None]
-    by_hist = rec.get("by_history")
-    if by_hist is None:
-        by_hist = test.get("by_history") or []
-    cold = rec.get("cold_start") if isinstance(rec.get("cold_start"), dict) else test.get("cold_start") or {}
-    ranking = rec.get("ranking") if isinstance(rec.get("ranking"), dict) else {}
-    baselines = rec.get("baselines") if isinstance(rec.get("baselines"), dict) else {}
-    out = {
-        "partition_key": key or f"{h}|{scheme}" + (f"-k{k}" if k else ""),
-        "scheme": str(scheme) if scheme else "?",
-        "k": None if k in (None, "", "None") or _num(k) != _num(k) else int(k),
-        "h": None if h in (None, "") or _num(h) != _num(h) else int(h),
-        "test_auc": _num(rec.get("test_auc", test.get("auc"))),
-        "test_ci_lo": _num(rec.get("test_ci_lo", ci[0] if ci[0] is not None else test.get("ci_lo"))),
-        "test_ci_hi": _num(rec.get("test_ci_hi", ci[1] if ci[1] is not None else test.get("ci_hi"))),
-        "n_strata": _num(rec.get("n_strata", test.get("n_strata"))),
-        "val_auc": _num(rec.get("val_auc", val.get("auc"))),
+    """A record (``experiment.partition_record``) as one flat row; NaN / [] / {} where a piece is missing."""
+    cell = GridCell.parse(rec["partition_key"])
+    test = rec.get("test") or {}
+    val = rec.get("val") or {}
+    cold = test.get("cold_start") or {}
+    ranking = rec.get("ranking") or {}
+    recall, topk = _at_k(ranking, "recall")
+    ndcg, _ = _at_k(ranking, "ndcg")
+    return {
+        "partition_key": cell.partition_key,
+        "scheme": cell.scheme.family,
+        "k": cell.scheme.k,
+        "h": cell.h,
+        "test_auc": _num(test.get("auc")),
+        "test_ci_lo": _num(test.get("ci_lo")),
+        "test_ci_hi": _num(test.get("ci_hi")),
+        "n_strata": _num(test.get("n_strata")),
+        "val_auc": _num(val.get("auc")),
         "params_total": _num(rec.get("params_total")),
         "params_track": _num(rec.get("params_track")),
-        "by_history": list(by_hist or []),
-        "cold_start_auc": _num(rec.get("cold_start_auc", cold.get("auc"))),
-        "cold_start_pairs": _num(rec.get("cold_start_pairs", cold.get("n_pairs"))),
-        "recall@10": _num(rec.get("recall@10", ranking.get("recall@10"))),
-        "ndcg@10": _num(rec.get("ndcg@10", ranking.get("ndcg@10"))),
+        "by_history": list(test.get("by_history") or []),
+        "cold_start_auc": _num(cold.get("auc")),
+        "cold_start_pairs": _num(cold.get("n_pairs")),
+        "topk": topk,
+        "recall": recall,
+        "ndcg": ndcg,
         "diversity": dict(rec.get("diversity") or {}),
-        "baselines": dict(baselines),
+        "baselines": dict(rec.get("baselines") or {}),
     }
-    return out
 
 
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
@@ -184,6 +162,11 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
+def _topk(df: pd.DataFrame) -> str:
+    ks = sorted({int(k) for k in df["topk"].dropna()}) if "topk" in df else []
+    return "/".join(map(str, ks)) or "k"
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every partition: AUC with CI, val AUC, parameters, reduction vs id (same h), ΔAUC,
     cold-start AUC, ranking metrics."""
@@ -206,8 +189,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "params track": df["params_track"],
             "param reduction vs id (%)": df["param_reduction_pct"],
             "cold-start AUC": df["cold_start_auc"],
-            "recall@10": df["recall@10"],
-            "ndcg@10": df["ndcg@10"],
+            f"recall@{_topk(df)}": df["recall"],
+            f"ndcg@{_topk(df)}": df["ndcg"],
         }
     )
     return out
@@ -711,8 +694,7 @@ def render_report(
     base = baselines_table(df)
     hd = headline_numbers(df, production)
     if fig3_h is None and production:
-        m = _KEY_RE.match(production)
-        fig3_h = int(m.group("h")) if m else None
+        fig3_h = GridCell.parse(production).h
     figs = {
         "fig1": plot_auc_vs_k(df, out / FIG1, dataset=dataset),
         "fig2": plot_auc_vs_params(df, out / FIG2, dataset=dataset),
@@ -723,7 +705,7 @@ def render_report(
         f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
         + "## Partitions\n\n" + md_summary
         + "\n## AUC lift over id by history bucket\n\n" + to_markdown(wide)
-        + "\n## Diversity of top-10 lists\n\n" + to_markdown(div)
+        + f"\n## Diversity of top-{_topk(df)} lists\n\n" + to_markdown(div)
         + "\n## Model-free baselines\n\n" + to_markdown(base)
     )
     md_path = out / "summary.md"
@@ -747,7 +729,7 @@ def render_report(
         "<h2>AUC lift over id by history bucket</h2>",
         "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
         _to_html(wide),
-        "<h2>Diversity of top-10 lists</h2>", _to_html(div),
+        f"<h2>Diversity of top-{_topk(df)} lists</h2>", _to_html(div),
         "<h2>Model-free baselines</h2>", _to_html(base),
     ]
     page = (
