@@ -28,7 +28,7 @@ import torch
 from . import rqvae as rq
 from .config import SemanticIdConfig
 from .determinism import deterministic
-from .errors import ConfigError, SemidError
+from .errors import EXAMPLES, ConfigError, SemidError
 from .fileutil import atomic_write_json, read_json
 from .schema import FEEDBACK_EVENTS, SEMANTIC_ID_REGISTRY, semantic_id_table
 from .schemes import IdScheme, code_columns
@@ -38,7 +38,6 @@ from .warehouse import atomic, table_exists
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
 NEIGHBOURS = 10
 NEIGHBOUR_SAMPLE = 5000
-EXAMPLES = 5  # offending rows shown in a check's details
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,26 @@ def test_load_splits_from_duckdb():
     con.close()
 
 
+def test_load_splits_uses_the_kind_ingestion_recorded():
+    """Short per-user histories look like sessions to the heuristic; the data-set key says users."""
+    from semid_pipeline.splits import recorded_kind
+    from semid_pipeline.warehouse import set_meta
+
+    ev = session_events().assign(context_type=None)  # every stratum <= 20 events: the guess is "session"
+    con = duckdb.connect()
+    con.register("ev_df", ev)
+    con.execute("""CREATE TABLE feedback_events AS SELECT stratum_id, position::INTEGER AS position,
+                   stratum_length::INTEGER AS stratum_length, ts::TIMESTAMP AS ts, track_id,
+                   feedback::TINYINT AS feedback, context_type::VARCHAR AS context_type, artist_id, genre_id,
+                   'x.csv' AS source_file FROM ev_df""")
+    assert recorded_kind(con) is None and load_splits(con, SplitConfig()).kind == "session"
+    set_meta(con, "dataset", "events:/data/events.csv")
+    assert recorded_kind(con) == "user" and load_splits(con, SplitConfig()).kind == "user"
+    set_meta(con, "dataset", "synthetic:tiny:sessions")
+    assert recorded_kind(con) == "session"
+    con.close()
+
+
 def test_empty_events_rejected():
     with pytest.raises(ValueError):
         build_splits(pd.DataFrame(columns=COLS), None, SplitConfig())
