@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import random_id_table
 from semid_pipeline.errors import ConfigError
 from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count
 from semid_pipeline.schemes import IdScheme
@@ -18,12 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def id_table(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    codes = rng.integers(0, k, size=(n_tracks, levels))
-    df = pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(levels)])
-    df["tie"] = df.groupby([f"c{i + 1}" for i in range(levels)]).cumcount()
-    df.insert(0, "track_id", [f"t{i:05d}" for i in range(n_tracks)])
-    return df
+    return random_id_table([f"t{i:05d}" for i in range(n_tracks)], k, levels, seed)
 
 
 def make_model(scheme="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0):
