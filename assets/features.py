@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
@@ -53,10 +52,5 @@ def content_features(
 @dg.asset_check(asset=CONTENT_FEATURES, blocking=True, description="Every catalog track has one finite vector.")
 def content_features_complete(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
-        ids, X = features.read_content_features(con)
-        n_catalog = con.execute(f"SELECT count(*) FROM {TRACK_CATALOG}").fetchone()[0]
-    finite = bool(np.isfinite(X).all())
-    return dg.AssetCheckResult(
-        passed=finite and len(ids) == n_catalog and len(set(ids)) == len(ids),
-        metadata={"tracks": len(ids), "catalog_tracks": int(n_catalog), "all_finite": finite},
-    )
+        ok, details = features.check_complete(con)
+    return dg.AssetCheckResult(passed=ok, metadata=details)

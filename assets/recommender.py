@@ -9,6 +9,7 @@ import pandas as pd
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
 from semid_pipeline import report as report_mod
 from semid_pipeline import stages
+from semid_pipeline.report_plots import plot_training_curve
 
 from ._meta import md_table
 from .partitions import cell_of, grid_partitions, settings
@@ -36,7 +37,7 @@ def recommender(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, a
     )
     result, out_dir = trained.result, trained.model_dir
     params = result.parameter_counts
-    png = report_mod.plot_training_curve(result.history, out_dir / "training_curve.png", title=f"{cell.scheme}, h={cell.h}")
+    png = plot_training_curve(result.history, out_dir / "training_curve.png", title=f"{cell.scheme}, h={cell.h}")
     return dg.MaterializeResult(
         metadata={
             "model_dir": dg.MetadataValue.path(str(out_dir)),
