@@ -38,7 +38,6 @@ Definitions
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np

@@ -31,7 +31,6 @@ JSON-able dict for metadata. Nothing here imports dagster.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Sequence

@@ -30,7 +30,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import RQVAEConfig
 from .determinism import deterministic

@@ -26,6 +26,7 @@ from .artifacts import ArtifactLayout, run_fingerprint
 from .config import SemidConfig
 from .errors import SemidError
 from .fileutil import atomic_write_json, read_json
+from .report import load_records
 from .schemes import GridCell, IdScheme
 from .warehouse import connect, get_meta
 
@@ -233,7 +234,5 @@ def read_evaluation_record(warehouse: str, layout: ArtifactLayout, cell: GridCel
 
 def current_records(warehouse: str, layout: ArtifactLayout) -> tuple[str, list[dict]]:
     """(data set, every evaluation record of the current data set)."""
-    from .report import load_records
-
     dataset, fp = _dataset_keys(warehouse)
     return dataset, load_records(layout.evaluations_dir(fp))
