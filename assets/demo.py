@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "grid":
         return
     _run(defs.resolve_job_def(operations.report_job.name), instance, "experiment_report")
-    from .evaluation import report_dir
+    from resources import ArtifactStore
 
     print(f"[demo] done in {time.time() - t0:.0f}s")
-    print(f"[demo] experiment report: {report_dir() / 'report.html'}")
+    print(f"[demo] experiment report: {ArtifactStore().layout().report_dir() / 'report.html'}")
     print("[demo] browse it all with `make dev` (http://127.0.0.1:3000)")
 
 

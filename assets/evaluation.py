@@ -1,40 +1,17 @@
 """Stage 5: evaluate each trained partition on the test period; assemble the experiment report."""
 
 
-import json
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
-from semid_pipeline import experiment
 from semid_pipeline import report as report_mod
-from semid_pipeline import train as train_mod
-from semid_pipeline.config import artifacts_from_env
-from semid_pipeline.warehouse import get_meta
+from semid_pipeline import stages
+from semid_pipeline.schemes import GridCell
 
 from ._meta import md_table, number
-from .partitions import CONFIG, grid_partitions, split_grid_key
-from .recommender import load_training_inputs, model_dir, recommender, run_fingerprint
-
-
-def evaluations_dir(artifacts: ArtifactStore, dataset_fp: str) -> Path:
-    return artifacts.path("evaluations", dataset_fp[:12])
-
-
-def report_dir(root: str | None = None) -> Path:
-    return Path(root or artifacts_from_env()) / "report"
-
-
-def _baselines(artifacts: ArtifactStore, dataset_fp: str, splits, view) -> dict:
-    """Model-free baselines depend only on the data: computed once per data set, then cached."""
-    path = artifacts.path("baselines") / f"{dataset_fp[:12]}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    out = experiment.baseline_records(splits, view, CONFIG.eval)
-    path.write_text(json.dumps(out, indent=1))
-    return out
+from .partitions import cell_of, grid_partitions, settings
+from .recommender import recommender
 
 
 @dg.asset(
@@ -44,36 +21,15 @@ def _baselines(artifacts: ArtifactStore, dataset_fp: str, splits, view) -> dict:
     kinds={"pytorch", "scikit-learn"},
     pool="training",
     description="Test-period stratified AUC with bootstrap CI, AUC by history length, cold-start AUC, "
-    "Recall/NDCG@10 over the whole catalogue, diversity of top-10 lists, parameters, baselines.",
+    "Recall/NDCG@k over the whole catalogue, diversity of top-k lists, parameters, baselines.",
 )
 def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, artifacts: ArtifactStore, compute: ComputeResource):
-    scheme, h = split_grid_key(context)
+    cell, cfg = cell_of(context), settings()
     compute.configure_torch()
-    dataset_fp, splits, id_table, id_hash = load_training_inputs(warehouse, scheme)
-    with warehouse.connect(read_only=True) as con:
-        dataset = get_meta(con, "dataset")
-        view = experiment.catalog_view(con, splits)
-    mdir = model_dir(artifacts, scheme, h, run_fingerprint(dataset_fp, id_hash, scheme, h))
-    if not (mdir / "model.pt").exists():
-        raise dg.Failure(
-            description=f"no trained model for {context.partition_key} on the current data and ID table "
-            f"(expected {mdir}); materialize `recommender` for this partition first"
-        )
-    model = train_mod.load_recommender(
-        mdir, splits_vocab=splits.vocab, id_table=None if scheme == "id" else id_table, id_table_hash=id_hash
-    )
-    result = experiment.evaluate_model(model, splits, view, CONFIG.eval, max_len=CONFIG.train.max_len)
-    baselines = _baselines(artifacts, dataset_fp, splits, view)
-    record = experiment.partition_record(
-        str(context.partition_key), scheme, h, result, baselines=baselines,
-        dataset=str(dataset), dataset_fingerprint=dataset_fp, id_table_hash=id_hash,
-    )
-    out = evaluations_dir(artifacts, dataset_fp) / f"{h}_{scheme}.json"
-    out.write_text(json.dumps(record, indent=1))
-    test = result["test"]
+    done = stages.evaluate_cell(warehouse=warehouse.file, layout=artifacts.layout(), cell=cell, cfg=cfg)
+    result, test, ranking, k = done.result, done.result["test"], done.result.get("ranking", {}), cfg.eval.topk
     context.log.info(
-        f"{context.partition_key}: test AUC {test['auc']:.4f} [{test['ci_lo']:.4f}, {test['ci_hi']:.4f}] "
-        f"over {test['n_strata']} strata"
+        f"{cell}: test AUC {test['auc']:.4f} [{test['ci_lo']:.4f}, {test['ci_hi']:.4f}] over {test['n_strata']} strata"
     )
     return dg.MaterializeResult(
         metadata={
@@ -83,39 +39,36 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "n_strata": number(test["n_strata"]),
             "val_auc": number(result["val"].get("auc")),
             "cold_start_auc": number((test.get("cold_start") or {}).get("auc")),
-            "recall@10": number(result.get("ranking", {}).get(f"recall@{CONFIG.eval.topk}")),
-            "ndcg@10": number(result.get("ranking", {}).get(f"ndcg@{CONFIG.eval.topk}")),
+            f"recall@{k}": number(ranking.get(f"recall@{k}")),
+            f"ndcg@{k}": number(ranking.get(f"ndcg@{k}")),
             "params/total": number(result["params_total"]),
             "params/track_representation": number(result["params_track"]),
             "by_history": md_table(pd.DataFrame(test.get("by_history", []))),
             "diversity": dg.MetadataValue.json(result.get("diversity", {})),
-            "baselines": dg.MetadataValue.json(baselines),
-            "record": dg.MetadataValue.path(str(out)),
+            "baselines": dg.MetadataValue.json(done.baselines),
+            "record": dg.MetadataValue.path(str(done.record_path)),
         }
     )
 
 
-def _record(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: DuckDBWarehouse) -> dict:
-    scheme, h = split_grid_key(context)
-    with warehouse.connect(read_only=True) as con:
-        dataset_fp = get_meta(con, "dataset_fingerprint")
-    return json.loads((evaluations_dir(artifacts, dataset_fp) / f"{h}_{scheme}.json").read_text())
+def _test_record(context, artifacts: ArtifactStore, warehouse: DuckDBWarehouse) -> dict:
+    return stages.read_evaluation_record(warehouse.file, artifacts.layout(), cell_of(context))["test"]
 
 
 @dg.asset_check(asset=evaluation, blocking=True, description="Enough strata evaluated ([eval] min_strata) and a CI present.")
 def evaluation_enough_strata(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: DuckDBWarehouse):
-    test = _record(context, artifacts, warehouse)["test"]
+    test, min_strata = _test_record(context, artifacts, warehouse), settings().eval.min_strata
     n = int(test.get("n_strata") or 0)
     has_ci = test.get("ci_lo") is not None and test.get("ci_hi") is not None
     return dg.AssetCheckResult(
-        passed=n >= CONFIG.eval.min_strata and has_ci,
-        metadata={"n_strata": n, "min_strata": CONFIG.eval.min_strata, "ci_present": has_ci},
+        passed=n >= min_strata and has_ci,
+        metadata={"n_strata": n, "min_strata": min_strata, "ci_present": has_ci},
     )
 
 
 @dg.asset_check(asset=evaluation, description="Warns when the test AUC's 95% CI does not lie above 0.5.")
 def evaluation_beats_chance(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, warehouse: DuckDBWarehouse):
-    test = _record(context, artifacts, warehouse)["test"]
+    test = _test_record(context, artifacts, warehouse)
     lo = test.get("ci_lo")
     return dg.AssetCheckResult(
         passed=lo is not None and lo > 0.5,
@@ -134,15 +87,12 @@ def evaluation_beats_chance(context: dg.AssetCheckExecutionContext, artifacts: A
     "data set, as a self-contained HTML report plus PNGs (rendered from stored evaluations, no training).",
 )
 def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, artifacts: ArtifactStore):
-    with warehouse.connect(read_only=True) as con:
-        dataset = get_meta(con, "dataset")
-        dataset_fp = get_meta(con, "dataset_fingerprint")
-    records = report_mod.load_records(evaluations_dir(artifacts, dataset_fp))
+    layout, prod = artifacts.layout(), settings().production
+    dataset, records = stages.current_records(warehouse.file, layout)
     if not records:
         raise dg.Failure(description="no evaluated partitions for the current data set: materialize `evaluation` first")
-    prod = f"{CONFIG.production.hidden}|{CONFIG.production.scheme}"
-    out = report_dir(artifacts.root)
-    art = report_mod.render_report(records, out, dataset=str(dataset), production=prod)
+    production = GridCell.of(prod.scheme, prod.hidden).partition_key
+    art = report_mod.render_report(records, layout.report_dir(), dataset=dataset, production=production)
     context.log.info(f"report: {art.html_path}")
     figures = {
         f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod.png_data_uri(path)})")

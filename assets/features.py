@@ -1,15 +1,12 @@
 """Stage 2: `track_catalog` → `content_features` (one standardized vector per track)."""
 
 
-import hashlib
-
 import dagster as dg
-import numpy as np
+import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
-from semid_pipeline import features
+from semid_pipeline import features, stages
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
-from semid_pipeline.warehouse import get_meta
 
 from ._meta import md_table
 
@@ -31,18 +28,11 @@ class FeatureRunConfig(dg.Config):
 def content_features(
     context: dg.AssetExecutionContext, config: FeatureRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
 ):
-    with warehouse.connect() as con:
-        dataset = get_meta(con, "dataset")
-        # one transform per data set: fitted on its first ingestion, reused when files are appended
-        tdir = artifacts.path("features", hashlib.sha256(str(dataset).encode()).hexdigest()[:12])
-        reuse = (tdir / "transform.json").exists() and not config.refit
-        result = features.build_content_features(con, tdir, reuse_transform=reuse)
-        _, X = features.read_content_features(con)
+    built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit)
+    result, X, dataset, reuse = built.result, built.X, built.dataset, built.reused
     context.log.info(
         f"content features: {result.n_tracks} tracks × {result.dim} dims ({'reused' if reuse else 'fitted'} transform)"
     )
-    import pandas as pd
-
     summary = pd.DataFrame(
         {"feature": result.feature_names, "mean": X.mean(0), "std": X.std(0), "min": X.min(0), "max": X.max(0)}
     )
@@ -62,10 +52,5 @@ def content_features(
 @dg.asset_check(asset=CONTENT_FEATURES, blocking=True, description="Every catalog track has one finite vector.")
 def content_features_complete(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
-        ids, X = features.read_content_features(con)
-        n_catalog = con.execute(f"SELECT count(*) FROM {TRACK_CATALOG}").fetchone()[0]
-    finite = bool(np.isfinite(X).all())
-    return dg.AssetCheckResult(
-        passed=finite and len(ids) == n_catalog and len(set(ids)) == len(ids),
-        metadata={"tracks": len(ids), "catalog_tracks": int(n_catalog), "all_finite": finite},
-    )
+        ok, details = features.check_complete(con)
+    return dg.AssetCheckResult(passed=ok, metadata=details)

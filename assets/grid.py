@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 
+from semid_pipeline.schemes import GridCell
+
 from .partitions import CONFIG, scheme_keys
 
 
@@ -28,7 +30,7 @@ def grid_keys(h: int | None = None, scheme: str | None = None) -> list[str]:
         raise SystemExit(
             f"not in the grid of semid.toml: {unknown}; schemes {scheme_keys()}, h {list(CONFIG.grid.hidden_sizes)}"
         )
-    return [f"{x}|{s}" for x in hs for s in schemes]
+    return [GridCell.of(s, x).partition_key for x in hs for s in schemes]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from semid_pipeline import ingest, quality
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
-from .partitions import CONFIG
+from .partitions import settings
 
 GROUP = "ingestion"
 
@@ -46,20 +46,20 @@ def raw_feedback(
     files are added to the current data set instead, in one transaction too.
     """
     spec = dataset.parsed()
-    cfg = dataset.ingest_config(CONFIG.ingest)
+    cfg = dataset.ingest_config(settings().ingest)
     if config.append_files:
-        context.log.info(f"appending {len(config.append_files)} landed files to {warehouse.path}")
+        context.log.info(f"appending {len(config.append_files)} landed files to {warehouse.file}")
         with warehouse.connect() as con:
             result = ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
     else:
-        context.log.info(f"ingesting {spec.key} into {warehouse.path}")
-        result = ingest.ingest_dataset(spec, warehouse=warehouse.path, cfg=cfg, data_dir=dataset.data_dir)
+        context.log.info(f"ingesting {spec.key} into {warehouse.file}")
+        result = ingest.ingest_dataset(spec, warehouse=warehouse.file, cfg=cfg, data_dir=dataset.data_folder)
     record = result.to_frame()
     common = {
         "dataset": dg.MetadataValue.text(result.dataset),
         "dataset_fingerprint": dg.MetadataValue.text(result.fingerprint),
         "ingestion_record": md_table(record),
-        "warehouse": dg.MetadataValue.path(str(Path(warehouse.path).resolve())),
+        "warehouse": dg.MetadataValue.path(str(Path(warehouse.file).resolve())),
     }
     yield dg.MaterializeResult(
         asset_key=FEEDBACK_EVENTS,
@@ -102,11 +102,11 @@ def _check_result(report) -> dg.AssetCheckResult:
     "1 ≤ position ≤ stratum_length, share of event tracks with content features, both labels present."))
 def feedback_events_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
-        return _check_result(quality.validate_feedback_events(con, cfg=CONFIG.ingest))
+        return _check_result(quality.validate_feedback_events(con, cfg=settings().ingest))
 
 
 @dg.asset_check(asset=TRACK_CATALOG, blocking=True, description=(
     "great-expectations: unique non-null track_id, content values within their documented ranges."))
 def track_catalog_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
-        return _check_result(quality.validate_track_catalog(con, cfg=CONFIG.ingest))
+        return _check_result(quality.validate_track_catalog(con, cfg=settings().ingest))

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from semid_pipeline.fileutil import sha256_file
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
+from semid_pipeline.schemes import GridCell, IdScheme
 
-from .partitions import CONFIG, grid_key, grid_partitions, scheme_partitions
+from .partitions import CONFIG, grid_key, grid_partitions, scheme_partitions, settings
 
 CHAIN_TAG = "semid/chain"
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -49,10 +51,11 @@ JOBS = [ingest_job, semantic_ids_job, grid_job, report_job]
 
 
 def production_grid_keys() -> list[dg.MultiPartitionKey]:
-    p = CONFIG.production
-    keys = [grid_key(p.scheme, p.hidden)]
-    if CONFIG.grid.include_id_baseline and p.scheme != "id":
-        keys.append(grid_key("id", p.hidden))
+    p = settings().production
+    cell = GridCell.of(p.scheme, p.hidden)
+    keys = [grid_key(cell)]
+    if CONFIG.grid.include_id_baseline and not cell.scheme.is_id:
+        keys.append(grid_key(GridCell.of(IdScheme(family="id"), p.hidden)))
     return keys
 
 
@@ -84,13 +87,14 @@ def retrain_chain(context: dg.RunStatusSensorContext):
         return dg.SkipReason("not part of a retraining chain")
     tags = {CHAIN_TAG: chain, "semid/parent_run": run.run_id}
     if run.job_name == ingest_job.name:
-        schemes = [CONFIG.production.scheme] if chain == "weekly" else _existing_scheme_keys(context)
+        production = settings().production.scheme
+        schemes = [production] if chain == "weekly" else _existing_scheme_keys(context, production)
         return [
             dg.RunRequest(job_name=semantic_ids_job.name, partition_key=s, tags=tags, run_key=f"{run.run_id}-{s}")
             for s in schemes
         ]
     if run.job_name == semantic_ids_job.name:
-        if chain != "weekly" or run.tags.get("dagster/partition") != CONFIG.production.scheme:
+        if chain != "weekly" or run.tags.get("dagster/partition") != settings().production.scheme:
             return dg.SkipReason("ID tables extended; models are retrained by the weekly chain")
         return [
             dg.RunRequest(job_name=grid_job.name, partition_key=k, tags=tags, run_key=f"{run.run_id}-{k}")
@@ -101,23 +105,15 @@ def retrain_chain(context: dg.RunStatusSensorContext):
     return dg.SkipReason(f"no next step after {run.job_name}")
 
 
-def _existing_scheme_keys(context) -> list[str]:
+def _existing_scheme_keys(context, production: str) -> list[str]:
     """Partitions of `semantic_ids` that have been materialized (the ones to extend)."""
     done = context.instance.get_materialized_partitions(dg.AssetKey("semantic_ids"))
     keys = [k for k in scheme_partitions.get_partition_keys() if k in done]
-    return keys or [CONFIG.production.scheme]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return keys or [production]
 
 
 def landing_dir() -> Path:
-    p = Path(CONFIG.landing_dir)
+    p = Path(settings().landing_dir)
     return p if p.is_absolute() else Path(__file__).resolve().parent.parent / p
 
 
@@ -137,7 +133,7 @@ def landing_folder(context: dg.SensorEvaluationContext):
     for path in sorted(folder.iterdir()):
         if not path.is_file() or not path.name.endswith(LANDING_SUFFIXES) or path.name.startswith("."):
             continue
-        digest = file_sha256(path)
+        digest = sha256_file(path)
         if digest not in seen and digest not in {d for d, _ in new}:
             new.append((digest, path))
     if not new:

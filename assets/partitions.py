@@ -1,17 +1,26 @@
-"""Partitions of the grid, read from ``semid.toml`` at load time (edit the file, reload the code location).
+"""Partitions of the grid, read from ``semid.toml`` when the code location loads.
 
-- ``semantic_ids``: one partition per ID scheme: ``id`` (the per-track baseline: a one-level ID
-  with k = number of tracks) and ``<scheme>-k<k>`` for each configured codebook size.
+- ``semantic_ids``: one partition per ID scheme (``semid_pipeline.schemes``): ``id`` (the
+  per-track baseline) and ``<family>-k<k>`` for each configured codebook size.
 - ``recommender`` / ``evaluation``: ID scheme × hidden size h. Dagster orders the dimensions
-  alphabetically, so keys read ``<h>|<scheme>``, e.g. ``64|v1-k256``.
+  alphabetically, so keys read ``<h>|<scheme>``, e.g. ``64|v1-k256`` (``GridCell.partition_key``).
+
+The grid itself is structure and needs a code-location reload to change; every other setting is
+read by ``settings()`` when a run starts.
 """
 
 
 import dagster as dg
 
 from semid_pipeline.config import SemidConfig, load_config
+from semid_pipeline.schemes import GridCell, IdScheme
 
-CONFIG: SemidConfig = load_config()
+CONFIG: SemidConfig = load_config()  # the grid's shape, fixed while the code location is loaded
+
+
+def settings() -> SemidConfig:
+    """``semid.toml`` (or ``SEMID_CONFIG``) as it is when the run starts."""
+    return load_config()
 
 
 def scheme_keys(cfg: SemidConfig = CONFIG) -> list[str]:
@@ -27,15 +36,13 @@ grid_partitions = dg.MultiPartitionsDefinition(
 )
 
 
-def grid_key(scheme: str, h: int | str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"scheme": scheme, "h": str(h)})
+def grid_key(cell: GridCell) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey(cell.dimensions)
 
 
-def split_grid_key(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[str, int]:
-    key = context.partition_key
-    if isinstance(key, dg.MultiPartitionKey):
-        dims = key.keys_by_dimension
-    else:  # plain "h|scheme" string
-        h, scheme = str(key).split("|")
-        dims = {"h": h, "scheme": scheme}
-    return dims["scheme"], int(dims["h"])
+def scheme_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> IdScheme:
+    return IdScheme.parse(context.partition_key)
+
+
+def cell_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> GridCell:
+    return GridCell.parse(context.partition_key)

@@ -22,14 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from semid_pipeline.evaluation import (  # noqa: E402
-    _select_topk_cs,
-    bootstrap_ci,
-    evaluate_scored,
-    stratified_auc,
-    topk_decomposed,
-    topk_naive,
-)
+from semid_pipeline.evaluation import bootstrap_ci, evaluate_scored, stratified_auc  # noqa: E402
+from semid_pipeline.scoring import _select_topk_cs, topk_decomposed, topk_naive  # noqa: E402
 
 
 def bench_auc(n_strata: int, events: int, n_boot: int, seed: int = 0) -> None:

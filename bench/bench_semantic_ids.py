@@ -71,9 +71,9 @@ def main() -> None:
     rows = []
 
     # semid v1: RQ-VAE
-    cfg = RQVAEConfig(levels=L)
+    cfg = RQVAEConfig()
     t, c0 = time.perf_counter(), time.process_time()
-    model, hist = rq.fit_rqvae(X, cfg=cfg, codebook_size=K)
+    model, hist = rq.fit_rqvae(X, cfg=cfg, codebook_size=K, levels=L, seed=0)
     fit_s = time.perf_counter() - t
     cpu_s = time.process_time() - c0
     codes, tps = timed_assign(lambda a: model.encode_codes(a).numpy(), X)

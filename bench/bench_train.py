@@ -183,7 +183,7 @@ def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
         return model, step
     rep = "id" if name.startswith("ours-id") else f"v0-k{k}"
     tbl = random_codes(n_tracks, k) if rep != "id" else None
-    enc = build_track_encoder(representation=rep, hidden=h, n_tracks=n_tracks,
+    enc = build_track_encoder(scheme=rep, hidden=h, n_tracks=n_tracks,
                               track_ids=[f"t{i:07d}" for i in range(n_tracks)], id_table=tbl)
     model = SASRec(encoder=enc, hidden=h, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout).to(device)

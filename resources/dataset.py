@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 
 from semid_pipeline import config as core_config
@@ -11,31 +13,30 @@ class DatasetResource(dg.ConfigurableResource):
     """``synthetic`` (default; ``synthetic:tiny|demo|bench[:users|sessions]``),
     ``mssd:<folder or files>`` (Spotify MSSD) or ``events:<events file>[,<tracks file>]``.
 
-    The ingestion knobs below are the same settings as ``[ingest]`` in ``semid.toml``; values set
-    here (e.g. in the launchpad) win over the file.
+    ``spec`` and ``data_dir`` default to ``SEMID_DATASET`` / ``SEMID_DATA_DIR``, read when a run
+    starts. The ingestion knobs below are the same settings as ``[ingest]`` in ``semid.toml``;
+    values set here (e.g. in the launchpad) win over the file.
     """
 
-    spec: str = core_config.dataset_from_env()
-    data_dir: str = core_config.data_dir_from_env()  # where synthetic files are written (SEMID_DATA_DIR)
+    spec: str | None = None
+    data_dir: str | None = None  # where synthetic files are written
     context_filter: str | None = None
     skip_definition: str | None = None
     rating_threshold: float | None = None
     neutral_band: float | None = None
 
+    @property
+    def data_folder(self) -> str:
+        return self.data_dir or core_config.data_dir_from_env()
+
     def parsed(self) -> core_config.DatasetSpec:
-        return core_config.parse_dataset_spec(self.spec)
+        return core_config.parse_dataset_spec(self.spec or core_config.dataset_from_env())
 
     def ingest_config(self, base: core_config.IngestConfig) -> core_config.IngestConfig:
         overrides = {
-            k: v
-            for k, v in {
-                "context_filter": self.context_filter,
-                "skip_definition": self.skip_definition,
-                "rating_threshold": self.rating_threshold,
-                "neutral_band": self.neutral_band,
-            }.items()
-            if v is not None
+            "context_filter": self.context_filter,
+            "skip_definition": self.skip_definition,
+            "rating_threshold": self.rating_threshold,
+            "neutral_band": self.neutral_band,
         }
-        from dataclasses import replace
-
-        return replace(base, **overrides)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .schemes import scheme_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
@@ -95,7 +96,9 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class RQVAEConfig:
-    levels: int = 4
+    """How an RQ-VAE trains. Its depth is ``[semantic_ids] levels`` and its seed ``[semantic_ids] seed``
+    (one setting each, shared by every family)."""
+
     hidden: tuple[int, ...] = (128, 64)
     latent_dim: int = 32
     beta: float = 0.25
@@ -105,7 +108,6 @@ class RQVAEConfig:
     kmeans_sample: int = 20000
     kmeans_iters: int = 20
     dead_code_patience: int = 50  # steps a code may go unused before it is re-seeded
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class SemanticIdConfig:
     rqvae: RQVAEConfig = RQVAEConfig()
 
     def partition_keys(self) -> list[str]:
-        return [f"{s}-k{k}" for s, ks in self.schemes.items() for k in ks]
+        return scheme_keys(self.schemes, include_id=False)
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,8 @@ class GridConfig:
     include_id_baseline: bool = True
 
     def model_schemes(self, semantic: SemanticIdConfig) -> list[str]:
-        keys = semantic.partition_keys()
-        return (["id"] if self.include_id_baseline else []) + keys
+        """Partition keys of the grid's ``scheme`` dimension: ``id`` (if included), then every configured scheme."""
+        return scheme_keys(semantic.schemes, include_id=self.include_id_baseline)
 
 
 @dataclass(frozen=True)

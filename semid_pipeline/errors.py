@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+EXAMPLES = 5  # offending rows / values an error or a check shows (one limit for every stage)
+
 
 class SemidError(Exception):
     """Base class of every error the pipeline raises on purpose."""
@@ -28,7 +30,7 @@ class InputDataError(SemidError):
         if column is not None:
             parts.append(f"column: {column}")
         if rows:
-            shown = "\n".join(f"    {r}" for r in rows[:5])
+            shown = "\n".join(f"    {r}" for r in rows[:EXAMPLES])
             parts.append(f"first offending rows:\n{shown}")
         super().__init__("\n  ".join(parts))
         self.file = file

@@ -1,6 +1,5 @@
 """Evaluation: stratified AUC with bootstrap CIs, history-length and cold-start cuts,
-full-catalogue top-k scoring (decomposed over embedding fields), ranking and diversity
-metrics, and two model-free baselines (popularity, content logistic regression).
+ranking and diversity metrics (of top-k lists from ``scoring``), and two model-free baselines (popularity, content logistic regression).
 
 Pure functions on numpy / pandas / torch; no dagster, no I/O.
 
@@ -39,12 +38,13 @@ Definitions
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+
+from .fileutil import jsonable
 
 DEFAULT_BUCKETS: tuple[tuple[int, int], ...] = (
     (1, 2),
@@ -72,8 +72,6 @@ __all__ = [
     "lift_by_bucket",
     "cold_start_auc",
     "ranking_metrics",
-    "topk_decomposed",
-    "topk_naive",
     "diversity_metrics",
     "popularity_scores",
     "content_baseline_scores",
@@ -408,136 +406,6 @@ def ranking_metrics(topk: torch.Tensor, targets: torch.Tensor, k: int = 10) -> d
     return {f"recall@{k}": float(found.double().mean()), f"ndcg@{k}": float(gain.mean()), "n_strata": nv}
 
 
-def _select_topk_cs(scores_cs: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k along dim 0 of a (C, S) score block -> (S, k) values, (S, k) row indices.
-
-    Two-stage: maxima of blocks of ``block`` consecutive rows (one pass), the top-k blocks
-    per column, then top-k among those blocks' k·block rows. Exact: every top-k element
-    lies in one of the k blocks with the largest maxima (up to exact ties).
-    """
-    c, s = scores_cs.shape
-    k = min(k, c)
-    if c <= block * max(k, 1) * 2:
-        v, i = scores_cs.T.contiguous().topk(k, dim=1)
-        return v, i
-    nb = -(-c // block)
-    pad = nb * block - c
-    if pad:
-        fill = torch.full((pad, s), -math.inf, dtype=scores_cs.dtype)
-        scores_cs = torch.cat([scores_cs, fill], 0)
-    bmax = scores_cs.view(nb, block, s).amax(dim=1)  # (nb, S)
-    blk = bmax.T.contiguous().topk(k, dim=1).indices  # (S, k)
-    rows = (blk[:, :, None] * block + torch.arange(block)[None, None, :]).reshape(s, k * block)
-    flat = rows * s + torch.arange(s)[:, None]
-    vals = scores_cs.reshape(-1)[flat]  # (S, k*block)
-    v, i = vals.topk(k, dim=1)
-    return v, rows.gather(1, i)
-
-
-def _merge(best_v, best_i, v, i, k):
-    if best_v is None:
-        return v, i
-    cv = torch.cat([best_v, v], 1)
-    ci = torch.cat([best_i, i], 1)
-    tv, ti = cv.topk(min(k, cv.shape[1]), dim=1)
-    return tv, ci.gather(1, ti)
-
-
-def _exclude_mask(exclude, n) -> torch.Tensor | None:
-    if exclude is None:
-        return None
-    ex = torch.as_tensor(exclude).long().reshape(-1)
-    if ex.numel() == 0:
-        return None
-    m = torch.zeros(n, dtype=torch.bool)
-    m[ex] = True
-    return m
-
-
-@torch.no_grad()
-def topk_decomposed(
-    hidden: torch.Tensor,
-    tables: Sequence[torch.Tensor],
-    codes: Sequence[torch.Tensor],
-    k: int = 10,
-    exclude: torch.Tensor | None = None,
-    chunk: int = 16384,
-    strata_chunk: int = 256,
-    block: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of ``hidden @ item_emb.T`` over the whole catalogue, where the item embedding
-    is a sum over fields: ``item_emb[i] = sum_f tables[f][codes[f][i]]``.
-
-    Each field's ``k_f`` codewords are scored once per stratum (S×k_f), then the per-track
-    scores are gathered and summed (``embedding_bag``, cost S·N·F) chunk by chunk over
-    tracks (``chunk``) and strata (``strata_chunk``); top-k is merged across chunks.
-    ``exclude``: track indices never returned (e.g. a padding row 0).
-    Returns ``(scores (S, k), indices (S, k))``, best first.
-    """
-    if len(tables) != len(codes) or not tables:
-        raise ValueError(f"need one code vector per table: {len(tables)} tables, {len(codes)} codes")
-    n = int(codes[0].shape[0])
-    for f, (t, c) in enumerate(zip(tables, codes)):
-        if c.shape != (n,):
-            raise ValueError(f"codes[{f}] has shape {tuple(c.shape)}, expected ({n},)")
-        if t.ndim != 2 or t.shape[1] != hidden.shape[1]:
-            raise ValueError(f"tables[{f}] has shape {tuple(t.shape)}, expected (k_f, {hidden.shape[1]})")
-    sizes = [int(t.shape[0]) for t in tables]
-    base = torch.tensor([0] + sizes[:-1]).cumsum(0)
-    offs = torch.stack([c.long() for c in codes], 1) + base[None, :]  # (N, F)
-    table = torch.cat(list(tables), 0).to(hidden.dtype)  # (K_tot, h)
-    mask = _exclude_mask(exclude, n)
-    n_ok = n - (int(mask.sum()) if mask is not None else 0)
-    k = min(k, n_ok)
-    out_v, out_i = [], []
-    for s0 in range(0, hidden.shape[0], strata_chunk):
-        hid = hidden[s0 : s0 + strata_chunk]
-        w = (table @ hid.T).contiguous()  # (K_tot, S_c): every codeword scored once
-        best_v = best_i = None
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            sc = torch.nn.functional.embedding_bag(offs[a:b], w, mode="sum")  # (C, S_c)
-            if mask is not None:
-                mm = mask[a:b]
-                if mm.any():
-                    sc[mm] = -math.inf
-            v, i = _select_topk_cs(sc, k, block)
-            best_v, best_i = _merge(best_v, best_i, v, i + a, k)
-        out_v.append(best_v)
-        out_i.append(best_i)
-    if not out_v:
-        return torch.empty(0, k, dtype=hidden.dtype), torch.empty(0, k, dtype=torch.long)
-    return torch.cat(out_v, 0), torch.cat(out_i, 0)
-
-
-@torch.no_grad()
-def topk_naive(
-    hidden: torch.Tensor,
-    item_emb: torch.Tensor,
-    k: int = 10,
-    exclude: torch.Tensor | None = None,
-    chunk: int = 65536,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference full-catalogue top-k: ``hidden @ item_emb.T`` (chunked over tracks) and
-    ``torch.topk``. ``item_emb`` (N, h) is every track's (already built) embedding."""
-    n = int(item_emb.shape[0])
-    mask = _exclude_mask(exclude, n)
-    n_ok = n - (int(mask.sum()) if mask is not None else 0)
-    k = min(k, n_ok)
-    best_v = best_i = None
-    for a in range(0, n, chunk):
-        sc = hidden @ item_emb[a : a + chunk].T  # (S, C)
-        if mask is not None:
-            mm = mask[a : a + chunk]
-            if mm.any():
-                sc[:, mm] = -math.inf
-        v, i = sc.topk(min(k, sc.shape[1]), dim=1)
-        best_v, best_i = _merge(best_v, best_i, v, i + a, k)
-    if best_v is None:
-        return torch.empty(hidden.shape[0], 0, dtype=hidden.dtype), torch.empty(hidden.shape[0], 0, dtype=torch.long)
-    return best_v, best_i
-
-
 # --------------------------------------------------------------------------------------
 # Diversity
 # --------------------------------------------------------------------------------------
@@ -719,25 +587,6 @@ def content_baseline_scores(
 # --------------------------------------------------------------------------------------
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, pd.DataFrame):
-        return [_jsonable(r) for r in x.to_dict(orient="records")]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, np.ndarray):
-        return [_jsonable(v) for v in x.tolist()]
-    return x
-
-
 def evaluate_scored(
     scored: pd.DataFrame,
     *,
@@ -777,4 +626,4 @@ def evaluate_scored(
     else:
         rec["by_history"] = []
     rec["cold_start"] = _cold_start(prep, n_boot, alpha, seed)
-    return _jsonable(rec)
+    return jsonable(rec)

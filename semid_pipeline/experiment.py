@@ -14,9 +14,11 @@ import torch
 
 from . import evaluation as ev
 from .config import EvalConfig
-from .model import SASRec, parse_representation
+from .fileutil import jsonable
+from .model import SASRec
+from .schemes import GridCell
+from .scoring import score_eval_set, top_k_lists
 from .splits import EvalSet, Splits
-from .train import final_hidden, score_eval_set
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,6 @@ def _first_positive_targets(eval_set: EvalSet) -> torch.Tensor:
     return t
 
 
-def top_k_lists(model: SASRec, eval_set: EvalSet, *, k: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Full-catalogue top-k per stratum, scoring each field's codewords once (decomposed)."""
-    hidden = final_hidden(model, eval_set, max_len=max_len)  # (S, h)
-    tables = model.encoder.field_tables()
-    codes = model.encoder.field_codes()
-    names = list(tables)
-    with torch.no_grad():
-        return ev.topk_decomposed(
-            hidden, [tables[n].float().cpu() for n in names], [codes[n].cpu() for n in names],
-            k=k, exclude=torch.tensor([0]),
-        )
-
-
 def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalConfig, *, max_len: int) -> dict:
     """Test-period record (AUC + CI, by history, cold start, ranking, diversity) plus validation AUC."""
     model.eval()
@@ -87,7 +76,7 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
     if len(splits.test):
         _, topk = top_k_lists(model, splits.test, k=cfg.topk, max_len=max_len)
         out["ranking"] = ev.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)
-        out["diversity"] = ev._jsonable(ev.diversity_metrics(
+        out["diversity"] = jsonable(ev.diversity_metrics(
             topk, view.features, view.artist, view.release_year, n_catalog=splits.vocab.n_tracks
         ))
     counts = model.parameter_counts()
@@ -124,19 +113,17 @@ def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict
         auc, per = ev.stratified_auc(ordered["stratum_id"], ordered["feedback"], scores)
         lo, hi = ev.bootstrap_ci(per["auc"].to_numpy(), n_boot=cfg.bootstrap, seed=cfg.seed)
         out["content_logreg"] = {"auc": auc, "ci_lo": lo, "ci_hi": hi, "n_strata": int(len(per))}
-    return ev._jsonable(out)
+    return jsonable(out)
 
 
-def partition_record(partition_key: str, scheme_key: str, h: int, result: dict, *, baselines: dict,
-                     dataset: str, dataset_fingerprint: str, id_table_hash: str) -> dict:
-    """The record the report reads (one per evaluated partition; see ``report`` for the fields)."""
-    scheme, k = parse_representation(scheme_key)
+def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: str, dataset_fingerprint: str,
+                     id_table_hash: str) -> dict:
+    """The record the report reads (one per evaluated grid cell; see ``report`` for the fields)."""
     return {
-        "partition_key": partition_key,
-        "scheme_key": scheme_key,
-        "scheme": scheme,
-        "k": k,
-        "h": int(h),
+        "partition_key": cell.partition_key,
+        "scheme": cell.scheme.family,
+        "k": cell.scheme.k,
+        "h": int(cell.h),
         "dataset": dataset,
         "dataset_fingerprint": dataset_fingerprint,
         "id_table_hash": id_table_hash,

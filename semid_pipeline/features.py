@@ -295,3 +295,12 @@ def read_content_features(con: duckdb.DuckDBPyConnection) -> tuple[list[str], np
         return ids, np.zeros((0, 0), np.float32)
     values = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     return ids, values.reshape(len(ids), -1)
+
+
+def check_complete(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict]:
+    """Every catalog track has exactly one finite vector."""
+    ids, X = read_content_features(con)
+    n_catalog = int(con.execute(f"SELECT count(*) FROM {TRACK_CATALOG}").fetchone()[0])
+    finite = bool(np.isfinite(X).all())
+    ok = finite and len(ids) == n_catalog and len(set(ids)) == len(ids)
+    return ok, {"tracks": len(ids), "catalog_tracks": n_catalog, "all_finite": finite}

@@ -21,7 +21,6 @@ kernel whatever the number of fields, and never more rows touched than the track
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,6 +28,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .schemes import IdScheme, code_columns
 
 # ------------------------------------------------------------------------------------------------
 # track representation
@@ -70,10 +71,6 @@ class TrackEncoder(nn.Module):
         with torch.no_grad():
             self.table[0].zero_()
 
-    @property
-    def n_fields(self) -> int:
-        return len(self.field_names)
-
     def forward(self, track_idx: torch.Tensor) -> torch.Tensor:
         """track_idx (...,) long → (..., h); touches only the rows of the tracks asked for."""
         rows = self.codes[track_idx.reshape(-1)]  # (M, F)
@@ -108,25 +105,6 @@ class TrackEncoder(nn.Module):
         return self.table.numel()
 
 
-_SEMANTIC_KEY = re.compile(r"^(?P<scheme>[A-Za-z0-9_]+)-k(?P<k>\d+)$")
-
-
-def parse_representation(representation: str) -> tuple[str, int | None]:
-    """"id" → ("id", None); "v1-k256" → ("v1", 256)."""
-    if representation == "id":
-        return "id", None
-    m = _SEMANTIC_KEY.match(representation)
-    if not m:
-        raise ValueError(f"representation {representation!r}: expected 'id' or '<scheme>-k<size>' (e.g. v1-k256)")
-    return m["scheme"], int(m["k"])
-
-
-def semantic_code_columns(id_table: pd.DataFrame) -> list[str]:
-    """c1..cL in level order."""
-    cols = [c for c in id_table.columns if re.fullmatch(r"c\d+", str(c))]
-    return sorted(cols, key=lambda c: int(c[1:]))
-
-
 def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None
                     ) -> tuple[dict[str, tuple[np.ndarray, int]], int]:
     """Align a semantic-ID table (track_id, c1..cL[, tie]) to the vocabulary.
@@ -134,7 +112,7 @@ def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int 
     ``track_ids[i]`` is vocabulary index i+1. Codes c_l in 0..k-1 become 1..k (0 = pad); tie values
     0..max_tie become 1..max_tie+1. Returns (fields, number of vocabulary tracks missing from the table).
     """
-    levels = semantic_code_columns(id_table)
+    levels = code_columns(id_table.columns)
     if not levels:
         raise ValueError(f"semantic-ID table has no c1..cL columns (columns: {list(id_table.columns)})")
     tbl = id_table.drop_duplicates("track_id")
@@ -156,23 +134,23 @@ def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int 
     return fields, int((~found).sum())
 
 
-def build_track_encoder(*, representation: str, hidden: int, n_tracks: int,
+def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
                         track_ids: Sequence[str] | None = None, id_table: pd.DataFrame | None = None,
                         artist: np.ndarray | None = None, n_artists: int = 0,
                         genre: np.ndarray | None = None, n_genres: int = 0,
                         song_decomposition: bool = False) -> TrackEncoder:
-    """The encoder of a representation: ``id`` (one row per track) or a semantic-ID partition key.
+    """The encoder of an ID scheme: ``id`` (one row per track) or a semantic-ID scheme (codes from ``id_table``).
 
     With ``song_decomposition`` the ``artist`` and ``genre`` fields are added when given.
     """
-    scheme, k = parse_representation(representation)
+    scheme = scheme if isinstance(scheme, IdScheme) else IdScheme.parse(scheme)
     fields: dict[str, tuple[np.ndarray, int]] = {}
-    if scheme == "id":
+    if scheme.is_id:
         fields["track"] = (np.arange(n_tracks + 1, dtype=np.int64), n_tracks)
     else:
         if id_table is None or track_ids is None:
-            raise ValueError(f"representation {representation!r} needs id_table and track_ids")
-        sem, _missing = semantic_fields(id_table, track_ids, k=k)
+            raise ValueError(f"ID scheme {scheme.key!r} needs id_table and track_ids")
+        sem, _missing = semantic_fields(id_table, track_ids, k=scheme.k)
         fields.update(sem)
     if song_decomposition:
         if artist is not None and n_artists > 0:

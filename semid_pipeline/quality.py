@@ -30,10 +30,7 @@ JSON-able dict for metadata. Nothing here imports dagster.
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -45,9 +42,10 @@ import pandas as pd
 
 from . import schema
 from .config import IngestConfig
+from .errors import EXAMPLES as MAX_EXAMPLES
+from .fileutil import jsonable
+from .sql import ident
 from .warehouse import table_columns, table_exists
-
-MAX_EXAMPLES = 5
 
 # --------------------------------------------------------------------------------------------
 # results
@@ -184,32 +182,6 @@ class ExpectationSpec:
         return cols
 
 
-def expect(type_: str, description: str = "", **kwargs) -> ExpectationSpec:
-    """Shorthand: ``expect("expect_column_values_to_not_be_null", column="track_id")``."""
-    return ExpectationSpec(type=type_, kwargs=kwargs, description=description)
-
-
-def _as_spec(e: Any) -> ExpectationSpec:
-    if isinstance(e, ExpectationSpec):
-        return e
-    if isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], str):
-        return ExpectationSpec(type=e[0], kwargs=dict(e[1]))
-    if isinstance(e, dict):
-        d = dict(e)
-        type_ = d.pop("type", None) or d.pop("expectation_type", None)
-        kwargs = d.pop("kwargs", None)
-        if kwargs is None:
-            kwargs, d = d, {}
-        return ExpectationSpec(type=type_, kwargs=dict(kwargs), **d)
-    # a GX Expectation instance
-    type_ = getattr(e, "expectation_type", None)
-    cfg = e.configuration if hasattr(e, "configuration") else None
-    if type_ and cfg is not None:
-        kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "result_format")}
-        return ExpectationSpec(type=type_, kwargs=kwargs, description=getattr(e, "description", None) or "")
-    raise TypeError(f"not an expectation: {e!r} (use ExpectationSpec, (type, kwargs), a dict or a GX Expectation)")
-
-
 # --------------------------------------------------------------------------------------------
 # great-expectations, lazily
 
@@ -238,10 +210,7 @@ def _context():
     # Validator._determine_progress_bars reads these two keys; without them every run draws a
     # "Calculating Metrics" tqdm bar on stderr.
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    try:
-        ctx.config.analytics_enabled = False
-    except Exception:  # pragma: no cover - attribute moved in another GX version
-        pass
+    ctx.config.analytics_enabled = False
     return ctx
 
 
@@ -270,15 +239,12 @@ class _Frame:
 def validate_dataframe(
     df: pd.DataFrame,
     suite_name: str,
-    expectations: list,
+    expectations: list[ExpectationSpec],
     *,
     key_columns: Sequence[str] = (),
 ) -> ValidationReport:
-    """Validate one frame against a list of expectations (``ExpectationSpec``, ``(type, kwargs)``,
-    dicts or GX Expectation objects); examples show ``key_columns`` + the offending columns."""
-    return _validate_frames(
-        suite_name, [_Frame("frame", df, [_as_spec(e) for e in expectations], tuple(key_columns))]
-    )
+    """Validate one frame against a list of expectations; examples show ``key_columns`` + the offending columns."""
+    return _validate_frames(suite_name, [_Frame("frame", df, list(expectations), tuple(key_columns))])
 
 
 def _validate_frames(suite_name: str, frames: list[_Frame]) -> ValidationReport:
@@ -415,15 +381,15 @@ def _outcome(spec: ExpectationSpec, r, df: pd.DataFrame, key_columns: tuple[str,
         missing_vals = list(res.get("partial_missing_list") or [])
         unexpected_count = int(res.get("missing_count") or len(missing_vals))
         col = spec.kwargs.get("column")
-        examples = [{"column": col, "missing_value": _plain(v)} for v in missing_vals[:MAX_EXAMPLES]]
+        examples = [{"column": col, "missing_value": jsonable(v)} for v in missing_vals[:MAX_EXAMPLES]]
         observed = (
             "every required value present"
             if success
-            else f"missing values: {', '.join(map(str, map(_plain, missing_vals)))}"
+            else f"missing values: {', '.join(map(str, map(jsonable, missing_vals)))}"
         )
         if col in df.columns and not success:
             present = pd.unique(df[col].dropna())[:20]
-            observed += f" (present: {', '.join(str(_plain(v)) for v in sorted(present, key=str)) or 'none'})"
+            observed += f" (present: {', '.join(str(jsonable(v)) for v in sorted(present, key=str)) or 'none'})"
     else:
         observed = _observed_aggregate(spec, res)
 
@@ -448,14 +414,14 @@ def _observed_map(res: dict, unit: str = "rows") -> str:
     text = f"{bad} of {n} {unit} unexpected"
     if bad:
         text += f" ({float(res.get('unexpected_percent') or 0.0):.3g}%)"
-        vals = [_plain(v) for v in (res.get("partial_unexpected_list") or [])]
+        vals = [jsonable(v) for v in (res.get("partial_unexpected_list") or [])]
         if vals:
             text += "; e.g. " + ", ".join(_short(v) for v in vals[:MAX_EXAMPLES])
     return text
 
 
 def _observed_aggregate(spec: ExpectationSpec, res: dict) -> str:
-    obs = _plain(res.get("observed_value"))
+    obs = jsonable(res.get("observed_value"))
     lo, hi = spec.kwargs.get("min_value"), spec.kwargs.get("max_value")
     text = "observed nothing (no rows)" if obs is None else f"observed {_short(obs)}"
     if lo is not None or hi is not None:
@@ -477,41 +443,8 @@ def _short(v: Any) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
-def _plain(v: Any) -> Any:
-    """A JSON-able Python value (NaN/NaT → None, numpy → Python, timestamps → ISO strings)."""
-    if v is None:
-        return None
-    if isinstance(v, (str, bool, int)):
-        return v
-    if isinstance(v, float):
-        return None if math.isnan(v) else v
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, decimal.Decimal):
-        return float(v)
-    if v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, (pd.Timestamp, _dt.datetime, _dt.date, _dt.time)):
-        return v.isoformat()
-    if isinstance(v, (np.datetime64, np.timedelta64)):
-        return None if np.isnat(v) else str(v)
-    if isinstance(v, pd.Timedelta):
-        return str(v)
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_plain(x) for x in v]
-    if isinstance(v, bytes):
-        return v.hex()
-    return str(v)
-
-
 def _plain_row(rec: dict) -> dict:
-    return {str(k): _plain(v) for k, v in rec.items()}
+    return {str(k): v for k, v in jsonable(rec).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,10 +469,6 @@ def _is_numeric(type_: str) -> bool:
 def _is_numeric_list(type_: str) -> bool:
     m = _LIST_RE.match(type_.strip())
     return bool(m) and _is_numeric(m.group("base"))
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _missing_table(suite: str, table: str) -> ValidationReport:
@@ -574,11 +503,11 @@ def _has_features_sql(cols: dict[str, str]) -> str:
     parts = []
     for c, t in cols.items():
         if _is_numeric_list(t):
-            parts.append(f"({_q(c)} IS NOT NULL AND len({_q(c)}) > 0)")
+            parts.append(f"({ident(c)} IS NOT NULL AND len({ident(c)}) > 0)")
         elif _base(t) in ("FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"):
-            parts.append(f"({_q(c)} IS NOT NULL AND NOT isnan({_q(c)}))")
+            parts.append(f"({ident(c)} IS NOT NULL AND NOT isnan({ident(c)}))")
         else:
-            parts.append(f"({_q(c)} IS NOT NULL)")
+            parts.append(f"({ident(c)} IS NOT NULL)")
     return " OR ".join(parts) if parts else "false"
 
 
@@ -664,7 +593,7 @@ def validate_feedback_events(con, *, cfg: IngestConfig | None = None) -> Validat
     wanted = ["stratum_id", "position", "stratum_length", "track_id", "ts", "feedback"]
     present = [c for c in wanted if c in actual]
     events = (
-        con.execute(f"SELECT {', '.join(_q(c) for c in present)} FROM {table}").df()
+        con.execute(f"SELECT {', '.join(ident(c) for c in present)} FROM {table}").df()
         if present
         else pd.DataFrame()
     )
@@ -755,9 +684,9 @@ def validate_track_catalog(con, *, cfg: IngestConfig | None = None) -> Validatio
         if not _is_numeric(t):
             continue  # e.g. a per-user file's own string column of the same name
         if _base(t) in ("DECIMAL", "NUMERIC", "HUGEINT", "UHUGEINT"):
-            select.append(f"CAST({_q(col)} AS DOUBLE) AS {_q(col)}")
+            select.append(f"CAST({ident(col)} AS DOUBLE) AS {ident(col)}")
         else:
-            select.append(_q(col))
+            select.append(ident(col))
         kwargs: dict[str, Any] = {"column": col, "mostly": 1.0}
         if lo is not None:
             kwargs["min_value"] = lo

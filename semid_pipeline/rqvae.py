@@ -23,17 +23,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import RQVAEConfig
+from .determinism import deterministic
 
 FORMAT = "semid-rqvae/1"
 ENCODE_BATCH = 32768  # rows per block when assigning codes (keeps (B, K) distance blocks in cache-ish memory)
@@ -41,18 +40,6 @@ ENCODE_BATCH = 32768  # rows per block when assigning codes (keeps (B, K) distan
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Ask torch for deterministic kernels inside the block, restoring the previous setting after."""
-    prev = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
 def as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -256,12 +243,6 @@ class ResidualQuantizer(nn.Module):
                 n_reset += dead.numel()
         return n_reset
 
-    @torch.no_grad()
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: z (B, D) -> (codes (B, L), z_q (B, D))."""
-        codes = residual_assign(z, self.codebooks.detach())  # (B, L)
-        return codes, self.lookup(codes)
-
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, L) -> sum of codewords (B, D)."""
         out = torch.zeros(codes.shape[0], self.dim)
@@ -386,6 +367,11 @@ class RQVAE(nn.Module):
 # training
 
 
+def config_record(cfg: RQVAEConfig) -> dict:
+    """The training settings as stored with a fitted artifact (JSON-able)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
 def _lr_at(step: int, total: int, lr: float, warmup: int = 50) -> float:
     """Linear warm-up then cosine decay to 10% of ``lr``."""
     if step < warmup:
@@ -399,6 +385,8 @@ def fit_rqvae(
     *,
     cfg: RQVAEConfig,
     codebook_size: int,
+    levels: int,
+    seed: int,
     warmup_epochs: int | None = None,
     refine_iters: int = 5,
     finetune_epochs: int | None = None,
@@ -420,10 +408,10 @@ def fit_rqvae(
     finetune_epochs = max(1, cfg.epochs // 6) if finetune_epochs is None else finetune_epochs
     history: dict = {"loss": [], "recon": [], "dead_code_resets": 0}
     with deterministic():
-        torch.manual_seed(cfg.seed)
-        g = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
         model = RQVAE(
-            input_dim=f, latent_dim=cfg.latent_dim, hidden=cfg.hidden, levels=cfg.levels,
+            input_dim=f, latent_dim=cfg.latent_dim, hidden=cfg.hidden, levels=levels,
             codebook_size=codebook_size, beta=cfg.beta,
         )
         model.init_linear_paths(x[torch.randperm(n, generator=g)[: min(n, 50_000)]])
@@ -451,8 +439,8 @@ def fit_rqvae(
         with torch.no_grad():
             sample = torch.randperm(n, generator=g)[: min(n, cfg.kmeans_sample)]
             r = model.encoder(x[sample])  # (S, D)
-            for level in range(cfg.levels):
-                c, lab = kmeans(r, codebook_size, cfg.kmeans_iters, cfg.seed + 1009 * level)
+            for level in range(levels):
+                c, lab = kmeans(r, codebook_size, cfg.kmeans_iters, seed + 1009 * level)
                 model.quantizer.codebooks.data[level] = c
                 r = r - c[lab]
 
@@ -487,8 +475,8 @@ def fit_rqvae(
             z_all = torch.cat([model.encoder(x[s : s + ENCODE_BATCH]) for s in range(0, n, ENCODE_BATCH)])  # (N, D)
             if refine_iters > 0:
                 r = z_all
-                for level in range(cfg.levels):
-                    c, lab = kmeans(r, codebook_size, refine_iters, cfg.seed, init=model.quantizer.codebooks.data[level])
+                for level in range(levels):
+                    c, lab = kmeans(r, codebook_size, refine_iters, seed, init=model.quantizer.codebooks.data[level])
                     model.quantizer.codebooks.data[level] = c
                     r = r - c[lab]
             z_q_all = model.quantizer.lookup(residual_assign(z_all, model.quantizer.codebooks.detach()))  # (N, D)

@@ -15,10 +15,8 @@ largest one taken (``assign_new_tracks``): no existing ID ever changes.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,15 +27,17 @@ import torch
 
 from . import rqvae as rq
 from .config import SemanticIdConfig
-from .errors import ConfigError, SemidError
-from .schema import SEMANTIC_ID_REGISTRY, semantic_id_table
+from .determinism import deterministic
+from .errors import EXAMPLES, ConfigError, SemidError
+from .fileutil import atomic_write_json, read_json
+from .schema import FEEDBACK_EVENTS, SEMANTIC_ID_REGISTRY, semantic_id_table
+from .schemes import IdScheme, code_columns
+from .sql import ident
 from .warehouse import atomic, table_exists
 
-SCHEMES = ("v0", "v1", "rqkmeans")
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
-NEIGHBOUR_SAMPLE = 5000
 NEIGHBOURS = 10
-_KEY = re.compile(r"^(v0|v1|rqkmeans)-k(\d+)$")
+NEIGHBOUR_SAMPLE = 5000
 
 
 @dataclass(frozen=True)
@@ -49,28 +49,14 @@ class SemanticIdResult:
 
 
 # ----------------------------------------------------------------------------------------------
-# partition keys and small helpers
+# small helpers
 
 
-def parse_partition_key(key: str) -> tuple[str, int]:
-    """``'v1-k256'`` → ``('v1', 256)``."""
-    m = _KEY.match(key.strip())
-    if not m:
-        raise ConfigError(f"semantic-ID partition {key!r}: expected <scheme>-k<size> with scheme in {', '.join(SCHEMES)}")
-    return m.group(1), int(m.group(2))
-
-
-def partition_key(scheme: str, k: int) -> str:
-    """Inverse of ``parse_partition_key``."""
-    if scheme not in SCHEMES or int(k) < 1:
-        raise ConfigError(f"unknown scheme {scheme!r} or bad k={k!r}")
-    return f"{scheme}-k{int(k)}"
-
-
-def code_columns(table: pd.DataFrame) -> list[str]:
-    """The learned levels c1..cL, in level order."""
-    cols = [c for c in table.columns if re.fullmatch(r"c\d+", str(c))]
-    return sorted(cols, key=lambda c: int(c[1:]))
+def codebook_size(scheme: IdScheme, table: pd.DataFrame) -> int:
+    """k of a scheme's table: the configured size, or for ``id`` the number of track rows used."""
+    if scheme.k is not None:
+        return int(scheme.k)
+    return int(table["c1"].max()) + 1 if len(table) else 0
 
 
 def make_table(track_ids, codes: np.ndarray, tie: np.ndarray) -> pd.DataFrame:
@@ -133,72 +119,91 @@ def _sorted_inputs(track_ids, X: np.ndarray | None) -> tuple[list[str], np.ndarr
 
 
 def _write_config(d: Path, cfg: dict) -> None:
-    (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    atomic_write_json(d / "config.json", cfg, indent=2, sort_keys=True)
 
 
 def _read_config(d: Path) -> dict:
-    p = Path(d) / "config.json"
-    if not p.exists():
+    cfg = read_json(Path(d) / "config.json")
+    if cfg is None:
         raise SemidError(f"no semantic-ID artifact at {d} (config.json missing): fit the scheme first")
-    return json.loads(p.read_text())
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------
-# fitting
+# fitting: one function per family
+
+
+def _fit_id(ids, X, *, levels, seed, d, meta):
+    """``id``: one code per track (c1 = its rank in sorted track_id order), no learned levels."""
+    _write_config(d, {"format": "semid-id/1", **meta, "k": len(ids), "levels": 1})
+    return np.arange(len(ids), dtype=np.int64)[:, None], None
+
+
+def _fit_v0(ids, X, *, levels, seed, d, meta, k, cfg):
+    codes = _v0_codes(ids, k=k, levels=levels, seed=seed)
+    _write_config(d, {"format": "semid-v0/1", **meta})
+    np.savez(d / "codebooks.npz", codebooks=np.zeros((levels, 0, X.shape[1]), dtype=np.float32))
+    return codes, None
+
+
+def _fit_v1(ids, X, *, levels, seed, d, meta, k, cfg):
+    model, history = rq.fit_rqvae(X, cfg=cfg.rqvae, codebook_size=k, levels=levels, seed=seed)
+    codes = model.encode_codes(X).numpy()
+    recon = model.reconstruction_error(X)
+    model.save(d, extra={**meta, "rqvae_config": rq.config_record(cfg.rqvae), "dead_code_resets": history["dead_code_resets"]})
+    return codes, recon
+
+
+def _fit_rqkmeans(ids, X, *, levels, seed, d, meta, k, cfg):
+    g = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(X)
+    fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
+    with deterministic():
+        books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=seed)
+        codes_t = rq.residual_assign(xt, books)
+    x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
+    recon = float(((x_hat - xt) ** 2).sum(1).mean())
+    _write_config(d, {"format": "semid-rqkmeans/1", **meta})
+    np.savez(d / "codebooks.npz", codebooks=books.numpy())
+    return codes_t.numpy(), recon
+
+
+_FITTERS = {"v0": _fit_v0, "v1": _fit_v1, "rqkmeans": _fit_rqkmeans}  # sized families; ``id`` below
 
 
 def fit_semantic_ids(
-    *, scheme: str, k: int, track_ids: list[str], X: np.ndarray, cfg: SemanticIdConfig, artifact_dir: Path
+    *, scheme: IdScheme, track_ids: list[str], X: np.ndarray, cfg: SemanticIdConfig, artifact_dir: Path
 ) -> SemanticIdResult:
-    """Fit one scheme on (track_ids, X) and save its codebooks under ``artifact_dir``."""
-    if scheme not in SCHEMES:
-        raise ConfigError(f"unknown semantic-ID scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    if k < 1:
-        raise ConfigError(f"codebook size k must be >= 1, got {k}")
+    """Fit one scheme on (track_ids, X) and save what it needs to extend later under ``artifact_dir``."""
+    if scheme.family != "id" and scheme.family not in _FITTERS:
+        raise ConfigError(f"ID scheme {scheme.key!r}: no fit for family {scheme.family!r}")
     ids, X = _sorted_inputs(track_ids, X)
     levels = cfg.levels
     d = Path(artifact_dir)
     d.mkdir(parents=True, exist_ok=True)
-    meta = {"scheme": scheme, "k": int(k), "levels": int(levels), "seed": int(cfg.seed), "input_dim": int(X.shape[1])}
+    meta = {"scheme": scheme.family, "k": scheme.k, "levels": int(levels), "seed": int(cfg.seed),
+            "input_dim": int(X.shape[1]) if X is not None and X.ndim == 2 else 0}
     t0 = time.perf_counter()
-    recon = None
-    if scheme == "v0":
-        codes = _v0_codes(ids, k=k, levels=levels, seed=cfg.seed)
-        _write_config(d, {"format": "semid-v0/1", **meta})
-        np.savez(d / "codebooks.npz", codebooks=np.zeros((levels, 0, X.shape[1]), dtype=np.float32))
-    elif scheme == "v1":
-        rcfg = cfg.rqvae if cfg.rqvae.levels == levels else type(cfg.rqvae)(**{**asdict(cfg.rqvae), "levels": levels})
-        model, history = rq.fit_rqvae(X, cfg=rcfg, codebook_size=k)
-        codes = model.encode_codes(X).numpy()
-        recon = model.reconstruction_error(X)
-        model.save(d, extra={**meta, "rqvae_config": asdict(rcfg), "dead_code_resets": history["dead_code_resets"]})
-    else:  # rqkmeans
-        g = torch.Generator().manual_seed(cfg.seed)
-        xt = torch.from_numpy(X)
-        fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
-        with rq.deterministic():
-            books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=cfg.seed)
-            codes_t = rq.residual_assign(xt, books)
-        codes = codes_t.numpy()
-        x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
-        recon = float(((x_hat - xt) ** 2).sum(1).mean())
-        _write_config(d, {"format": "semid-rqkmeans/1", **meta})
-        np.savez(d / "codebooks.npz", codebooks=books.numpy())
+    if scheme.is_id:
+        codes, recon = _fit_id(ids, X, levels=levels, seed=cfg.seed, d=d, meta=meta)
+    else:
+        codes, recon = _FITTERS[scheme.family](ids, X, levels=levels, seed=cfg.seed, d=d, meta=meta, k=int(scheme.k), cfg=cfg)
     fit_seconds = time.perf_counter() - t0
-    tie = add_tie_level(ids, codes)
+    tie = np.zeros(len(ids), dtype=np.int64) if scheme.is_id else add_tie_level(ids, codes)
     table = make_table(ids, codes, tie)
-    metrics = codebook_quality(table, k, X=X, recon_error=recon)
+    metrics = codebook_quality(table, codebook_size(scheme, table), X=None if scheme.is_id else X, recon_error=recon)
     metrics["fit_seconds"] = fit_seconds
     return SemanticIdResult(table=table, metrics=metrics, artifact_dir=d, fit_seconds=fit_seconds)
 
 
-def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, seed: int | None = None) -> np.ndarray:
-    """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids)."""
+def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None) -> np.ndarray:
+    """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids and uses the
+    seed it was fitted with, so a cold-start track gets the code it would have had at fit time)."""
     d = Path(artifact_dir)
     meta = _read_config(d)
     scheme = meta["scheme"]
     if scheme == "v0":
-        return _v0_codes([str(t) for t in track_ids], k=meta["k"], levels=meta["levels"], seed=meta["seed"] if seed is None else seed)
+        return _v0_codes([str(t) for t in track_ids], k=meta["k"], levels=meta["levels"], seed=meta["seed"])
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != meta["input_dim"]:
         raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
@@ -210,44 +215,55 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, s
     return rq.residual_assign(X, books).numpy()
 
 
-def assign_new_tracks(
-    *, scheme: str, artifact_dir: Path, existing: pd.DataFrame, new_track_ids, X_new: np.ndarray, seed: int
-) -> pd.DataFrame:
-    """IDs for new tracks from content alone, through the frozen encoder/codebooks.
-
-    Ties continue after the largest one taken for each L-tuple (new tracks in sorted track_id
-    order), so no existing ID changes and no two tracks share one. Tracks already in ``existing``
-    come back unchanged. Returns rows for ``new_track_ids`` (sorted by track_id).
-    """
-    meta = _read_config(Path(artifact_dir))
-    if meta["scheme"] != scheme:
-        raise SemidError(f"{artifact_dir}: artifact is scheme {meta['scheme']!r}, asked for {scheme!r}")
-    cols = code_columns(existing)
-    ids = [str(t) for t in new_track_ids]
-    X_new = np.asarray(X_new, dtype=np.float32) if X_new is not None else None
-    if X_new is not None and X_new.shape[0] != len(ids):
-        raise SemidError(f"assign_new_tracks: {X_new.shape[0]} feature rows for {len(ids)} track ids")
+def _fresh_ids(existing: pd.DataFrame, ids: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Sorted ids not yet in ``existing`` and their first position in ``ids``."""
     known = set(existing["track_id"].astype(str))
     fresh_pos: dict[str, int] = {}
     for i, t in enumerate(ids):
         if t not in known and t not in fresh_pos:
             fresh_pos[t] = i
-    fresh = sorted(fresh_pos)
-    old = existing[existing["track_id"].astype(str).isin(set(ids))]
+    return sorted(fresh_pos), fresh_pos
+
+
+def _extend_codes(scheme: IdScheme, artifact_dir: Path, existing: pd.DataFrame, cols: list[str], fresh, X_f):
+    """(codes, tie) of fresh tracks: ``id`` takes the next free rows; other families encode through
+    the frozen artifact, ties continuing after the largest one taken for each L-tuple."""
+    if scheme.is_id:
+        start = int(existing["c1"].max()) + 1 if len(existing) else 0
+        return np.arange(start, start + len(fresh), dtype=np.int64)[:, None], np.zeros(len(fresh), dtype=np.int64)
+    meta = _read_config(Path(artifact_dir))
+    if meta["scheme"] != scheme.family:
+        raise SemidError(f"{artifact_dir}: artifact is scheme {meta['scheme']!r}, asked for {scheme.key!r}")
+    codes = encode_with_artifact(Path(artifact_dir), X_f, fresh)
+    if codes.shape[1] != len(cols):
+        raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
+    next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
+    local = add_tie_level(fresh, codes)  # rank among the new tracks sharing a tuple
+    keys = [tuple(int(v) for v in row) if len(cols) > 1 else int(row[0]) for row in codes]
+    return codes, np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
+
+
+def assign_new_tracks(
+    *, scheme: IdScheme, artifact_dir: Path, existing: pd.DataFrame, new_track_ids, X_new: np.ndarray | None
+) -> pd.DataFrame:
+    """IDs for new tracks from content alone (``id``: the next free rows), through the frozen artifact.
+
+    No existing ID changes and no two tracks share one. Tracks already in ``existing`` come back
+    unchanged. Returns rows for ``new_track_ids`` (sorted by track_id).
+    """
+    cols = code_columns(existing)
+    ids = [str(t) for t in new_track_ids]
+    X_new = np.asarray(X_new, dtype=np.float32) if X_new is not None else None
+    if X_new is not None and X_new.shape[0] != len(ids):
+        raise SemidError(f"assign_new_tracks: {X_new.shape[0]} feature rows for {len(ids)} track ids")
+    fresh, fresh_pos = _fresh_ids(existing, ids)
+    old = existing[existing["track_id"].astype(str).isin(set(ids))][["track_id", *cols, "tie"]]
     if fresh:
         X_f = X_new[[fresh_pos[t] for t in fresh]] if X_new is not None else None
-        codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, seed=seed if scheme == "v0" else None)
-        if codes.shape[1] != len(cols):
-            raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
-        # next free tie per tuple: max existing tie + 1
-        next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
-        local = add_tie_level(fresh, codes)  # rank among the new tracks sharing a tuple
-        keys = [tuple(int(v) for v in row) if len(cols) > 1 else int(row[0]) for row in codes]
-        tie = np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
-        added = make_table(fresh, codes, tie)
-        out = pd.concat([old[["track_id", *cols, "tie"]], added], ignore_index=True)
+        codes, tie = _extend_codes(scheme, artifact_dir, existing, cols, fresh, X_f)
+        out = pd.concat([old, make_table(fresh, codes, tie)], ignore_index=True)
     else:
-        out = old[["track_id", *cols, "tie"]].copy()
+        out = old.copy()
     out = out.reset_index(drop=True)
     out["track_id"] = pd.Series([str(t) for t in out["track_id"]], dtype=object)
     return out.sort_values("track_id", kind="stable").reset_index(drop=True).astype({c: "int64" for c in [*cols, "tie"]})
@@ -310,9 +326,9 @@ def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
     details = {
         "tracks": int(len(table)),
         "duplicate_track_ids": int(len(dup_tracks)),
-        "duplicate_track_id_examples": dup_tracks[:5],
+        "duplicate_track_id_examples": dup_tracks[:EXAMPLES],
         "tracks_sharing_an_id": int(len(dup_ids)),
-        "shared_id_examples": dup_ids.head(5).astype(str).to_dict("records"),
+        "shared_id_examples": dup_ids.head(EXAMPLES).astype(str).to_dict("records"),
     }
     return (not dup_tracks and dup_ids.empty), details
 
@@ -322,7 +338,7 @@ def check_coverage(table: pd.DataFrame, event_track_ids) -> tuple[bool, dict]:
     have = set(table["track_id"].astype(str))
     events = sorted({str(t) for t in event_track_ids})
     missing = [t for t in events if t not in have]
-    return not missing, {"event_tracks": len(events), "missing": len(missing), "missing_examples": missing[:5]}
+    return not missing, {"event_tracks": len(events), "missing": len(missing), "missing_examples": missing[:EXAMPLES]}
 
 
 def check_collapse(table: pd.DataFrame, k: int, n_tracks: int, min_util: float = 0.9) -> tuple[bool, dict]:
@@ -359,13 +375,10 @@ def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def write_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str, table: pd.DataFrame) -> str:
-    """Replace the partition's table and its registry row in one transaction; returns the content hash."""
+def write_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme, table: pd.DataFrame) -> str:
+    """Replace the scheme's table and its registry row in one transaction; returns the content hash."""
     cols = code_columns(table)
-    if partition_key == "id":
-        scheme, k = "id", int(table[cols[0]].max()) + 1 if len(table) else 0
-    else:
-        scheme, k = parse_partition_key(partition_key)
+    partition_key = scheme.key
     name = semantic_id_table(partition_key)
     df = table[["track_id", *cols, "tie"]].copy()
     df["track_id"] = df["track_id"].astype(str)
@@ -375,7 +388,7 @@ def write_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str, table
 
     arrow = pa.table({"track_id": pa.array(df["track_id"].tolist(), pa.string()),
                       **{c: pa.array(df[c].to_numpy(dtype=np.int64)) for c in [*cols, "tie"]}})
-    select = ", ".join(["track_id::VARCHAR AS track_id", *[f'"{c}"::INTEGER AS "{c}"' for c in [*cols, "tie"]]])
+    select = ", ".join(["track_id::VARCHAR AS track_id", *[f"{ident(c)}::INTEGER AS {ident(c)}" for c in [*cols, "tie"]]])
     with atomic(con):
         con.register("_semid_ids", arrow)
         try:
@@ -386,14 +399,24 @@ def write_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str, table
         con.execute(f"DELETE FROM {SEMANTIC_ID_REGISTRY} WHERE partition_key = ?", [partition_key])
         con.execute(
             f"INSERT INTO {SEMANTIC_ID_REGISTRY} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [partition_key, name, scheme, int(k), len(cols), len(df), content_hash,
+            [partition_key, name, scheme.family, codebook_size(scheme, df), len(cols), len(df), content_hash,
              datetime.now(timezone.utc).replace(tzinfo=None)],
         )
     return content_hash
 
 
-def read_semantic_ids(con: duckdb.DuckDBPyConnection, partition_key: str) -> tuple[pd.DataFrame, str]:
+def has_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> bool:
+    return table_exists(con, semantic_id_table(scheme.key))
+
+
+def event_track_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Distinct tracks with feedback events: the ones every ID table must cover."""
+    return [str(r[0]) for r in con.execute(f"SELECT DISTINCT track_id FROM {FEEDBACK_EVENTS}").fetchall()]
+
+
+def read_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> tuple[pd.DataFrame, str]:
     """(table sorted by track_id with int64 codes, content hash); refuses a table that no longer matches its registry hash."""
+    partition_key = scheme.key
     name = semantic_id_table(partition_key)
     if not table_exists(con, name):
         raise SemidError(f"semantic-ID table {name} for partition {partition_key!r} does not exist: materialize it first")

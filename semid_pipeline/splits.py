@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import SplitConfig
+from .config import SplitConfig, parse_dataset_spec
 from .schema import FEEDBACK_EVENTS, TRACK_CATALOG
+from .warehouse import get_meta, table_columns, table_exists
+
+MAX_SESSION_EVENTS = 20  # MSSD sessions hold at most 20 tracks
 
 Sequence_ = tuple[np.ndarray, np.ndarray]  # (track_idx int64 (n,), feedback int64 (n,))
 
@@ -141,57 +144,47 @@ class Splits:
     def n_train_events(self) -> int:
         return int(sum(len(t) for t, _ in self.train))
 
-    def summary(self) -> dict:
-        return {
-            "kind": self.kind,
-            "tracks": self.vocab.n_tracks,
-            "train_sequences": len(self.train),
-            "train_events": self.n_train_events,
-            "val_strata": len(self.val),
-            "val_events": len(self.val.events),
-            "test_strata": len(self.test),
-            "test_events": len(self.test.events),
-            **{k: str(v) for k, v in self.cutoffs.items()},
-        }
-
 
 # ------------------------------------------------------------------------------------------------
 # loading
 
 
+def recorded_kind(con) -> str | None:
+    """The stratum kind ingestion recorded for the warehouse's data set: ``stratum_kind`` in meta
+    when present, else what the data-set key says (MSSD sessions or per-user files); None if unknown."""
+    kind = get_meta(con, "stratum_kind")
+    if kind in ("session", "user"):
+        return kind
+    key = get_meta(con, "dataset")
+    if not key:
+        return None
+    spec = parse_dataset_spec(str(key))
+    return "session" if spec.kind == "mssd" or (spec.kind == "synthetic" and spec.format == "sessions") else "user"
+
+
 def load_splits(con, cfg: SplitConfig) -> Splits:
-    """Read ``feedback_events`` and ``track_catalog`` from an open DuckDB connection and split."""
+    """Read ``feedback_events`` and ``track_catalog`` from an open DuckDB connection and split,
+    as sessions or users according to what ingestion recorded."""
     cols = ", ".join(EVENT_COLUMNS)
     events = con.execute(f"SELECT {cols} FROM {FEEDBACK_EVENTS} ORDER BY stratum_id, position").df()
-    has_catalog = bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-            [TRACK_CATALOG],
-        ).fetchone()[0]
-    )
     catalog = None
-    if has_catalog:
-        ccols = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
-                [TRACK_CATALOG],
-            ).fetchall()
-        }
-        want = [c for c in ("track_id", "artist_id", "genre_id") if c in ccols]
+    if table_exists(con, TRACK_CATALOG):
+        have = table_columns(con, TRACK_CATALOG)
+        want = [c for c in ("track_id", "artist_id", "genre_id") if c in have]
         catalog = con.execute(f"SELECT {', '.join(want)} FROM {TRACK_CATALOG} ORDER BY track_id").df()
-    return build_splits(events, catalog, cfg)
+    return build_splits(events, catalog, cfg, kind=recorded_kind(con))
 
 
 def detect_kind(events: pd.DataFrame) -> str:
-    """"session" for MSSD-like data (context_type set, or every stratum has <= 20 events)."""
+    """A guess for frames that come without a warehouse (``load_splits`` reads the recorded kind):
+    "session" for MSSD-like data (context_type set, or every stratum has <= MAX_SESSION_EVENTS events)."""
     if "context_type" in events and events["context_type"].notna().any():
         return "session"
     if "stratum_length" in events and events["stratum_length"].notna().any():
         max_len = events["stratum_length"].max()
     else:
         max_len = events.groupby("stratum_id").size().max() if len(events) else 0
-    return "session" if max_len <= 20 else "user"
+    return "session" if max_len <= MAX_SESSION_EVENTS else "user"
 
 
 def _metadata_index(vocab: TrackVocab, events: pd.DataFrame, catalog: pd.DataFrame | None, col: str):

@@ -1,4 +1,4 @@
-"""Training, checkpoint/resume, validation scoring and a fast stratified AUC for ``SASRec``.
+"""Training and checkpoint/resume for ``SASRec`` (scoring lives in ``scoring``).
 
 Loss: binary cross-entropy of each NEXT event's feedback — the hidden state at t scores the track
 at t+1 with label = its feedback (positive 1, negative 0) — plus ``cfg.sampled_negatives``
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,35 +26,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import evaluation
 from .config import TrainConfig
+from .determinism import deterministic
 from .errors import IdTableMismatchError, SemidError
-from .model import SASRec, TrackEncoder, build_track_encoder, parse_representation, semantic_fields
-from .splits import EvalSet, Splits, TrackVocab
+from .fileutil import atomic_write, atomic_write_json
+from .model import SASRec, TrackEncoder, build_track_encoder, semantic_fields
+from .schemes import IdScheme
+from .scoring import autocast, evaluate_auc
+from .splits import Splits, TrackVocab
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 CONFIG = "config.json"
-
-
-# ------------------------------------------------------------------------------------------------
-# stratified AUC
-
-
-def per_stratum_auc(stratum, label, score) -> pd.Series:
-    """AUC of each stratum with >= 1 positive and >= 1 negative (ties count ½), indexed by stratum.
-
-    Thin view of :func:`evaluation.stratified_auc` (the one implementation of the metric)."""
-    if len(np.asarray(stratum)) == 0:
-        return pd.Series(dtype=np.float64, name="auc")
-    _, per = evaluation.stratified_auc(stratum, label, score)
-    return per.set_index("stratum_id")["auc"].rename("auc")
-
-
-def stratified_auc(stratum, label, score) -> float:
-    """Mean over strata of the share of (positive, negative) pairs ranked correctly (ties ½)."""
-    auc = per_stratum_auc(stratum, label, score)
-    return float(auc.mean()) if len(auc) else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,19 +73,6 @@ def make_windows(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tup
     return torch.from_numpy(tracks), torch.from_numpy(fb), torch.from_numpy(lengths)
 
 
-def left_pad(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last ``max_len`` events of each sequence, left-padded to the longest: (S, T) tracks and feedback."""
-    T = max(1, min(max_len, max((len(t) for t, _ in seqs), default=1)))
-    tracks = np.zeros((len(seqs), T), dtype=np.int64)
-    fb = np.zeros((len(seqs), T), dtype=np.int64)
-    for i, (t, f) in enumerate(seqs):
-        t, f = t[-T:], f[-T:]
-        if len(t):
-            tracks[i, T - len(t):] = t
-            fb[i, T - len(t):] = f
-    return torch.from_numpy(tracks), torch.from_numpy(fb)
-
-
 # ------------------------------------------------------------------------------------------------
 # loss
 
@@ -126,88 +94,6 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     n_events = int(mask.sum())
     loss = (bce * m).sum() / (m.sum() * logits.shape[-1]).clamp_min(1.0)
     return loss, n_events
-
-
-# ------------------------------------------------------------------------------------------------
-# scoring evaluation sets
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024
-                 ) -> torch.Tensor:
-    """(S, h) float32 hidden state after each stratum's input (its last max_len events), on CPU."""
-    max_len = min(max_len or model.max_len, model.max_len)
-    device = _device_of(model)
-    was_training = model.training
-    model.eval()
-    S = len(eval_set)
-    out = torch.zeros(S, model.hidden)
-    lengths = np.array([min(len(t), max_len) for t, _ in eval_set.inputs], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
-    amp = _autocast(device)
-    for b in range(0, S, batch_size):
-        rows = order[b: b + batch_size]
-        tracks, fb = left_pad([eval_set.inputs[i] for i in rows], max_len)
-        with amp:
-            h = model(tracks.to(device), fb.to(device))[:, -1]  # (b, h)
-        out[torch.from_numpy(rows)] = h.float().cpu()
-    model.train(was_training)
-    return out
-
-
-@torch.no_grad()
-def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024,
-                   train_track_counts: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold.
-
-    ``history_len`` is the stratum's input length in events (≤ max_user_history / half a session),
-    the activity measure for per-segment analysis; the model itself reads the last ``max_len``.
-
-    ``is_cold`` = the track had no training events (from ``train_track_counts`` if given, else the
-    eval set's own ``is_cold`` column written by the split).
-    """
-    ev = eval_set.events
-    cols = ["stratum_id", "track_id", "track_idx", "feedback", "score", "history_len", "is_cold"]
-    if len(eval_set) == 0:
-        return pd.DataFrame({c: [] for c in cols})
-    max_len = min(max_len or model.max_len, model.max_len)
-    device = _device_of(model)
-    hid = final_hidden(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, h)
-    rows = torch.from_numpy(np.array(ev["row"], dtype=np.int64))  # copies: writable
-    tidx = torch.from_numpy(np.array(ev["track_idx"], dtype=np.int64))
-    scores = torch.empty(len(ev))
-    step = max(batch_size * 64, 1)
-    was_training = model.training
-    model.eval()
-    for s in range(0, len(ev), step):
-        cand = model.encoder(tidx[s: s + step].to(device)).float()  # (E, h)
-        scores[s: s + step] = (hid[rows[s: s + step]].to(device) * cand).sum(-1).cpu()
-    model.train(was_training)
-    hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
-    if train_track_counts is not None:
-        is_cold = np.asarray(train_track_counts)[tidx.numpy()] == 0
-    elif "is_cold" in ev:
-        is_cold = ev["is_cold"].to_numpy(dtype=bool)
-    else:
-        is_cold = np.zeros(len(ev), dtype=bool)
-    return pd.DataFrame({
-        "stratum_id": ev["stratum_id"].to_numpy(),
-        "track_id": ev["track_id"].to_numpy(),
-        "track_idx": tidx.numpy(),
-        "feedback": ev["feedback"].to_numpy(dtype=np.int64),
-        "score": scores.numpy().astype(np.float64),
-        "history_len": hist[ev["row"].to_numpy(dtype=np.int64)],
-        "is_cold": is_cold,
-    })
-
-
-def evaluate_auc(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024) -> float:
-    scored = score_eval_set(model, eval_set, max_len=max_len, batch_size=batch_size)
-    return stratified_auc(scored["stratum_id"], scored["feedback"], scored["score"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,42 +119,15 @@ class TrainResult:
         return json.loads(json.dumps(d, default=str))
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
-    return nullcontext()
-
-
-@contextmanager
-def _deterministic(enabled: bool):
-    before = torch.are_deterministic_algorithms_enabled()
-    warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_before)
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def model_from_splits(*, representation: str, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
+def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
                       cfg: TrainConfig) -> SASRec:
-    """A freshly initialised SASRec for a representation (seed the RNG first for reproducibility)."""
+    """A freshly initialised SASRec for an ID scheme (seed the RNG first for reproducibility)."""
     encoder = build_track_encoder(
-        representation=representation, hidden=hidden, n_tracks=splits.vocab.n_tracks,
+        scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
         track_ids=splits.vocab.track_ids, id_table=id_table,
         artist=splits.track_artist, n_artists=splits.n_artists,
         genre=splits.track_genre, n_genres=splits.n_genres,
@@ -278,11 +137,11 @@ def model_from_splits(*, representation: str, hidden: int, splits: Splits, id_ta
                   dropout=cfg.dropout)
 
 
-def run_config(*, representation: str, hidden: int, splits: Splits, id_table_hash: str | None,
+def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
                cfg: TrainConfig, encoder: TrackEncoder) -> dict:
     """The JSON-able description written to config.json (a resume only continues an identical one)."""
     return {
-        "representation": representation,
+        "scheme": scheme.key,
         "hidden": hidden,
         "train": asdict(cfg),
         "vocab_size": splits.vocab.n_tracks,
@@ -314,7 +173,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=False)
 
 
-def train_recommender(*, representation: str, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
+def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
                       id_table_hash: str | None, cfg: TrainConfig, out_dir: Path,
                       log: Callable[[str], None] = print, device: str | None = None,
                       on_epoch_end: Callable[[dict], None] | None = None,
@@ -327,24 +186,23 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if representation != "id" and id_table is None:
-        raise ValueError(f"representation {representation!r} needs its semantic-ID table")
-    parse_representation(representation)
-    tag = f"[{representation} h={hidden}]"
+    if not scheme.is_id and id_table is None:
+        raise ValueError(f"ID scheme {scheme.key!r} needs its semantic-ID table")
+    tag = f"[{scheme.key} h={hidden}]"
 
-    with _deterministic(dev.type == "cpu"):
+    with deterministic(dev.type == "cpu"):
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # batching + negative sampling
-        model = model_from_splits(representation=representation, hidden=hidden, splits=splits,
+        model = model_from_splits(scheme=scheme, hidden=hidden, splits=splits,
                                   id_table=id_table, cfg=cfg).to(dev)
-        config = run_config(representation=representation, hidden=hidden, splits=splits,
+        config = run_config(scheme=scheme, hidden=hidden, splits=splits,
                             id_table_hash=id_table_hash, cfg=cfg, encoder=model.encoder)
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
         opt = make_optimizer(model, cfg)
         use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        amp = _autocast(dev)
+        amp = autocast(dev)
 
         history: list[dict] = []
         best_epoch, best_auc, bad_epochs, start_epoch, finished = -1, -math.inf, 0, 0, False
@@ -370,7 +228,7 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
                 log(f"{tag} {ckpt_path} belongs to a different configuration: starting over")
                 for stale in (ckpt_path, out_dir / MODEL):
                     stale.unlink(missing_ok=True)
-        _atomic_write_text(json.dumps(config, indent=2, sort_keys=True), out_dir / CONFIG)
+        atomic_write_json(out_dir / CONFIG, config, indent=2, sort_keys=True)
 
         tracks, fbs, lengths = make_windows(splits.train, cfg.max_len)
         if len(tracks) == 0:
@@ -491,9 +349,9 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout)
     model.load_state_dict(torch.load(out_dir / MODEL, map_location="cpu", weights_only=True))
-    scheme, k = parse_representation(config["representation"])
-    if scheme != "id" and id_table is not None:  # the hash is a claim: check the codes themselves
-        sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=k)
+    scheme = IdScheme.parse(config["scheme"])
+    if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves
+        sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=scheme.k)
         have = model.encoder.field_codes()
         for name, (codes, size) in sem.items():
             if name not in have or not torch.equal(have[name], torch.as_tensor(codes)):

@@ -13,6 +13,7 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
+from semid_pipeline.scoring import topk_decomposed, topk_naive
 from semid_pipeline.evaluation import (
     auc_by_history,
     bootstrap_ci,
@@ -24,8 +25,6 @@ from semid_pipeline.evaluation import (
     popularity_scores,
     ranking_metrics,
     stratified_auc,
-    topk_decomposed,
-    topk_naive,
 )
 
 

@@ -81,3 +81,29 @@ def test_repo_config_matches_partitions():
     keys = partitions.grid_partitions.get_partition_keys()
     assert len(keys) == len(cfg.grid.hidden_sizes) * (1 + len(cfg.semantic_ids.partition_keys()))
     assert "64|v1-k256" in {str(k) for k in keys}
+
+
+def test_resource_defaults_are_read_when_a_run_uses_them(monkeypatch, tmp_path):
+    """Changing SEMID_* needs no code-location reload: resources read them when asked, not at import."""
+    from resources import ArtifactStore, DatasetResource, DuckDBWarehouse
+
+    wh, art, ds = DuckDBWarehouse(), ArtifactStore(), DatasetResource()
+    monkeypatch.setenv("SEMID_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("SEMID_ARTIFACTS", str(tmp_path / "art"))
+    monkeypatch.setenv("SEMID_DATASET", "synthetic:tiny:sessions")
+    monkeypatch.setenv("SEMID_DATA_DIR", str(tmp_path / "data"))
+    assert wh.file == str(tmp_path / "w.duckdb")
+    assert art.layout().report_dir() == tmp_path / "art" / "report"
+    assert ds.parsed().key == "synthetic:tiny:sessions" and ds.data_folder == str(tmp_path / "data")
+    assert DuckDBWarehouse(path="/x.duckdb").file == "/x.duckdb"  # an explicit setting wins
+
+
+def test_settings_are_read_when_a_run_starts(monkeypatch, tmp_path):
+    from assets.partitions import settings
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[eval]\nmin_strata = 7\n")
+    monkeypatch.setenv("SEMID_CONFIG", str(cfg))
+    assert settings().eval.min_strata == 7
+    cfg.write_text("[eval]\nmin_strata = 9\n")
+    assert settings().eval.min_strata == 9

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import random_id_table
+from semid_pipeline.errors import ConfigError
 from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count
+from semid_pipeline.schemes import IdScheme
 
 H, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 12
 
@@ -16,29 +19,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def id_table(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    codes = rng.integers(0, k, size=(n_tracks, levels))
-    df = pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(levels)])
-    df["tie"] = df.groupby([f"c{i + 1}" for i in range(levels)]).cumcount()
-    df.insert(0, "track_id", [f"t{i:05d}" for i in range(n_tracks)])
-    return df
+    return random_id_table([f"t{i:05d}" for i in range(n_tracks)], k, levels, seed)
 
 
-def make_model(representation="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0):
+def make_model(scheme="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0):
     torch.manual_seed(seed)
-    tbl = id_table(n, k) if representation != "id" else None
+    tbl = id_table(n, k) if scheme != "id" else None
     artist = np.r_[0, np.arange(n) % 5 + 1]
     genre = np.r_[0, np.arange(n) % 3 + 1]
-    enc = build_track_encoder(representation=representation, hidden=hidden, n_tracks=n,
+    enc = build_track_encoder(scheme=scheme, hidden=hidden, n_tracks=n,
                               track_ids=[f"t{i:05d}" for i in range(n)], id_table=tbl,
                               artist=artist, n_artists=5, genre=genre, n_genres=3,
                               song_decomposition=decomposition)
     return SASRec(encoder=enc, hidden=hidden, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=dropout).eval()
 
 
-@pytest.mark.parametrize("representation", ["id", "v1-k8"])
-def test_causal_future_tokens_never_change_earlier_outputs(representation):
-    model = make_model(representation)
+@pytest.mark.parametrize("scheme", ["id", "v1-k8"])
+def test_causal_future_tokens_never_change_earlier_outputs(scheme):
+    model = make_model(scheme)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(1, 51, (3, MAX_LEN), generator=g)
     f = torch.randint(0, 2, (3, MAX_LEN), generator=g)
@@ -68,17 +66,17 @@ def test_left_padding_does_not_change_outputs():
     torch.testing.assert_close(hp[:, 5:], h, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("representation,decomposition", [("id", False), ("id", True), ("v1-k8", False),
+@pytest.mark.parametrize("scheme,decomposition", [("id", False), ("id", True), ("v1-k8", False),
                                                           ("v0-k16", True), ("rqkmeans-k8", False)])
-def test_parameter_counts_match_formula(representation, decomposition):
+def test_parameter_counts_match_formula(scheme, decomposition):
     n = 50
-    model = make_model(representation, n=n, k=int(representation.split("-k")[1]) if "-k" in representation else 8,
+    model = make_model(scheme, n=n, k=IdScheme.parse(scheme).k or 8,
                        decomposition=decomposition)
     enc = model.encoder
-    if representation == "id":
+    if scheme == "id":
         sizes = {"track": n}
     else:
-        k = int(representation.split("-k")[1])
+        k = IdScheme.parse(scheme).k
         max_tie = int(id_table(n, k)["tie"].max())
         sizes = {f"c{i}": k for i in range(1, 5)} | {"tie": max_tie + 1}
     if decomposition:
@@ -98,9 +96,9 @@ def test_semantic_ids_need_far_fewer_parameters_than_id():
     assert sem["total"] < ids["total"]
 
 
-@pytest.mark.parametrize("representation,decomposition", [("id", True), ("v1-k8", True)])
-def test_field_tables_reconstruct_all_embeddings(representation, decomposition):
-    model = make_model(representation, decomposition=decomposition)
+@pytest.mark.parametrize("scheme,decomposition", [("id", True), ("v1-k8", True)])
+def test_field_tables_reconstruct_all_embeddings(scheme, decomposition):
+    model = make_model(scheme, decomposition=decomposition)
     enc = model.encoder
     with torch.no_grad():
         full = enc.all_embeddings()  # (N+1, h)
@@ -138,12 +136,12 @@ def test_same_seed_same_weights():
 
 def test_missing_tracks_get_pad_codes_and_bad_codes_are_rejected():
     tbl = id_table(10, 4).iloc[:8]  # two vocabulary tracks have no semantic ID
-    enc = build_track_encoder(representation="v1-k4", hidden=8, n_tracks=10,
+    enc = build_track_encoder(scheme="v1-k4", hidden=8, n_tracks=10,
                               track_ids=[f"t{i:05d}" for i in range(10)], id_table=tbl)
     codes = enc.field_codes()
     assert all(int(codes[f][9]) == 0 and int(codes[f][10]) == 0 for f in enc.field_names)
     with pytest.raises(ValueError):
-        build_track_encoder(representation="v1-k2", hidden=8, n_tracks=10,
+        build_track_encoder(scheme="v1-k2", hidden=8, n_tracks=10,
                             track_ids=[f"t{i:05d}" for i in range(10)], id_table=id_table(10, 4))
-    with pytest.raises(ValueError):
-        build_track_encoder(representation="weird", hidden=8, n_tracks=10)
+    with pytest.raises(ConfigError):
+        build_track_encoder(scheme="weird", hidden=8, n_tracks=10)

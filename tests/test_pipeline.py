@@ -217,12 +217,13 @@ def test_landed_files_extend_ids_through_cold_start(world, tmp_path):
     import pandas as pd
 
     from semid_pipeline import semantic_ids as sid
+    from semid_pipeline.schemes import IdScheme
 
     root, instance, _ = world
     work = tmp_path / "w"
     shutil.copytree(root, work)
     with wh.connect(work / "wh.duckdb", read_only=True) as con:
-        old = sid.read_semantic_ids(con, "v1-k64")[0]
+        old = sid.read_semantic_ids(con, IdScheme.parse("v1-k64"))[0]
     tiny = work / "data" / "synthetic" / "tiny" / "users"
     tracks = pd.read_parquet(tiny / "tracks.parquet").head(5).copy()
     tracks["track_id"] = [f"new_{i}" for i in range(5)]
@@ -248,7 +249,7 @@ def test_landed_files_extend_ids_through_cold_start(world, tmp_path):
     assert md["mode"].value == "cold-start: 5 new tracks"
     assert all(_check_results(ids).values())
     with wh.connect(work / "wh.duckdb", read_only=True) as con:
-        new = sid.read_semantic_ids(con, "v1-k64")[0]
+        new = sid.read_semantic_ids(con, IdScheme.parse("v1-k64"))[0]
     merged = old.merge(new, on="track_id", suffixes=("_old", ""))
     cols = [c for c in old.columns if c != "track_id"]
     assert len(merged) == len(old)

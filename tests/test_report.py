@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from semid_pipeline.evaluation import DEFAULT_BUCKETS, bucket_label
+from semid_pipeline.experiment import partition_record
 from semid_pipeline.report import load_records, records_frame, render_report
+from semid_pipeline.schemes import GridCell, IdScheme
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _record(h: int, scheme: str, k: int | None, rng: np.random.Generator) -> dict:
+def _record(h: int, scheme: str, k: int | None, rng: np.random.Generator, **drop) -> dict:
+    """A record as production writes it (``experiment.partition_record``), with made-up numbers."""
     n_tracks = 50_000
     base = 0.70 + 0.0004 * h + (0.0 if scheme == "id" else 0.008 * np.log2(k) - 0.07)
     base += {"id": 0.0, "v0": -0.01, "v1": 0.0, "rqkmeans": -0.002}[scheme]
@@ -26,17 +29,20 @@ def _record(h: int, scheme: str, k: int | None, rng: np.random.Generator) -> dic
         a = base - 0.02 + 0.006 * i + (0.01 / (i + 1) if scheme != "id" else 0.0)
         buckets.append({"bucket": bucket_label(b), "lo": b[0], "hi": b[1], "n_strata": 100 + 10 * i,
                         "auc": a, "ci_lo": a - 0.01, "ci_hi": a + 0.01})
-    key = f"{h}|id" if scheme == "id" else f"{h}|{scheme}-k{k}"
-    return {
-        "partition_key": key, "scheme": scheme, "k": k, "h": h,
-        "test_auc": base, "test_ci_lo": base - half, "test_ci_hi": base + half,
-        "val_auc": base + 0.003, "params_total": params_track + 30 * h * h, "params_track": params_track,
-        "by_history": buckets,
-        "cold_start_auc": base - 0.05, "recall@10": 0.02 + rng.random() * 0.01, "ndcg@10": 0.01,
+    result = {
+        "test": {"auc": base, "ci_lo": base - half, "ci_hi": base + half, "n_strata": 500, "by_history": buckets,
+                 "cold_start": {"auc": base - 0.05, "n_pairs": 40}},
+        "val": {"auc": base + 0.003},
+        "params_total": params_track + 30 * h * h, "params_track": params_track,
+        "ranking": {"recall@10": 0.02 + rng.random() * 0.01, "ndcg@10": 0.01, "n_strata": 500},
         "diversity": {"ils": 0.4, "distinct_artists": 7.5, "distinct_artist_share": 0.75,
                       "coverage": 0.1, "recent_share": 0.2},
-        "baselines": {"popularity_auc": 0.61, "content_logreg_auc": 0.64},
     }
+    for part in drop:
+        result.pop(part) if part in result else result["test"].pop(part)
+    cell = GridCell.of(IdScheme(family=scheme, k=k), h)
+    return partition_record(cell, result, baselines={"popularity": {"auc": 0.61}, "content_logreg": {"auc": 0.64}},
+                            dataset="synthetic:tiny", dataset_fingerprint="f" * 64, id_table_hash="h" * 64)
 
 
 def _grid() -> list[dict]:
@@ -90,16 +96,19 @@ def test_report_renders_from_stored_records(tmp_path):
 
 
 def test_report_handles_missing_pieces(tmp_path):
+    rng = np.random.default_rng(1)
     recs = _grid()
-    # only one h, no id baseline, one scheme with a single k, some fields missing
+    # only one h, no id baseline, one scheme with a single k, some pieces missing
     partial = [r for r in recs if r["h"] == 64 and r["scheme"] != "id"]
-    partial[0] = {"partition_key": partial[0]["partition_key"], "test_auc": 0.7}
-    partial[1].pop("by_history")
-    partial[1].pop("diversity")
+    partial[0] = _record(64, "v0", 64, rng, ranking=True, diversity=True, val=True)
+    partial[1] = _record(64, "v0", 256, rng, by_history=True, cold_start=True)
     art = render_report(partial, tmp_path / "a", dataset="x")
     assert art.html_path.exists() and all(p.exists() for p in art.figure_paths.values())
-    # a single record, nothing but its key and AUC
-    art = render_report([{"partition_key": "32|v1-k64", "test_auc": 0.71}], tmp_path / "b")
+    df = records_frame(partial)
+    assert np.isnan(df.loc[df.partition_key == "64|v0-k64", "recall"].iloc[0])
+    assert df.loc[df.partition_key == "64|v0-k256", "by_history"].iloc[0] == []
+    # a single record without any test-period result
+    art = render_report([_record(32, "v1", 64, rng, test=True)], tmp_path / "b")
     assert "32|v1-k64" in art.html_path.read_text()
     # no records at all
     art = render_report([], tmp_path / "c")
@@ -111,15 +120,11 @@ def test_report_handles_missing_pieces(tmp_path):
     assert "64|id" in art.html_path.read_text()
 
 
-def test_record_from_evaluate_scored_shape(tmp_path):
-    """Records may nest evaluate_scored output under test/val (and NaN stored as null)."""
-    rec = {"partition_key": "64|v0-k256", "params_total": 1000, "params_track": 500,
-           "test": {"auc": 0.7, "ci_lo": 0.69, "ci_hi": 0.71, "n_strata": 100,
-                    "by_history": [{"bucket": "1-2", "n_strata": 3, "auc": None, "ci_lo": None, "ci_hi": None}],
-                    "cold_start": {"auc": 0.65, "n_pairs": 10}},
-           "val": {"auc": 0.72}, "ranking": {"recall@10": 0.1, "ndcg@10": 0.05}}
-    df = records_frame([rec])
-    r = df.iloc[0]
+def test_record_fields_come_from_the_production_record(tmp_path):
+    rec = _record(64, "v0", 256, np.random.default_rng(2))
+    r = records_frame([json.loads(json.dumps(rec))]).iloc[0]  # through a JSON round trip, as stored
     assert (r["scheme"], r["k"], r["h"]) == ("v0", 256, 64)
-    assert r["test_ci_hi"] == 0.71 and r["cold_start_auc"] == 0.65 and r["recall@10"] == 0.1
-    render_report([rec, {"partition_key": "64|id", "test_auc": 0.69, "params_total": 5000}], tmp_path)
+    assert r["test_ci_hi"] == rec["test"]["ci_hi"] and r["cold_start_auc"] == rec["test"]["cold_start"]["auc"]
+    assert r["recall"] == rec["ranking"]["recall@10"] and r["topk"] == 10
+    art = render_report([rec], tmp_path)
+    assert "recall@10" in art.markdown

@@ -7,25 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import EVENT_COLUMNS, T0, create_feedback_events, user_feedback
 from semid_pipeline.config import SplitConfig
 from semid_pipeline.splits import build_splits, detect_kind, load_splits
 
-T0 = pd.Timestamp("2024-01-01")
-COLS = ["stratum_id", "position", "stratum_length", "ts", "track_id", "feedback", "context_type",
-        "artist_id", "genre_id"]
+COLS = EVENT_COLUMNS
 
 
 def user_events(n_users=60, n_tracks=80, days=100, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        n = int(rng.integers(3, 60))
-        ts = np.sort(np.round(rng.uniform(0, days, n) * 2) / 2)  # half-day grid: many equal times
-        for p, t in enumerate(ts):
-            k = int(rng.integers(0, n_tracks))
-            rows.append((f"u{u:03d}", p + 1, n, T0 + pd.Timedelta(days=float(t)), f"t{k:03d}",
-                         int(rng.integers(0, 2)), None, f"a{k % 7}", f"g{k % 3}"))
-    return pd.DataFrame(rows, columns=COLS)
+    return user_feedback(n_users=n_users, n_tracks=n_tracks, days=days, seed=seed, min_events=3, max_events=60,
+                         time_grid=0.5)  # half-day grid: many equal times
 
 
 def session_events(n_sessions=300, n_tracks=80, days=60, seed=1) -> pd.DataFrame:
@@ -174,18 +165,30 @@ def test_is_cold_and_train_counts():
 def test_load_splits_from_duckdb():
     ev = user_events(n_users=20)
     con = duckdb.connect()
-    con.register("ev_df", ev)
-    con.execute("""CREATE TABLE feedback_events AS SELECT stratum_id, position::INTEGER AS position,
-                   stratum_length::INTEGER AS stratum_length, ts::TIMESTAMP AS ts, track_id,
-                   feedback::TINYINT AS feedback, context_type::VARCHAR AS context_type, artist_id, genre_id,
-                   'x.csv' AS source_file FROM ev_df""")
-    con.execute("CREATE TABLE track_catalog AS SELECT DISTINCT track_id, artist_id, genre_id FROM ev_df")
+    create_feedback_events(con, ev)
+    con.execute("CREATE TABLE track_catalog AS SELECT DISTINCT track_id, artist_id, genre_id FROM ev")
     con.execute("INSERT INTO track_catalog VALUES ('t_extra', NULL, NULL)")
     sp = load_splits(con, SplitConfig())
     ref = build_splits(ev, pd.DataFrame({"track_id": list(ev["track_id"].unique()) + ["t_extra"]}), SplitConfig())
     assert sp.vocab.track_ids.tolist() == ref.vocab.track_ids.tolist()
     assert sp.val.stratum_ids == ref.val.stratum_ids and sp.test.stratum_ids == ref.test.stratum_ids
     assert len(sp.train) == len(ref.train)
+    con.close()
+
+
+def test_load_splits_uses_the_kind_ingestion_recorded():
+    """Short per-user histories look like sessions to the heuristic; the data-set key says users."""
+    from semid_pipeline.splits import recorded_kind
+    from semid_pipeline.warehouse import set_meta
+
+    ev = session_events().assign(context_type=None)  # every stratum <= 20 events: the guess is "session"
+    con = duckdb.connect()
+    create_feedback_events(con, ev)
+    assert recorded_kind(con) is None and load_splits(con, SplitConfig()).kind == "session"
+    set_meta(con, "dataset", "events:/data/events.csv")
+    assert recorded_kind(con) == "user" and load_splits(con, SplitConfig()).kind == "user"
+    set_meta(con, "dataset", "synthetic:tiny:sessions")
+    assert recorded_kind(con) == "session"
     con.close()
 
 

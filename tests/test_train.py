@@ -10,20 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import random_id_table, user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig
 from semid_pipeline.errors import IdTableMismatchError
 from semid_pipeline.splits import EvalSet, Splits, TrackVocab, build_splits
-from semid_pipeline.train import (
-    final_hidden,
-    load_recommender,
-    make_windows,
-    per_stratum_auc,
-    score_eval_set,
-    stratified_auc,
-    train_recommender,
-)
+from semid_pipeline.evaluation import stratified_auc
+from semid_pipeline.schemes import IdScheme
+from semid_pipeline.scoring import final_hidden, score_eval_set
+from semid_pipeline.train import load_recommender, make_windows, train_recommender
 
-T0 = pd.Timestamp("2024-01-01")
 QUIET = lambda _msg: None  # noqa: E731
 CFG = TrainConfig(layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
                   sampled_negatives=2, seed=0)
@@ -31,26 +26,12 @@ CFG = TrainConfig(layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=
 
 def world(n_users=40, n_tracks=60, seed=0) -> pd.DataFrame:
     """Users who like even or odd tracks: learnable from the feedback history."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        n = int(rng.integers(25, 45))
-        ts = np.sort(rng.uniform(0, 90, n))
-        taste = u % 2
-        for p, t in enumerate(ts):
-            k = int(rng.integers(0, n_tracks))
-            rows.append((f"u{u:03d}", p + 1, n, T0 + pd.Timedelta(days=float(t)), f"t{k:03d}",
-                         int(k % 2 == taste), None, f"a{k % 6}", f"g{k % 3}"))
-    return pd.DataFrame(rows, columns=["stratum_id", "position", "stratum_length", "ts", "track_id", "feedback",
-                                       "context_type", "artist_id", "genre_id"])
+    return user_feedback(n_users=n_users, n_tracks=n_tracks, days=90, seed=seed, min_events=25, max_events=45,
+                         feedback=lambda rng, u, k: k % 2 == u % 2, artists=6)
 
 
 def semantic_table(vocab: TrackVocab, k=8, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame(rng.integers(0, k, size=(vocab.n_tracks, 2)), columns=["c1", "c2"])
-    df["tie"] = df.groupby(["c1", "c2"]).cumcount()
-    df.insert(0, "track_id", vocab.track_ids)
-    return df
+    return random_id_table(vocab.track_ids, k, levels=2, seed=seed)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -76,10 +57,11 @@ def test_stratified_auc_matches_brute_force():
         if len(pos) and len(neg):
             d = pos[:, None] - neg[None, :]
             aucs.append(((d > 0) + 0.5 * (d == 0)).mean())
-    assert stratified_auc(s, y, x) == pytest.approx(np.mean(aucs), abs=1e-12)
-    assert len(per_stratum_auc(s, y, x)) == len(aucs)
-    assert stratified_auc([1, 1, 2], [1, 0, 1], [0.9, 0.1, 0.5]) == 1.0  # stratum 2 (no negative) ignored
-    assert np.isnan(stratified_auc([], [], []))
+    auc, per = stratified_auc(s, y, x)
+    assert auc == pytest.approx(np.mean(aucs), abs=1e-12)
+    assert len(per) == len(aucs)
+    assert stratified_auc([1, 1, 2], [1, 0, 1], [0.9, 0.1, 0.5])[0] == 1.0  # stratum 2 (no negative) ignored
+    assert np.isnan(stratified_auc([], [], [])[0])
 
 
 def test_windows_cover_every_transition_once():
@@ -103,7 +85,7 @@ def test_tiny_model_overfits_ten_sequences(tmp_path):
                 train_track_counts=np.bincount(np.concatenate([t for t, _ in seqs]), minlength=201))
     cfg = TrainConfig(layers=1, heads=2, dropout=0.0, max_len=16, batch_size=10, lr=1e-2, weight_decay=0.0,
                       epochs=60, patience=1000, sampled_negatives=1, seed=0)
-    res = train_recommender(representation="id", hidden=32, splits=sp, id_table=None, id_table_hash=None,
+    res = train_recommender(scheme=IdScheme.parse("id"), hidden=32, splits=sp, id_table=None, id_table_hash=None,
                             cfg=cfg, out_dir=tmp_path, log=QUIET)
     assert res.history[-1]["loss"] < 0.1 < res.history[0]["loss"]
     # AUC on the training sequences themselves: every next event, stratified per sequence
@@ -113,7 +95,7 @@ def test_tiny_model_overfits_ten_sequences(tmp_path):
         s = res.model.score(h, tracks[:, 1:, None])[..., 0]  # (10, T)
     mask = (tracks[:, :-1] > 0) & (tracks[:, 1:] > 0)
     strata = torch.arange(10)[:, None].expand_as(mask)
-    assert stratified_auc(strata[mask].numpy(), fb[:, 1:][mask].numpy(), s[mask].numpy()) == pytest.approx(1.0)
+    assert stratified_auc(strata[mask].numpy(), fb[:, 1:][mask].numpy(), s[mask].numpy())[0] == pytest.approx(1.0)
 
 
 def _comparable(history):
@@ -125,7 +107,7 @@ def _state(path):
 
 
 def test_training_is_deterministic_and_learns(splits, tmp_path):
-    kw = dict(representation="id", hidden=16, splits=splits, id_table=None, id_table_hash=None, log=QUIET)
+    kw = dict(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None, log=QUIET)
     a = train_recommender(cfg=CFG, out_dir=tmp_path / "a", **kw)
     b = train_recommender(cfg=CFG, out_dir=tmp_path / "b", **kw)
     c = train_recommender(cfg=replace(CFG, seed=1), out_dir=tmp_path / "c", **kw)
@@ -133,12 +115,16 @@ def test_training_is_deterministic_and_learns(splits, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert _comparable(a.history) == _comparable(b.history)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    assert len(a.history) == 3 and a.best_epoch in (1, 2, 3)
+    assert len(a.history) == 3
     assert a.best_val_auc == max(r["val_auc"] for r in a.history)
+    assert a.best_epoch == next(r["epoch"] for r in a.history if r["val_auc"] == a.best_val_auc)  # first best
     assert a.history[-1]["loss"] < a.history[0]["loss"]
-    assert a.events_per_s > 0 and a.wall_seconds > 0
+    events = sum(r["events"] for r in a.history)
+    assert events == 3 * sum(len(t) - 1 for t, _ in splits.train if len(t) > 1)  # every transition, each epoch
+    assert a.events_per_s == pytest.approx(events / sum(r["train_seconds"] for r in a.history))
+    assert a.wall_seconds == pytest.approx(sum(r["seconds"] for r in a.history))
     cfg_json = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert cfg_json["representation"] == "id" and cfg_json["hidden"] == 16
+    assert cfg_json["scheme"] == "id" and cfg_json["hidden"] == 16
     assert cfg_json["train"]["max_len"] == CFG.max_len and cfg_json["vocab_size"] == splits.vocab.n_tracks
     assert "id_table_hash" in cfg_json
     json.dumps(a.to_dict())  # JSON-able (no model inside)
@@ -146,7 +132,7 @@ def test_training_is_deterministic_and_learns(splits, tmp_path):
 
 def test_resume_after_kill_matches_uninterrupted_run(splits, tmp_path):
     tbl = semantic_table(splits.vocab)
-    kw = dict(representation="v1-k8", hidden=16, splits=splits, id_table=tbl, id_table_hash="abc",
+    kw = dict(scheme=IdScheme.parse("v1-k8"), hidden=16, splits=splits, id_table=tbl, id_table_hash="abc",
               cfg=replace(CFG, song_decomposition=True), log=QUIET)
     full = train_recommender(out_dir=tmp_path / "full", **kw)
 
@@ -178,7 +164,7 @@ def test_resume_after_kill_matches_uninterrupted_run(splits, tmp_path):
 
 def test_mismatched_id_table_is_refused(splits, tmp_path):
     tbl = semantic_table(splits.vocab)
-    res = train_recommender(representation="v0-k8", hidden=16, splits=splits, id_table=tbl, id_table_hash="hash-A",
+    res = train_recommender(scheme=IdScheme.parse("v0-k8"), hidden=16, splits=splits, id_table=tbl, id_table_hash="hash-A",
                             cfg=replace(CFG, epochs=1), out_dir=tmp_path, log=QUIET)
     with pytest.raises(IdTableMismatchError) as e:
         load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=tbl, id_table_hash="hash-B")
@@ -193,7 +179,7 @@ def test_mismatched_id_table_is_refused(splits, tmp_path):
 
 
 def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
-    res = train_recommender(representation="id", hidden=16, splits=splits, id_table=None, id_table_hash=None,
+    res = train_recommender(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None,
                             cfg=replace(CFG, epochs=1), out_dir=tmp_path, log=QUIET)
     scored = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=7)
     assert list(scored.columns) == ["stratum_id", "track_id", "track_idx", "feedback", "score", "history_len",

@@ -1,0 +1,81 @@
+"""Where every artifact lives: one definition of each path under the artifacts root.
+
+    features/<sha256(dataset)[:12]>/           fitted feature transform of a data set
+    semantic_ids/<scheme>/                     codebooks / config of one ID scheme + provenance.json
+    models/<scheme>__h<h>/<fingerprint[:12]>/  model.pt, checkpoint.pt, config.json, training_curve.png
+    evaluations/<dataset_fp[:12]>/<h>_<scheme>.json   one evaluation record per grid cell
+    baselines/<dataset_fp[:12]>.json           model-free baselines of a data set (computed once)
+    report/                                    report.html, summary.md and the figures
+
+Stages ask the store for a folder or file instead of joining path pieces themselves, so the
+evaluation finds exactly the model the recommender wrote, and a layout change is one edit here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import SplitConfig, TrainConfig
+from .fileutil import atomic_write_json, read_json
+from .schemes import GridCell, IdScheme
+
+PROVENANCE = "provenance.json"
+TRANSFORM_FILE = "transform.json"
+
+
+def run_fingerprint(*, dataset_fingerprint: str, id_table_hash: str, cell: GridCell, train: TrainConfig,
+                    split: SplitConfig) -> str:
+    """Same data + same ID table + same config → same folder, so a re-run resumes its checkpoint."""
+    payload = json.dumps(
+        {"data": dataset_fingerprint, "ids": id_table_hash, "scheme": cell.scheme.key, "h": cell.h,
+         "train": asdict(train), "split": asdict(split)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """The artifact folder tree rooted at ``root``; folders are created when asked for."""
+
+    root: Path
+
+    def _dir(self, *parts: str) -> Path:
+        p = Path(self.root).joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def feature_transform_dir(self, dataset: str) -> Path:
+        return self._dir("features", hashlib.sha256(str(dataset).encode()).hexdigest()[:12])
+
+    def has_feature_transform(self, dataset: str) -> bool:
+        return (self.feature_transform_dir(dataset) / TRANSFORM_FILE).exists()
+
+    def semantic_ids_dir(self, scheme: IdScheme) -> Path:
+        return self._dir("semantic_ids", scheme.key)
+
+    def read_provenance(self, scheme: IdScheme) -> dict:
+        """What the scheme's ID table was built from (``{}`` before the first build)."""
+        return read_json(self.semantic_ids_dir(scheme) / PROVENANCE, default={})
+
+    def write_provenance(self, scheme: IdScheme, *, dataset: str, content_hash: str) -> Path:
+        return atomic_write_json(self.semantic_ids_dir(scheme) / PROVENANCE,
+                                 {"dataset": dataset, "content_hash": content_hash}, indent=None)
+
+    def model_dir(self, cell: GridCell, fingerprint: str) -> Path:
+        return self._dir("models", f"{cell.scheme.key}__h{cell.h}", fingerprint[:12])
+
+    def evaluations_dir(self, dataset_fingerprint: str) -> Path:
+        return self._dir("evaluations", dataset_fingerprint[:12])
+
+    def evaluation_record(self, dataset_fingerprint: str, cell: GridCell) -> Path:
+        return self.evaluations_dir(dataset_fingerprint) / f"{cell.file_name}.json"
+
+    def baselines_file(self, dataset_fingerprint: str) -> Path:
+        return self._dir("baselines") / f"{dataset_fingerprint[:12]}.json"
+
+    def report_dir(self) -> Path:
+        return self._dir("report")

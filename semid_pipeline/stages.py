@@ -1,0 +1,238 @@
+"""Stage policy: what each asset does, as plain functions of (warehouse file, artifact layout, config).
+
+The Dagster assets translate their context into one call here and the result into metadata; the
+decisions live here so that they are tested without Dagster and stated once:
+
+- content features: one transform per data set, fitted on its first ingestion and reused when
+  files are appended (unless ``refit``);
+- semantic IDs: a scheme that already holds a table for the current data set is *extended*
+  (cold start through the frozen artifact), otherwise fitted; provenance records what it came from;
+- recommender: the model folder is named by a fingerprint of data, ID table and settings, so a
+  re-run resumes its checkpoint and the evaluation finds exactly that model;
+- evaluation: model-free baselines are computed once per data set, and one record per grid cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import experiment, features, semantic_ids as sid, splits as splits_mod, train as train_mod
+from .artifacts import ArtifactLayout, run_fingerprint
+from .config import SemidConfig
+from .errors import SemidError
+from .fileutil import atomic_write_json, read_json
+from .report import load_records
+from .schemes import GridCell, IdScheme
+from .warehouse import connect, get_meta
+
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# content features
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    result: features.FeatureResult
+    X: np.ndarray  # (N, D) the stored vectors
+    dataset: str
+    reused: bool  # the data set's transform was reused (not fitted)
+
+
+def build_content_features(*, warehouse: str, layout: ArtifactLayout, refit: bool) -> FeatureBuild:
+    with connect(warehouse) as con:
+        dataset = str(get_meta(con, "dataset"))
+        reuse = layout.has_feature_transform(dataset) and not refit
+        result = features.build_content_features(con, layout.feature_transform_dir(dataset), reuse_transform=reuse)
+        _, X = features.read_content_features(con)
+    return FeatureBuild(result=result, X=X, dataset=dataset, reused=reuse)
+
+
+# ----------------------------------------------------------------------------------------------
+# semantic IDs
+
+
+@dataclass(frozen=True)
+class IdBuild:
+    table: pd.DataFrame  # track_id, c1..cL, tie (sorted by track_id)
+    content_hash: str
+    metrics: dict
+    mode: str  # "fit in …s" | "cold-start: n new tracks" | "unchanged"
+
+
+def _extend(scheme: IdScheme, layout: ArtifactLayout, existing: pd.DataFrame, track_ids, X) -> tuple[pd.DataFrame, str]:
+    known = set(existing["track_id"])
+    new_ids = [t for t in track_ids if t not in known]
+    if not new_ids:
+        return existing, "unchanged"
+    pos = {t: i for i, t in enumerate(track_ids)}
+    added = sid.assign_new_tracks(
+        scheme=scheme, artifact_dir=layout.semantic_ids_dir(scheme), existing=existing,
+        new_track_ids=new_ids, X_new=X[[pos[t] for t in new_ids]],
+    )
+    table = pd.concat([existing, added[~added["track_id"].isin(known)]], ignore_index=True)
+    return table, f"cold-start: {len(new_ids)} new tracks"
+
+
+def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdScheme, cfg: SemidConfig,
+                       refit: bool, log: Log = print) -> IdBuild:
+    """Extend the scheme's table when it was built on the current data set (and ``refit`` is off), else fit it."""
+    with connect(warehouse, read_only=True) as con:
+        dataset = get_meta(con, "dataset")
+        track_ids, X = features.read_content_features(con)
+        existing = sid.read_semantic_ids(con, scheme)[0] if sid.has_semantic_ids(con, scheme) else None
+    reuse = existing is not None and not refit and layout.read_provenance(scheme).get("dataset") == dataset
+    recon = None
+    if reuse:
+        table, mode = _extend(scheme, layout, existing, track_ids, X)
+    else:
+        res = sid.fit_semantic_ids(scheme=scheme, track_ids=track_ids, X=X, cfg=cfg.semantic_ids,
+                                   artifact_dir=layout.semantic_ids_dir(scheme))
+        table, mode, recon = res.table, f"fit in {res.fit_seconds:.1f}s", res.metrics.get("reconstruction_error")
+    table = table.sort_values("track_id").reset_index(drop=True)
+    metrics = sid.codebook_quality(table, sid.codebook_size(scheme, table), X=None if scheme.is_id else X,
+                                   recon_error=recon)
+    with connect(warehouse) as con:
+        content_hash = sid.write_semantic_ids(con, scheme, table)
+    layout.write_provenance(scheme, dataset=str(dataset), content_hash=content_hash)
+    log(f"semantic_ids[{scheme.key}]: {mode}; {len(table)} tracks; hash {content_hash[:12]}")
+    return IdBuild(table=table, content_hash=content_hash, metrics=metrics, mode=mode)
+
+
+def read_ids(warehouse: str, scheme: IdScheme) -> pd.DataFrame:
+    with connect(warehouse, read_only=True) as con:
+        return sid.read_semantic_ids(con, scheme)[0]
+
+
+def check_ids_cover_events(warehouse: str, scheme: IdScheme) -> tuple[bool, dict]:
+    with connect(warehouse, read_only=True) as con:
+        table = sid.read_semantic_ids(con, scheme)[0]
+        events = sid.event_track_ids(con)
+    return sid.check_coverage(table, events)
+
+
+def check_ids_no_collapse(warehouse: str, scheme: IdScheme, min_util: float) -> tuple[bool, dict]:
+    table = read_ids(warehouse, scheme)
+    return sid.check_collapse(table, sid.codebook_size(scheme, table), len(table), min_util)
+
+
+# ----------------------------------------------------------------------------------------------
+# recommender
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    dataset: str
+    dataset_fingerprint: str
+    splits: splits_mod.Splits
+    id_table: pd.DataFrame | None  # None for ``id`` (the model needs no codes)
+    id_table_hash: str
+
+    def fingerprint(self, cell: GridCell, cfg: SemidConfig) -> str:
+        return run_fingerprint(dataset_fingerprint=self.dataset_fingerprint, id_table_hash=self.id_table_hash,
+                               cell=cell, train=cfg.train, split=cfg.split)
+
+    def model_dir(self, layout: ArtifactLayout, cell: GridCell, cfg: SemidConfig) -> Path:
+        return layout.model_dir(cell, self.fingerprint(cell, cfg))
+
+
+def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> TrainingInputs:
+    with connect(warehouse, read_only=True) as con:
+        dataset, dataset_fp = str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")
+        splits = splits_mod.load_splits(con, cfg.split)
+        id_table, id_hash = sid.read_semantic_ids(con, scheme)
+    return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,
+                          id_table=None if scheme.is_id else id_table, id_table_hash=id_hash)
+
+
+@dataclass(frozen=True)
+class TrainedCell:
+    result: train_mod.TrainResult
+    model_dir: Path
+    fingerprint: str  # of data + ID table + settings: names the model folder
+    id_table_hash: str
+
+
+def train_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg: SemidConfig, device: str,
+               log: Log = print) -> TrainedCell:
+    """Train (or resume) one grid cell in the folder its fingerprint names."""
+    inputs = load_training_inputs(warehouse, cell.scheme, cfg)
+    fp = inputs.fingerprint(cell, cfg)
+    out_dir = layout.model_dir(cell, fp)
+    log(f"training {cell.scheme.key} h={cell.h} on {device}; checkpoints in {out_dir}")
+    result = train_mod.train_recommender(
+        scheme=cell.scheme, hidden=cell.h, splits=inputs.splits, id_table=inputs.id_table,
+        id_table_hash=inputs.id_table_hash, cfg=cfg.train, out_dir=out_dir, log=log, device=device,
+    )
+    return TrainedCell(result=result, model_dir=out_dir, fingerprint=fp, id_table_hash=inputs.id_table_hash)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+@dataclass(frozen=True)
+class CellEvaluation:
+    record: dict
+    record_path: Path
+    result: dict  # experiment.evaluate_model output
+    baselines: dict
+
+
+def _baselines(layout: ArtifactLayout, inputs: TrainingInputs, view, cfg: SemidConfig) -> dict:
+    """Model-free baselines depend only on the data: computed once per data set, then cached."""
+    path = layout.baselines_file(inputs.dataset_fingerprint)
+    cached = read_json(path)
+    if cached is not None:
+        return cached
+    out = experiment.baseline_records(inputs.splits, view, cfg.eval)
+    atomic_write_json(path, out)
+    return out
+
+
+def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg: SemidConfig) -> CellEvaluation:
+    """Evaluate the model the recommender trained for this cell on the current data and ID table."""
+    inputs = load_training_inputs(warehouse, cell.scheme, cfg)
+    with connect(warehouse, read_only=True) as con:
+        view = experiment.catalog_view(con, inputs.splits)
+    mdir = inputs.model_dir(layout, cell, cfg)
+    if not (mdir / train_mod.MODEL).exists():
+        raise SemidError(
+            f"no trained model for {cell.partition_key} on the current data and ID table "
+            f"(expected {mdir}); materialize `recommender` for this partition first"
+        )
+    model = train_mod.load_recommender(mdir, splits_vocab=inputs.splits.vocab, id_table=inputs.id_table,
+                                       id_table_hash=inputs.id_table_hash)
+    result = experiment.evaluate_model(model, inputs.splits, view, cfg.eval, max_len=cfg.train.max_len)
+    baselines = _baselines(layout, inputs, view, cfg)
+    record = experiment.partition_record(cell, result, baselines=baselines, dataset=inputs.dataset,
+                                         dataset_fingerprint=inputs.dataset_fingerprint,
+                                         id_table_hash=inputs.id_table_hash)
+    path = atomic_write_json(layout.evaluation_record(inputs.dataset_fingerprint, cell), record)
+    return CellEvaluation(record=record, record_path=path, result=result, baselines=baselines)
+
+
+def _dataset_keys(warehouse: str) -> tuple[str, str]:
+    with connect(warehouse, read_only=True) as con:
+        return str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")
+
+
+def read_evaluation_record(warehouse: str, layout: ArtifactLayout, cell: GridCell) -> dict:
+    _, fp = _dataset_keys(warehouse)
+    path = layout.evaluation_record(fp, cell)
+    record = read_json(path)
+    if record is None:
+        raise SemidError(f"no evaluation record for {cell.partition_key} at {path}: materialize `evaluation` first")
+    return record
+
+
+def current_records(warehouse: str, layout: ArtifactLayout) -> tuple[str, list[dict]]:
+    """(data set, every evaluation record of the current data set)."""
+    dataset, fp = _dataset_keys(warehouse)
+    return dataset, load_records(layout.evaluations_dir(fp))
