@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources import DatasetResource, DuckDBWarehouse
-from semid_pipeline import ingest, quality
+from semid_pipeline import datasets, ingest, quality
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
@@ -53,7 +53,7 @@ def raw_feedback(
             result = ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
     else:
         context.log.info(f"ingesting {spec.key} into {warehouse.path}")
-        result = ingest.ingest_dataset(spec, warehouse=warehouse.path, cfg=cfg, data_dir=dataset.data_dir)
+        result = datasets.ingest_dataset(spec, warehouse=warehouse.path, cfg=cfg, data_dir=dataset.data_dir)
     record = result.to_frame()
     common = {
         "dataset": dg.MetadataValue.text(result.dataset),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import json
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ from semid_pipeline.ingest import (
 )
 from semid_pipeline.schema import FEEDBACK_EVENTS_COLUMNS, MSSD_TRACK_COLUMNS, TRACK_KEY_COLUMNS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("SEMID_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 FRAGMENT = SHARED / "data" / "mssd_fragment" / "very_small.csv"
 ALL = IngestConfig(context_filter="all")
 RADIO = IngestConfig()
@@ -246,7 +247,7 @@ def _events_df(feedback: list) -> pd.DataFrame:
 def test_feedback_spellings(con, tmp_path, pos, neg):
     p = tmp_path / "events.csv"
     _events_df([pos, neg, pos, pos, neg, neg]).to_csv(p, index=False)
-    res = ingest_events(con, p, None, dataset_key="events:x", cfg=ALL)
+    res = ingest_events(con, [p], [], dataset_key="events:x", cfg=ALL)
     assert res.stratum_kind == "user" and res.n_events == 6 and res.n_positive == 3 and res.n_strata == 2
     got = con.execute("SELECT feedback FROM feedback_events ORDER BY ts").fetchall()
     assert [g[0] for g in got] == [1, 0, 1, 1, 0, 0]
@@ -265,7 +266,7 @@ def test_per_user_positions_and_catalog(con, tmp_path):
     )
     p = tmp_path / "ev.csv"
     df.to_csv(p, index=False)
-    ingest_events(con, p, None, dataset_key="events:x", cfg=ALL)
+    ingest_events(con, [p], [], dataset_key="events:x", cfg=ALL)
     rows = con.execute(
         "SELECT stratum_id, position, stratum_length, track_id, context_type, artist_id, source_file "
         "FROM feedback_events ORDER BY stratum_id, position"
@@ -286,7 +287,7 @@ def test_rating_threshold_neutral_band(con, tmp_path):
     p = tmp_path / "ratings.csv"
     _events_df(["5", "1", "3", "3.4", "2.6", "4", "2"]).to_csv(p, index=False)
     cfg = IngestConfig(rating_threshold=3.0, neutral_band=0.5)
-    res = ingest_events(con, p, None, dataset_key="events:r", cfg=cfg)
+    res = ingest_events(con, [p], [], dataset_key="events:r", cfg=cfg)
     (rec,) = res.files
     assert (rec.rows_read, rec.rows_kept, rec.rows_rejected) == (7, 4, 3)
     assert rec.reject_reasons == {"neutral rating": 3}
@@ -296,7 +297,7 @@ def test_rating_threshold_neutral_band(con, tmp_path):
         "SELECT stratum_id, any_value(stratum_length), count(*) FROM feedback_events GROUP BY 1 ORDER BY 1"
     ).fetchall() == [("u1", 2, 2), ("u2", 2, 2)]
     # without a band, the threshold itself is positive
-    res = ingest_events(con, p, None, dataset_key="events:r", cfg=IngestConfig(rating_threshold=3.0))
+    res = ingest_events(con, [p], [], dataset_key="events:r", cfg=IngestConfig(rating_threshold=3.0))
     assert res.n_events == 7 and res.n_positive == 4
 
 
@@ -316,7 +317,7 @@ def test_parquet_events_and_tracks_with_embedding(con, tmp_path):
     )
     trp = tmp_path / "tracks.parquet"
     tracks.to_parquet(trp)
-    res = ingest_events(con, evp, trp, dataset_key="events:pq", cfg=ALL)
+    res = ingest_events(con, [evp], [trp], dataset_key="events:pq", cfg=ALL)
     assert res.n_events == 4 and res.n_tracks == 5 and [f.kind for f in res.files] == ["events", "tracks"]
     cat = wh.table_columns(con, "track_catalog")
     assert list(cat)[:5] == list(TRACK_KEY_COLUMNS)
@@ -336,7 +337,7 @@ def test_csv_tracks_with_embedding(con, tmp_path):
         't1,a1,Song B,0.2,"[0.3, 0.4]"\n'
         't2,a2,"Song, C",0.3,"[0.5, 0.6]"\n'
     )
-    res = ingest_events(con, evp, trp, dataset_key="events:csv", cfg=ALL)
+    res = ingest_events(con, [evp], [trp], dataset_key="events:csv", cfg=ALL)
     assert res.n_tracks == 3
     cat = wh.table_columns(con, "track_catalog")
     assert cat["embedding"] == "FLOAT[]" and cat["energy"] == "DOUBLE" and cat["title"] == "VARCHAR"
@@ -525,13 +526,13 @@ EVENT_BAD = [
 def test_bad_events_input_leaves_warehouse_unchanged(con, tmp_path, case):
     good = tmp_path / "good.csv"
     _events_df(["up", "down", "up"]).to_csv(good, index=False)
-    ingest_events(con, good, None, dataset_key="events:good", cfg=ALL)
+    ingest_events(con, [good], [], dataset_key="events:good", cfg=ALL)
     before = wh.snapshot(con)
     d = tmp_path / "bad"
     d.mkdir()
     ev, tr, cfg, needles = _bad_event_cases(d)[case]
     with pytest.raises(InputDataError) as ei:
-        ingest_events(con, ev, tr, dataset_key="events:bad", cfg=cfg)
+        ingest_events(con, [ev], [tr] if tr else [], dataset_key="events:bad", cfg=cfg)
     msg = str(ei.value)
     for n in needles:
         assert n in msg, f"{n!r} not in message:\n{msg}"
