@@ -160,8 +160,14 @@ def suggest_unknown(path: Path, header: Sequence[str], known: Sequence[str]) -> 
 
 
 def dup_header(path: Path, header: list[str]) -> None:
+    """Every header name must be non-empty and unique (each becomes a column name)."""
     seen = set()
-    for h in header:
+    for i, h in enumerate(header, start=1):
+        if not h:
+            raise InputDataError(
+                f"header has an empty column name (field {i}; an unnamed index column? write the file without it)",
+                file=str(path), column=f"(field {i})",
+            )
         if h in seen:
             raise InputDataError("header names the same column twice", file=str(path), column=h)
         seen.add(h)
