@@ -70,6 +70,7 @@ def raw_feedback(
             "stratum_kind": dg.MetadataValue.text(result.stratum_kind),
             "positive_share": dg.MetadataValue.float(result.n_positive / max(result.n_events, 1)),
             "rows_rejected": dg.MetadataValue.int(int(record["rows_rejected"].sum())),
+            "first_offending_rows": dg.MetadataValue.json({f.path: f.examples for f in result.files if f.examples}),
         },
         data_version=dg.DataVersion(result.fingerprint[:16]),
     )
