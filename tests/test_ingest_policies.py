@@ -68,6 +68,7 @@ def test_drop_across_files_keeps_the_earlier_file(con, tmp_path):
     res = ingest_events(con, [a, b], [], dataset_key="events:two", cfg=DROP)
     assert [(f.rows_kept, f.rows_rejected) for f in res.files] == [(2, 0), (1, 1)]
     assert res.files[1].reject_reasons == {DUPLICATE: 1} and "a.csv line 3, b.csv line 2" in res.files[1].examples[DUPLICATE][0]
+    assert res.files[0].examples == {}  # the kept rows' file has nothing dropped
     assert con.execute("SELECT feedback, source_file FROM feedback_events WHERE track_id = 't2'").fetchall() == [(0, "a.csv")]
 
 
@@ -118,8 +119,8 @@ def test_event_tracks_missing_from_tracks_file_are_named(con, tmp_path):
     assert res.n_events == 4  # kept: the content-coverage check decides
     rec = res.files[0]
     assert rec.notes == {MISSING_TRACK: 3} and rec.rows_rejected == 0
-    assert rec.examples[MISSING_TRACK] == ["track_id='t9': 2 events (first at line/row 3)",
-                                           "track_id='t8': 1 events (first at line/row 5)"]
+    assert rec.examples[MISSING_TRACK] == ["track_id='t9': 2 events (first at line 3)",
+                                           "track_id='t8': 1 events (first at line 5)"]
     assert json.loads(con.execute("SELECT notes FROM ingestion_record WHERE kind = 'events'").fetchone()[0]) == rec.notes
     tr.write_text("track_id,tempo\nt1,100\nt8,90\nt9,80\n")
     assert ingest_events(con, [ev], [tr], dataset_key="events:missing", cfg=ALL).files[0].notes == {}

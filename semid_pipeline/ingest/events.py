@@ -115,18 +115,18 @@ def _stage_events_file(con, path: Path, fi: int, cfg: IngestConfig) -> tuple[str
     return ev, label, cols, int(n_read), int(n_neutral)
 
 
-def _duplicates(con, ev_files: list[Path], labels: list[str], cfg: IngestConfig) -> tuple[dict[int, int], list[str]]:
+def _duplicates(con, ev_files: list[Path], labels: list[str], cfg: IngestConfig) -> tuple[dict[int, int], dict[int, list[str]]]:
     """Repeated (user_id, track_id, ts) events: an error, or (with on_duplicate="drop") flagged in
-    ``__dup`` (all but the first occurrence). Returns (dropped rows per file, first offending rows)."""
+    ``__dup`` (all but the first occurrence). Returns (dropped rows, first offending rows) per file."""
     groups = con.execute(
         f"SELECT user_id, track_id, ts, list(__fi ORDER BY __fi, __line), list(__line ORDER BY __fi, __line) "
         f"FROM {_STAGE_EV} GROUP BY user_id, track_id, ts HAVING count(*) > 1 ORDER BY min(__fi), min(__line) "
         f"LIMIT {EXAMPLES}"
     ).fetchall()
     if not groups:
-        return {}, []
+        return {}, {}
     fis = sorted({fi for d in groups for fi in d[3]})
-    rows = []
+    rows, per_file = [], {}
     for u, t, ts, dfis, dlines in groups:
         if len(set(dfis)) == 1:
             where = f"{labels[dfis[0]]}s {', '.join(map(str, dlines[:5]))}"
@@ -135,6 +135,8 @@ def _duplicates(con, ev_files: list[Path], labels: list[str], cfg: IngestConfig)
         else:
             where = ", ".join(f"{ev_files[fi].name} {labels[fi]} {ln}" for fi, ln in zip(dfis[:5], dlines))
         rows.append(f"user_id={u!r}, track_id={t!r}, timestamp={ts}: {where}")
+        for fi in sorted(set(dfis[1:])):  # the files whose rows are dropped
+            per_file.setdefault(fi, []).append(rows[-1])
     if cfg.on_duplicate == "error":
         across = len(fis) > 1
         raise InputDataError(
@@ -147,10 +149,10 @@ def _duplicates(con, ev_files: list[Path], labels: list[str], cfg: IngestConfig)
         f"(PARTITION BY user_id, track_id, ts ORDER BY __fi, __line) > 1 AS __dup FROM {_STAGE_EV}"
     )
     dropped = dict(con.execute(f"SELECT __fi, count(*) FROM {_STAGE_EV} WHERE __dup GROUP BY __fi").fetchall())
-    return {int(k): int(v) for k, v in dropped.items()}, rows
+    return {int(k): int(v) for k, v in dropped.items()}, per_file
 
 
-def _missing_tracks(con, catalog: str) -> dict[int, tuple[int, list[str]]]:
+def _missing_tracks(con, catalog: str, labels: list[str]) -> dict[int, tuple[int, list[str]]]:
     """Per events file: (events whose track is not in the tracks files, first such tracks)."""
     rows = con.execute(
         f"SELECT __fi, track_id, count(*) AS n, min(__line) FROM {_STAGE_EV} e WHERE NOT __dup AND fb >= 0 "
@@ -161,7 +163,7 @@ def _missing_tracks(con, catalog: str) -> dict[int, tuple[int, list[str]]]:
     for fi, tid, n, first in rows:
         total, shown = out.get(fi, (0, []))
         if len(shown) < EXAMPLES:
-            shown = shown + [f"track_id={tid!r}: {n} events (first at line/row {first})"]
+            shown = shown + [f"track_id={tid!r}: {n} events (first at {labels[fi]} {first})"]
         out[fi] = (total + int(n), shown)
     return out
 
@@ -206,9 +208,9 @@ _CATALOG_FROM_EVENTS = (
 
 
 def _events_record(p: Path, size: int, sha: str, n_read: int, n_neutral: int, n_dup: int,
-                   dup_rows: list[str], missing: tuple[int, list[str]] | None) -> FileRecord:
+                   dup_rows: list[str] | None, missing: tuple[int, list[str]] | None) -> FileRecord:
     reasons = {k: v for k, v in (("neutral rating", n_neutral), (DUPLICATE, n_dup)) if v}
-    examples = {DUPLICATE: [r for r in dup_rows if p.name in r]} if n_dup else {}
+    examples = {DUPLICATE: dup_rows or []} if n_dup else {}
     notes = {}
     if missing:
         notes[MISSING_TRACK] = missing[0]
@@ -256,14 +258,15 @@ def ingest_events(
         staged = [_stage_events_file(con, p, fi, cfg) for fi, p in enumerate(ev_files)]
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_STAGE_EV} AS "
                     + " UNION ALL ".join(f"SELECT *, FALSE AS __dup FROM {t}" for t, *_ in staged))
-        dropped, dup_rows = _duplicates(con, ev_files, [lab for _, lab, *_ in staged], cfg)
+        labels = [lab for _, lab, *_ in staged]
+        dropped, dup_rows = _duplicates(con, ev_files, labels, cfg)
         temp, tr_counts, won, missing = [], [], {}, {}
         if tr_files:
             temp, tr_counts, won = _stage_catalog(con, tr_files, staged)
-            missing = _missing_tracks(con, f"{STAGE_TR}_cat")
+            missing = _missing_tracks(con, f"{STAGE_TR}_cat", labels)
         hashed = hashes.result()
         records = [
-            _events_record(p, size, sha, n_read, n_neutral, dropped.get(fi, 0), dup_rows, missing.get(fi))
+            _events_record(p, size, sha, n_read, n_neutral, dropped.get(fi, 0), dup_rows.get(fi), missing.get(fi))
             for fi, (p, (size, sha), (_, _, _, n_read, n_neutral)) in enumerate(zip(ev_files, hashed, staged))
         ]
         for fi, (p, (size, sha)) in enumerate(zip(tr_files, hashed[len(ev_files):])):
