@@ -65,7 +65,8 @@ def _feedback_expectation(cfg: IngestConfig) -> str:
 def _validate_rows(con, ev: str, path: Path, label: str, cfg: IngestConfig) -> None:
     """Every row check of one staged events file, each naming its first offending lines."""
     lo, hi = timestamps.validate_time_config(cfg)
-    checks = [(f"{c} IS NULL OR trim({c}) = ''", c, "events file: missing value", None) for c in ("user_id", "track_id")]
+    checks = [(f"{c} IS NULL OR trim({c}) = ''", c, "events file: missing value", None)
+              for c in ("user_id", "track_id")]
     checks += [
         ("ts_raw IS NULL", "timestamp", "events file: missing value", "ts_raw"),
         ("ts IS NULL", "timestamp", "events file: wrong type in column 'timestamp' (expected a timestamp such as "
@@ -115,7 +116,9 @@ def _stage_events_file(con, path: Path, fi: int, cfg: IngestConfig) -> tuple[str
     return ev, label, cols, int(n_read), int(n_neutral)
 
 
-def _duplicates(con, ev_files: list[Path], labels: list[str], cfg: IngestConfig) -> tuple[dict[int, int], dict[int, list[str]]]:
+def _duplicates(
+    con, ev_files: list[Path], labels: list[str], cfg: IngestConfig
+) -> tuple[dict[int, int], dict[int, list[str]]]:
     """Repeated (user_id, track_id, ts) events: an error, or (with on_duplicate="drop") flagged in
     ``__dup`` (all but the first occurrence). Returns (dropped rows, first offending rows) per file."""
     groups = con.execute(

@@ -85,7 +85,8 @@ def _content_select(con, rows: _Rows, cols: list[str], types: dict[str, str]) ->
         elif types[c] == "VARCHAR":
             # CSV text: numeric if every value parses as a number, else kept as text
             nonnum = con.execute(
-                f"SELECT count(*) FROM {STAGE_TR} WHERE {ident(c)} IS NOT NULL AND TRY_CAST({ident(c)} AS DOUBLE) IS NULL"
+                f"SELECT count(*) FROM {STAGE_TR} WHERE {ident(c)} IS NOT NULL "
+                f"AND TRY_CAST({ident(c)} AS DOUBLE) IS NULL"
             ).fetchone()[0]
             sel.append(f"CAST(t.{ident(c)} AS DOUBLE) AS {ident(c)}" if nonnum == 0 else f"t.{ident(c)}")
         else:
@@ -122,7 +123,9 @@ def stage_tracks_file(con, path: Path, fi: int, ev: str, ev_art: bool, ev_gen: b
             f"any_value(genre_id) AS genre_id FROM {ev} GROUP BY track_id) e ON e.__tid = CAST(t.track_id AS VARCHAR)"
         )
     out = f"{STAGE_TR}_cat_{fi}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {', '.join(sel)} FROM {STAGE_TR} t{join} ORDER BY t.rowid")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT {', '.join(sel)} FROM {STAGE_TR} t{join} ORDER BY t.rowid"
+    )
     con.execute(f"DROP TABLE IF EXISTS {STAGE_TR}")
     return out, int(n_tr)
 
