@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources import DatasetResource, DuckDBWarehouse
-from semid_pipeline import ingest, quality
+from semid_pipeline import datasets, ingest, quality
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
@@ -53,7 +53,7 @@ def raw_feedback(
             result = ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
     else:
         context.log.info(f"ingesting {spec.key} into {warehouse.file}")
-        result = ingest.ingest_dataset(spec, warehouse=warehouse.file, cfg=cfg, data_dir=dataset.data_folder)
+        result = datasets.ingest_dataset(spec, warehouse=warehouse.file, cfg=cfg, data_dir=dataset.data_folder)
     record = result.to_frame()
     common = {
         "dataset": dg.MetadataValue.text(result.dataset),
@@ -70,6 +70,7 @@ def raw_feedback(
             "stratum_kind": dg.MetadataValue.text(result.stratum_kind),
             "positive_share": dg.MetadataValue.float(result.n_positive / max(result.n_events, 1)),
             "rows_rejected": dg.MetadataValue.int(int(record["rows_rejected"].sum())),
+            "first_offending_rows": dg.MetadataValue.json({f.path: f.examples for f in result.files if f.examples}),
         },
         data_version=dg.DataVersion(result.fingerprint[:16]),
     )

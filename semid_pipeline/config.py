@@ -92,6 +92,9 @@ class IngestConfig:
     rating_threshold: float | None = None  # per-user ratings: >= threshold is positive
     neutral_band: float = 0.0  # ratings within +-band of the threshold are dropped
     min_feature_coverage: float = 0.95  # share of event tracks that must have content features
+    timestamp_unit: str = "auto"  # epoch numbers: "s", "ms", or "auto" (|value| >= 1e11 → milliseconds)
+    min_date: str = "1990-01-01"  # events before this date (or after today + 1 day) are rejected
+    on_duplicate: str = "error"  # repeated (user, track, timestamp) events: "error" or "drop" (keep the first)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def users(con, tmp_path):
         ("u2", "t3", "2024-01-03 11:00:00", "1"),
     ])
     tr = write_tracks(tmp_path / "tracks.csv", [("t1", "g1", 100.0), ("t2", "g1", 110.0), ("t3", "g2", 120.0)])
-    res = ingest_events(con, ev, tr, dataset_key=KEY_USERS, cfg=ALL)
+    res = ingest_events(con, [ev], [tr], dataset_key=KEY_USERS, cfg=ALL)
     return ev, tr, res
 
 
@@ -133,11 +133,14 @@ def test_ingest_events_accepts_lists_and_single_paths(con, tmp_path):
     assert con.execute(
         "SELECT position, track_id, source_file FROM feedback_events WHERE stratum_id = 'u1' ORDER BY position"
     ).fetchall() == [(1, "t1", "events_a.csv"), (2, "t2", "events_a.csv"), (3, "t3", "events_b.parquet")]
-    # a single Path (old call style) is the same as a one-element list, and tracks may be omitted
-    r1 = ingest_events(con, a, None, dataset_key="events:one", cfg=ALL)
+    # tracks may be omitted or empty; a bare path (the dropped old call style) is refused
+    before = wh.snapshot(con)
+    with pytest.raises(TypeError, match="lists of paths"):
+        ingest_events(con, a, None, dataset_key="events:one", cfg=ALL)
+    assert wh.snapshot(con) == before
     r2 = ingest_events(con, [a], [], dataset_key="events:one", cfg=ALL)
     r3 = ingest_events(con, [a], dataset_key="events:one", cfg=ALL)
-    assert r1.fingerprint == r2.fingerprint == r3.fingerprint and r1.n_events == 2
+    assert r2.fingerprint == r3.fingerprint and r2.n_events == 2
 
 
 def test_duplicate_events_across_files_name_both_files(con, tmp_path):
@@ -282,7 +285,7 @@ def test_format_mismatch_refused(con, users, sessions, land, tmp_path):
         append_files(con, [tr], cfg=ALL)
     assert wh.snapshot(con) == before
     # and MSSD files onto a per-user data set
-    ingest_events(con, users[0], users[1], dataset_key=KEY_USERS, cfg=ALL)
+    ingest_events(con, [users[0]], [users[1]], dataset_key=KEY_USERS, cfg=ALL)
     before = wh.snapshot(con)
     log = write_log(land / "log_9.csv", {"s9": ["t1"]})
     with pytest.raises(InputDataError) as ei:
