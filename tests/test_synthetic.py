@@ -18,8 +18,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from semid_pipeline import synthetic as syn
-from semid_pipeline.errors import ConfigError
+from semid_pipeline import warehouse as wh
+from semid_pipeline.config import SYNTHETIC_PRESETS, DatasetSpec, IngestConfig, parse_dataset_spec
+from semid_pipeline.errors import ConfigError, InputDataError
+from semid_pipeline.ingest import ingest_dataset
 from semid_pipeline.schema import (
+    FEEDBACK_EVENTS,
     MSSD_CONTEXT_TYPES,
     MSSD_LOG_COLUMNS,
     MSSD_TRACK_COLUMNS,
@@ -349,3 +353,81 @@ def test_ground_truth_matches_truth_file(world):
     assert np.allclose(gt["tracks"]["appeal"], on_disk["appeal"])
     assert len(gt["users"]) == syn.preset("tiny").n_users
     assert set(gt["params"]) >= {"taste_weight", "appeal_weight", "position_weight"}
+
+
+# ---------------------------------------------------------------- package layout, config
+
+
+def test_config_takes_the_preset_names_from_the_package():
+    assert SYNTHETIC_PRESETS == tuple(syn.PRESETS) == syn.PRESET_NAMES
+    for name in syn.PRESET_NAMES:
+        assert parse_dataset_spec(f"synthetic:{name}").preset == name
+
+
+def test_story_constants_are_config_and_change_the_world(tmp_path, world):
+    cfg = syn.preset("tiny")
+    assert "story" not in cfg.to_dict()  # default story: the config hash of every existing world stays
+    changed = replace(cfg, story=replace(cfg.story, churn_share=0.6))
+    assert changed.to_dict()["story"]["churn_share"] == 0.6 and changed.hash() != cfg.hash()
+    assert syn.WorldConfig.from_dict(changed.to_dict()) == changed
+    other = syn.write_world(changed, tmp_path / "churn", formats=("users",))
+    assert _hashes(other.out_dir)["users/events.parquet"] != _hashes(world.out_dir)["users/events.parquet"]
+
+
+# ---------------------------------------------------------------- the oracle sidecar
+
+
+def _ingested(tmp_path, spec: DatasetSpec, cfg: IngestConfig) -> pd.DataFrame:
+    db = tmp_path / "wh.duckdb"
+    ingest_dataset(spec, warehouse=db, cfg=cfg, data_dir=tmp_path)
+    with wh.connect(db, read_only=True) as con:
+        return con.execute(f"SELECT stratum_id, position, track_id, feedback FROM {FEEDBACK_EVENTS}").df()
+
+
+def test_oracle_positions_match_ingestion_per_user(tmp_path, world, events):
+    oracle = syn.load_oracle(world.out_dir / "users")
+    assert list(oracle.columns) == ["stratum_id", "position", "p_positive"]
+    assert len(oracle) == len(events) and world.users_oracle == world.out_dir / "users" / "oracle.parquet"
+    assert oracle["p_positive"].between(0.0, 1.0, inclusive="neither").all()
+    spec = DatasetSpec(kind="events", paths=(str(world.users_events), str(world.users_tracks)))
+    fe = _ingested(tmp_path, spec, IngestConfig())
+    joined = fe.merge(oracle, on=["stratum_id", "position"], how="left", validate="one_to_one")
+    assert len(fe) == len(oracle) and joined["p_positive"].notna().all()  # a 100% match
+    # the oracle is the generator's probability of exactly these events
+    assert abs(joined["p_positive"].mean() - joined["feedback"].mean()) < 0.03
+    assert roc_auc_score(joined["feedback"], joined["p_positive"]) > 0.65
+
+
+def test_oracle_positions_match_ingestion_per_session(tmp_path, world, logs):
+    oracle = syn.load_oracle(world.out_dir / "sessions")
+    assert len(oracle) == len(logs)
+    fe = _ingested(tmp_path, DatasetSpec(kind="mssd", paths=(str(world.out_dir / "sessions"),)), IngestConfig())
+    assert 0 < len(fe) < len(oracle)  # the radio filter dropped the other contexts
+    joined = fe.merge(oracle, on=["stratum_id", "position"], how="left", validate="one_to_one")
+    assert joined["p_positive"].notna().all()
+    assert roc_auc_score(joined["feedback"], joined["p_positive"]) > 0.65
+
+
+def test_oracle_is_not_an_mssd_file_and_load_oracle_checks_its_input(tmp_path, world):
+    from semid_pipeline.ingest import resolve_mssd_paths
+
+    logs_found, tracks_found = resolve_mssd_paths([str(world.out_dir / "sessions")])
+    assert syn.ORACLE_NAME not in {p.name for p in logs_found + tracks_found}
+    with pytest.raises(InputDataError, match="exactly one oracle.parquet"):
+        syn.load_oracle(world.out_dir)  # both formats written: ambiguous
+    with pytest.raises(InputDataError, match="does not exist"):
+        syn.load_oracle(tmp_path / "none.parquet")
+    pq.write_table(pa.table({"stratum_id": ["a"]}), tmp_path / "bad.parquet")
+    with pytest.raises(InputDataError, match="lacks columns"):
+        syn.load_oracle(tmp_path / "bad.parquet")
+
+
+def test_stale_manifest_without_oracle_regenerates(tmp_path):
+    m = syn.write_world("tiny", tmp_path, formats=("users",))
+    before = _hashes(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["users_oracle"], manifest["files"]["users/oracle.parquet"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    m.users_oracle.unlink()
+    m2 = syn.write_world("tiny", tmp_path, formats=("users",))
+    assert m2.users_oracle.exists() and _hashes(tmp_path) == before

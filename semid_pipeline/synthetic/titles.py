@@ -38,6 +38,10 @@ VERB_ING = (
     "Dreaming", "Breathing", "Holding", "Leaving", "Driving", "Walking", "Calling", "Following", "Forgetting",
     "Remembering", "Believing", "Hiding", "Breaking", "Losing", "Finding", "Chasing", "Saving", "Carrying",
 )
+VERB_S = tuple(
+    v[:-1] + "ies" if v.endswith("y") and v[-2] not in "aeiou" else v + "es" if v.endswith(("s", "sh", "ch")) else v + "s"
+    for v in VERB
+)
 PREP = ("Into", "Through", "Under", "Over", "Across", "Beyond", "Behind", "Inside", "Around", "After")
 PLACE = (
     "Memphis", "Paris", "Berlin", "Tokyo", "Lisbon", "Detroit", "Chicago", "Havana", "Dublin", "Oslo",
@@ -61,7 +65,7 @@ _PATTERNS = (
     lambda r: f"{r(ADJ)} {r(NOUN)} in {r(PLACE)}",
     lambda r: f"Don't {r(VERB)} My {r(ADJ)} {r(NOUN)}",
     lambda r: f"{r(NOUN)} and {r(ADJ)} {r(NOUN)}",
-    lambda r: f"When the {r(NOUN)} {r(VERB)}s {r(PREP)} {r(NOUN)}",
+    lambda r: f"When the {r(NOUN)} {r(VERB_S)} {r(PREP)} the {r(NOUN)}",
     lambda r: f"{r(VERB)} Me {r(PREP)} the {r(ADJ)} {r(NOUN)}",
     lambda r: f"The {r(ADJ)} {r(NOUN)} of {r(NAME)}",
 )
