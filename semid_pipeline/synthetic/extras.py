@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalogue import ACOUSTIC_DIM, Catalogue, YEAR
+from .catalogue import ACOUSTIC_DIM, ATTRIBUTES, DURATION, DYN_RANGE, LOUDNESS, TEMPO, YEAR, Catalogue
 from .config import WorldConfig
-from .sampling import STREAM_EXTRAS, rng_for
+from .sampling import STREAM_EXTRAS, SegmentSampler, rng_for
 from .titles import PLACE, album_titles, artist_names, song_titles
 
 # kind: (share among versions, latent jitter in units of sd, content jitter in units of a column's sd)
@@ -40,7 +40,13 @@ VERSION_KINDS = {
     "soundalike": (0.15, 0.10, 0.12),
 }
 _EDITS = ("Radio Edit", "Acoustic", "Single Version", "Demo", "Extended Mix")
-_SAME_ARTIST = ("live", "remaster", "edit", "soundalike")
+_COVER = list(VERSION_KINDS).index("cover")
+COVER_REDRAWS = 8  # a cover's original must be by another artist of its genre
+# value ranges a jittered attribute stays in (the catalogue's own ranges)
+_BOUNDS = {name: (lo, hi) for name, lo, hi, _ in ATTRIBUTES} | {
+    "tempo": (TEMPO[3], TEMPO[4]), "loudness": (LOUDNESS[3], LOUDNESS[4]),
+    "duration": (DURATION[3], DURATION[4]), "dyn_range_mean": (DYN_RANGE[0], np.inf),
+}
 TRACKS_PER_ALBUM = 10  # an artist has 1 + n_tracks // TRACKS_PER_ALBUM albums
 
 
@@ -62,86 +68,100 @@ def add_extras(cfg: WorldConfig, cat: Catalogue) -> None:
     cat.albums = _albums(cfg, cat, rng)
 
 
-def _pick_original(rng, kind, d, cat, is_version, by_artist, by_genre) -> int:
-    if kind in _SAME_ARTIST:
-        cand = [t for t in by_artist[cat.track_artist[d]] if not is_version[t] and t != d]
-    else:
-        cand = [t for t in by_genre[cat.track_genre[d]] if not is_version[t] and cat.track_artist[t] != cat.track_artist[d]]
-    if not cand:
-        return -1
-    w = cat.pop_weight[cand]
-    return int(cand[int(np.searchsorted(np.cumsum(w) / w.sum(), rng.random(), side="right").clip(max=len(cand) - 1))])
+def _restricted_sampler(group: np.ndarray, pool: np.ndarray, weight: np.ndarray, n_groups: int):
+    """A popularity sampler over the ``pool`` tracks of each group; groups without any are absent."""
+    present = np.zeros(n_groups, dtype=bool)
+    present[group[pool]] = True
+    compact = np.cumsum(present) - 1
+    sampler = SegmentSampler(compact[group[pool]], pool, weight[pool], int(present.sum()))
+    return sampler, present, compact
+
+
+def _pick_originals(cfg: WorldConfig, cat: Catalogue, rng, versions: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """An original per version (∝ popularity, never itself a version; -1 where none exists):
+    same-artist kinds from the version's artist (a one-track artist covers someone instead),
+    covers from the version's genre by another artist (a few redraws, then none)."""
+    pool = np.setdiff1d(np.arange(cfg.n_tracks), versions)
+    orig = np.full(versions.size, -1, dtype=np.int64)
+    by_artist, has_artist, a_idx = _restricted_sampler(cat.track_artist, pool, cat.pop_weight, cfg.n_artists)
+    same = kinds != _COVER
+    art = cat.track_artist[versions]
+    ok = same & has_artist[art]
+    orig[ok] = by_artist.sample(rng, a_idx[art[ok]])
+    kinds[same & ~ok] = _COVER
+    by_genre, has_genre, g_idx = _restricted_sampler(cat.track_genre, pool, cat.pop_weight, cfg.n_genres)
+    gen = cat.track_genre[versions]
+    for _ in range(COVER_REDRAWS):
+        todo = np.flatnonzero((kinds == _COVER) & (orig < 0) & has_genre[gen])
+        if todo.size == 0:
+            break
+        pick = by_genre.sample(rng, g_idx[gen[todo]])
+        good = cat.track_artist[pick] != art[todo]
+        orig[todo[good]] = pick[good]
+    return orig
 
 
 def _near_duplicates(cfg: WorldConfig, cat: Catalogue, rng: np.random.Generator) -> None:
-    T = cfg.n_tracks
-    n_dup = int(round(cfg.near_duplicate_share * T))
+    n_dup = int(round(cfg.near_duplicate_share * cfg.n_tracks))
     if n_dup == 0:
         return
-    kinds = list(VERSION_KINDS)
-    p = np.array([VERSION_KINDS[k][0] for k in kinds])
-    versions = rng.permutation(T)[:n_dup]
-    is_version = np.zeros(T, dtype=bool)
-    is_version[versions] = True
-    by_artist: dict[int, list[int]] = {}
-    by_genre: dict[int, list[int]] = {}
-    for t in range(T):
-        by_artist.setdefault(int(cat.track_artist[t]), []).append(t)
-        by_genre.setdefault(int(cat.track_genre[t]), []).append(t)
-    drawn = rng.choice(len(kinds), size=n_dup, p=p / p.sum())
-    for d, k in zip(versions.tolist(), drawn.tolist()):
-        kind = kinds[k]
-        o = _pick_original(rng, kind, d, cat, is_version, by_artist, by_genre)
-        if o < 0 and kind in _SAME_ARTIST:  # a one-track artist: cover someone instead
-            kind = "cover"
-            o = _pick_original(rng, kind, d, cat, is_version, by_artist, by_genre)
-        if o < 0:
-            is_version[d] = False
-            continue
-        _copy_version(cfg, cat, rng, d, o, kind)
-
-
-def _copy_version(cfg: WorldConfig, cat: Catalogue, rng: np.random.Generator, d: int, o: int, kind: str) -> None:
-    """Make track ``d`` a ``kind`` version of track ``o``: near-copied latent, content and title."""
-    _, lat_jit, feat_jit = VERSION_KINDS[kind]
-    sd = 1.0 / np.sqrt(cfg.latent_dim)
+    names = list(VERSION_KINDS)
+    p = np.array([VERSION_KINDS[k][0] for k in names])
+    versions = rng.permutation(cfg.n_tracks)[:n_dup]
+    kinds = rng.choice(len(names), size=n_dup, p=p / p.sum())
+    orig = _pick_originals(cfg, cat, rng, versions, kinds)
+    keep = orig >= 0
+    d, o, kinds = versions[keep], orig[keep], kinds[keep]
     cat.original[d] = o
-    cat.version_kind[d] = kind
-    cat.latent[d] = cat.latent[o] + lat_jit * sd * rng.standard_normal(cfg.latent_dim)
-    cat.acoustic[d] = np.clip(cat.acoustic[o] + feat_jit * rng.standard_normal(ACOUSTIC_DIM) * 0.5, -1.0, 1.0)
+    for i, k in zip(d.tolist(), kinds.tolist()):
+        cat.version_kind[i] = names[k]
+    lat_jit = np.array([VERSION_KINDS[k][1] for k in names])[kinds]
+    feat_jit = np.array([VERSION_KINDS[k][2] for k in names])[kinds]
+    _copy_content(cfg, cat, rng, d, o, lat_jit, feat_jit)
+    _version_titles(cat, rng, d, o, [names[k] for k in kinds.tolist()])
+
+
+def _copy_content(cfg: WorldConfig, cat: Catalogue, rng, d, o, lat_jit, feat_jit) -> None:
+    """Versions get their original's latent vector and content plus a small per-kind jitter."""
+    sd = 1.0 / np.sqrt(cfg.latent_dim)
+    n = d.size
+    cat.latent[d] = cat.latent[o] + (lat_jit * sd)[:, None] * rng.standard_normal((n, cfg.latent_dim))
+    noise = rng.standard_normal((n, ACOUSTIC_DIM))
+    cat.acoustic[d] = np.clip(cat.acoustic[o] + (0.5 * feat_jit)[:, None] * noise, -1.0, 1.0)
     f = cat.features
     for name, col in f.items():
         if name in ("us_popularity_estimate", "release_year"):
             continue
         if name in ("key", "mode_major", "time_signature"):
             col[d] = col[o]
-        else:
-            col[d] = col[o] + feat_jit * float(col.std()) * rng.standard_normal()
-    for name in ("acousticness", "beat_strength", "bounciness", "danceability", "energy",
-                 "instrumentalness", "liveness", "mechanism", "organism", "speechiness", "valence"):
-        f[name][d] = float(np.clip(f[name][d], 0.0, 1.0))
-    f["flatness"][d] = float(np.clip(f["flatness"][d], 0.6, 1.2))
-    f["duration"][d] = float(np.clip(f["duration"][d], 30, 1200))
-    f["dyn_range_mean"][d] = max(4.0, float(f["dyn_range_mean"][d]))
-    year_o, hi = int(f["release_year"][o]), YEAR[3]
-    title = cat.titles[o]
-    if kind == "live":
-        f["liveness"][d] = float(rng.uniform(0.7, 1.0))
-        f["duration"][d] = float(min(1200.0, f["duration"][o] * rng.uniform(1.02, 1.2)))
-        f["release_year"][d] = min(hi, year_o + int(rng.integers(0, 12)))
-        place = PLACE[int(rng.integers(0, len(PLACE)))]
-        cat.titles[d] = f"{title} (Live)" if rng.random() < 0.5 else f"{title} - Live at {place}"
-    elif kind == "remaster":
-        year = min(hi, year_o + int(rng.integers(8, 35)))
-        f["release_year"][d] = year
-        cat.titles[d] = f"{title} - {year} Remaster" if rng.random() < 0.6 else f"{title} (Remastered)"
-    elif kind == "edit":
-        f["release_year"][d] = year_o
-        cat.titles[d] = f"{title} ({_EDITS[int(rng.integers(0, len(_EDITS)))]})"
-    elif kind == "cover":
-        cat.titles[d] = title
-    else:  # soundalike: own title, own year near the original's
-        f["release_year"][d] = min(hi, year_o + int(rng.integers(0, 4)))
+            continue
+        lo, hi = _BOUNDS.get(name, (-np.inf, np.inf))
+        col[d] = np.clip(col[o] + feat_jit * float(col.std()) * rng.standard_normal(n), lo, hi)
+
+
+def _version_titles(cat: Catalogue, rng, d: np.ndarray, o: np.ndarray, kinds: list[str]) -> None:
+    """Titles (and years) as the table in the module docstring says."""
+    f, hi = cat.features, YEAR[3]
+    u = rng.random(d.size)
+    offset = rng.integers(0, 1000, d.size)  # one draw per version, mapped per kind below
+    for i, j, kind, ui, off in zip(d.tolist(), o.tolist(), kinds, u.tolist(), offset.tolist()):
+        title, year_o = cat.titles[j], int(f["release_year"][j])
+        if kind == "live":
+            f["liveness"][i] = 0.7 + 0.3 * ui
+            f["duration"][i] = min(1200.0, f["duration"][j] * (1.02 + 0.18 * ui))
+            f["release_year"][i] = min(hi, year_o + off % 12)
+            cat.titles[i] = f"{title} (Live)" if ui < 0.5 else f"{title} - Live at {PLACE[off % len(PLACE)]}"
+        elif kind == "remaster":
+            year = min(hi, year_o + 8 + off % 27)
+            f["release_year"][i] = year
+            cat.titles[i] = f"{title} - {year} Remaster" if ui < 0.6 else f"{title} (Remastered)"
+        elif kind == "edit":
+            f["release_year"][i] = year_o
+            cat.titles[i] = f"{title} ({_EDITS[off % len(_EDITS)]})"
+        elif kind == "cover":
+            cat.titles[i] = title
+        else:  # soundalike: own title, a year near the original's
+            f["release_year"][i] = min(hi, year_o + off % 4)
 
 
 def _albums(cfg: WorldConfig, cat: Catalogue, rng: np.random.Generator) -> list[str]:
