@@ -40,21 +40,19 @@ class DatasetSpec:
     preset: str = "demo"
     format: str = "users"
     paths: tuple[str, ...] = ()
-    content: str = SYNTHETIC_DEFAULT_CONTENT  # synthetic content mode (see semid_pipeline.synthetic)
+    # synthetic content mode (see semid_pipeline.synthetic); a mode's world is the preset
+    # ``<preset>-<content>`` (e.g. ``demo-metadata``), so ``preset`` names the world to write
+    content: str = SYNTHETIC_DEFAULT_CONTENT
 
     @property
     def key(self) -> str:
         """Canonical string form (stored with the tables so data sets never mix)."""
         if self.kind == "synthetic":
-            mode = "" if self.content == SYNTHETIC_DEFAULT_CONTENT else f":{self.content}"
-            return f"synthetic:{self.preset}:{self.format}{mode}"
+            if self.content == SYNTHETIC_DEFAULT_CONTENT:
+                return f"synthetic:{self.preset}:{self.format}"
+            base = self.preset.removesuffix(f"-{self.content}")
+            return f"synthetic:{base}:{self.format}:{self.content}"
         return f"{self.kind}:" + ",".join(self.paths)
-
-    @property
-    def world_name(self) -> str:
-        """The synthetic world's folder name under ``<data dir>/synthetic/`` (modes get their own)."""
-        mode = "" if self.content == SYNTHETIC_DEFAULT_CONTENT else f"-{self.content}"
-        return f"{self.preset}{mode}"
 
 
 def parse_dataset_spec(spec: str | None) -> DatasetSpec:
@@ -86,7 +84,8 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
                 f"SEMID_DATASET={spec!r}: content mode {content!r} exists for the users format only "
                 "(MSSD track files always carry audio features)"
             )
-        return DatasetSpec(kind="synthetic", preset=preset, format=fmt, content=content)
+        world = preset if content == SYNTHETIC_DEFAULT_CONTENT else f"{preset}-{content}"
+        return DatasetSpec(kind="synthetic", preset=world, format=fmt, content=content)
     if kind in ("mssd", "events"):
         paths = tuple(p.strip() for p in rest.split(",") if p.strip())
         if not paths:

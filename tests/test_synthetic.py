@@ -450,7 +450,10 @@ def dups_world(tmp_path_factory):
 
 def test_mode_specs_parse_and_refuse_mssd():
     spec = parse_dataset_spec("synthetic:demo:users:metadata")
-    assert (spec.content, spec.key, spec.world_name) == ("metadata", "synthetic:demo:users:metadata", "demo-metadata")
+    assert (spec.content, spec.key, spec.preset) == ("metadata", "synthetic:demo:users:metadata", "demo-metadata")
+    assert syn.preset("demo-metadata") == syn.preset("demo", content="metadata")
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        syn.preset("demo-lyrics")
     assert parse_dataset_spec("synthetic:demo").key == "synthetic:demo:users"  # default key unchanged
     with pytest.raises(ConfigError, match="users format only"):
         parse_dataset_spec("synthetic:demo:sessions:genreflags")
@@ -458,6 +461,16 @@ def test_mode_specs_parse_and_refuse_mssd():
         parse_dataset_spec("synthetic:demo:users:lyrics")
     with pytest.raises(ConfigError, match="per-user format only"):
         syn.write_world(syn.preset("tiny", content="metadata"), "/nonexistent-never-written", formats=("sessions",))
+
+
+def test_metadata_mode_goes_through_the_ingestion_route(tmp_path):
+    spec = parse_dataset_spec("synthetic:tiny:users:metadata")
+    res = ingest_dataset(spec, warehouse=tmp_path / "wh.duckdb", cfg=IngestConfig(), data_dir=tmp_path)
+    assert res.dataset == "synthetic:tiny:users:metadata" and res.n_events > 0
+    with wh.connect(tmp_path / "wh.duckdb", read_only=True) as con:
+        titles = con.execute("SELECT title FROM track_catalog").df()["title"]
+    assert (tmp_path / "synthetic" / "tiny-metadata" / "users" / "tracks.parquet").exists()
+    assert titles.nunique() >= 0.95 * len(titles)  # the mode's titles, not the default world's
 
 
 def test_metadata_mode_has_names_and_no_numeric_content(metadata_world):

@@ -196,18 +196,26 @@ HARD_MODE_DUPLICATE_SHARE = 0.15
 def preset(name: str, *, content: str = DEFAULT_CONTENT) -> WorldConfig:
     """The named preset (``tiny`` for tests, ``demo`` the default, ``bench`` ≥ 1M events).
 
-    ``content`` other than ``audio`` gives the preset's world with that content mode and
-    :data:`HARD_MODE_DUPLICATE_SHARE` near duplicates (named ``<preset>-<content>``).
+    A content mode other than ``audio`` (``content=`` or a ``<preset>-<mode>`` name such as
+    ``demo-metadata``) gives the preset's world with that content mode and
+    :data:`HARD_MODE_DUPLICATE_SHARE` near duplicates, named ``<preset>-<mode>``.
     """
+    base, _, suffix = name.partition("-")
+    if suffix:
+        if suffix not in CONTENT_MODES or content not in (DEFAULT_CONTENT, suffix):
+            raise ConfigError(f"unknown synthetic preset {name!r}; expected <preset>[-<{'|'.join(CONTENT_MODES)}>]")
+        content = suffix
     try:
-        cfg = PRESETS[name]
+        cfg = PRESETS[base]
     except KeyError:
         raise ConfigError(
             f"unknown synthetic preset {name!r}; expected one of {', '.join(PRESETS)}"
         ) from None
     if content == DEFAULT_CONTENT:
         return cfg
-    return replace(cfg, name=f"{name}-{content}", content=content, near_duplicate_share=HARD_MODE_DUPLICATE_SHARE)
+    if content not in CONTENT_MODES:
+        raise ConfigError(f"unknown content mode {content!r}; expected one of {', '.join(CONTENT_MODES)}")
+    return replace(cfg, name=f"{base}-{content}", content=content, near_duplicate_share=HARD_MODE_DUPLICATE_SHARE)
 
 
 def resolve(name_or_config: str | WorldConfig, seed: int | None) -> WorldConfig:

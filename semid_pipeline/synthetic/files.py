@@ -258,13 +258,6 @@ def write_world(
 
 
 def write_world_for_spec(spec: Any, data_dir: str | Path) -> WorldManifest:
-    """Write the world a synthetic ``DatasetSpec`` names into ``<data_dir>/synthetic/<world_name>``.
-
-    The one call a data-set router needs: it honours the spec's content mode (``world_name`` is
-    ``demo`` for the default world, ``demo-metadata`` for the metadata mode, ...).
-    """
-    from .config import preset
-
-    cfg = preset(spec.preset, content=getattr(spec, "content", DEFAULT_CONTENT))
-    name = getattr(spec, "world_name", spec.preset)
-    return write_world(cfg, Path(data_dir) / "synthetic" / name, formats=(spec.format,))
+    """Write the world a synthetic ``DatasetSpec`` names into ``<data_dir>/synthetic/<spec.preset>``
+    (``spec.preset`` is ``demo`` for the default world, ``demo-metadata`` for a content mode)."""
+    return write_world(spec.preset, Path(data_dir) / "synthetic" / spec.preset, formats=(spec.format,))
