@@ -39,6 +39,15 @@ VERSION_KINDS = {
     "cover": (0.20, 0.15, 0.20),
     "soundalike": (0.15, 0.10, 0.12),
 }
+# per-kind details (data table): live versions are longer and sound live, remasters come years later
+LIVE_LIVENESS = (0.7, 1.0)  # liveness of a live version: uniform in [a, b]
+LIVE_LENGTHEN = (1.02, 1.2)  # a live version's duration / the original's
+LIVE_YEARS_AFTER = 12  # recorded 0..11 years after the original
+REMASTER_YEARS_AFTER = (8, 35)  # remastered a..b-1 years after the original (capped at the last year)
+SOUNDALIKE_YEARS_AFTER = 4
+LIVE_PAREN_SHARE = 0.5  # "Song (Live)" rather than "Song - Live at <Place>"
+REMASTER_YEAR_SHARE = 0.6  # "Song - <year> Remaster" rather than "Song (Remastered)"
+ACOUSTIC_JITTER_SCALE = 0.5  # the acoustic vector lies in [-1, 1]: half a unit per unit of jitter
 _EDITS = ("Radio Edit", "Acoustic", "Single Version", "Demo", "Extended Mix")
 _COVER = list(VERSION_KINDS).index("cover")
 COVER_REDRAWS = 8  # a cover's original must be by another artist of its genre
@@ -127,7 +136,7 @@ def _copy_content(cfg: WorldConfig, cat: Catalogue, rng, d, o, lat_jit, feat_jit
     n = d.size
     cat.latent[d] = cat.latent[o] + (lat_jit * sd)[:, None] * rng.standard_normal((n, cfg.latent_dim))
     noise = rng.standard_normal((n, ACOUSTIC_DIM))
-    cat.acoustic[d] = np.clip(cat.acoustic[o] + (0.5 * feat_jit)[:, None] * noise, -1.0, 1.0)
+    cat.acoustic[d] = np.clip(cat.acoustic[o] + (ACOUSTIC_JITTER_SCALE * feat_jit)[:, None] * noise, -1.0, 1.0)
     f = cat.features
     for name, col in f.items():
         if name in ("us_popularity_estimate", "release_year"):
@@ -147,21 +156,24 @@ def _version_titles(cat: Catalogue, rng, d: np.ndarray, o: np.ndarray, kinds: li
     for i, j, kind, ui, off in zip(d.tolist(), o.tolist(), kinds, u.tolist(), offset.tolist()):
         title, year_o = cat.titles[j], int(f["release_year"][j])
         if kind == "live":
-            f["liveness"][i] = 0.7 + 0.3 * ui
-            f["duration"][i] = min(1200.0, f["duration"][j] * (1.02 + 0.18 * ui))
-            f["release_year"][i] = min(hi, year_o + off % 12)
-            cat.titles[i] = f"{title} (Live)" if ui < 0.5 else f"{title} - Live at {PLACE[off % len(PLACE)]}"
+            (l0, l1), (s0, s1) = LIVE_LIVENESS, LIVE_LENGTHEN
+            f["liveness"][i] = l0 + (l1 - l0) * ui
+            f["duration"][i] = min(DURATION[4], f["duration"][j] * (s0 + (s1 - s0) * ui))
+            f["release_year"][i] = min(hi, year_o + off % LIVE_YEARS_AFTER)
+            live = f"{title} (Live)" if ui < LIVE_PAREN_SHARE else f"{title} - Live at {PLACE[off % len(PLACE)]}"
+            cat.titles[i] = live
         elif kind == "remaster":
-            year = min(hi, year_o + 8 + off % 27)
+            a, b = REMASTER_YEARS_AFTER
+            year = min(hi, year_o + a + off % (b - a))
             f["release_year"][i] = year
-            cat.titles[i] = f"{title} - {year} Remaster" if ui < 0.6 else f"{title} (Remastered)"
+            cat.titles[i] = f"{title} - {year} Remaster" if ui < REMASTER_YEAR_SHARE else f"{title} (Remastered)"
         elif kind == "edit":
             f["release_year"][i] = year_o
             cat.titles[i] = f"{title} ({_EDITS[off % len(_EDITS)]})"
         elif kind == "cover":
             cat.titles[i] = title
         else:  # soundalike: own title, a year near the original's
-            f["release_year"][i] = min(hi, year_o + off % 4)
+            f["release_year"][i] = min(hi, year_o + off % SOUNDALIKE_YEARS_AFTER)
 
 
 def _albums(cfg: WorldConfig, cat: Catalogue, rng: np.random.Generator) -> list[str]:

@@ -1,8 +1,9 @@
 """Random streams and vectorised samplers shared by the world's parts.
 
 Each purpose draws from its own stream (``rng_for(cfg, stream)``): 0 the world, 1 the users
-format, 2 the sessions format, 3 the hard-catalogue extras (near duplicates, titles, albums). Separate streams are why writing one format alone gives the same
-files as writing both, and why the extras leave the default world untouched.
+format, 2 the sessions format, 3 the hard-catalogue extras (near duplicates, titles, albums).
+Separate streams are why writing one format alone gives the same files as writing both, and
+why the extras leave the default world untouched.
 """
 
 from __future__ import annotations
