@@ -524,7 +524,8 @@ def test_near_duplicates_exist_as_stated(dups_world):
     for kind, rx in (("live", r" \(Live\)| - Live at .+"), ("remaster", r" - \d{4} Remaster| \(Remastered\)"),
                      ("edit", r" \([\w ]+\)")):
         rows = v[v["version"] == kind]
-        ok = [t.startswith(o) and re.fullmatch(rx, t[len(o):]) is not None for t, o in zip(rows["title"], rows["o_title"])]
+        pairs = zip(rows["title"], rows["o_title"])
+        ok = [t.startswith(o) and re.fullmatch(rx, t[len(o):]) is not None for t, o in pairs]
         assert all(ok), kind
     # content and latent vector are near copies of the original's (far closer than a random same-genre track)
     tracks = pd.read_parquet(dups_world.users_tracks).set_index("track_id")

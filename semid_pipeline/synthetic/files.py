@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from .config import GENERATOR_VERSION, WorldConfig, resolve
-from .extras import has_extras
 from .io import atomic_write, float_lists
 from .presets import DEFAULT_CONTENT, FORMATS
 from .sessions_format import SessionsWritten, write_sessions

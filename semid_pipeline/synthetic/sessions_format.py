@@ -22,6 +22,7 @@ from .behaviour import REASONS, Behaviour, draw_behaviour
 from .feedback import HOUR_PROFILE, day_weights, dedupe, draw_feedback
 from .io import write_csv
 from .listeners import pick_stations
+from .oracle import write_oracle
 from .sampling import STREAM_SESSIONS, rng_for, uuids
 from .tracks_table import mssd_tracks_table
 from .world import World
@@ -172,8 +173,6 @@ def _part_table(world: World, s: Sessions, sid: list[str], rows: np.ndarray, a: 
 
 
 def write_sessions(world: World, dirpath: Path) -> SessionsWritten:
-    from .oracle import write_oracle
-
     cfg = world.cfg
     s = generate_sessions(world)
     dirpath.mkdir(parents=True, exist_ok=True)

@@ -38,10 +38,13 @@ VERB_ING = (
     "Dreaming", "Breathing", "Holding", "Leaving", "Driving", "Walking", "Calling", "Following", "Forgetting",
     "Remembering", "Believing", "Hiding", "Breaking", "Losing", "Finding", "Chasing", "Saving", "Carrying",
 )
-VERB_S = tuple(
-    v[:-1] + "ies" if v.endswith("y") and v[-2] not in "aeiou" else v + "es" if v.endswith(("s", "sh", "ch")) else v + "s"
-    for v in VERB
-)
+def _third_person(v: str) -> str:
+    if v.endswith("y") and v[-2] not in "aeiou":
+        return v[:-1] + "ies"
+    return v + "es" if v.endswith(("s", "sh", "ch")) else v + "s"
+
+
+VERB_S = tuple(_third_person(v) for v in VERB)
 PREP = ("Into", "Through", "Under", "Over", "Across", "Beyond", "Behind", "Inside", "Around", "After")
 PLACE = (
     "Memphis", "Paris", "Berlin", "Tokyo", "Lisbon", "Detroit", "Chicago", "Havana", "Dublin", "Oslo",

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from .feedback import HOUR_PROFILE, dedupe, draw_feedback, events_per_user
 from .io import atomic_write, float_lists
 from .listeners import pick_stations
+from .oracle import write_oracle
 from .sampling import STREAM_USERS, rng_for
 from .tracks_table import users_tracks_table
 from .world import World
@@ -137,8 +138,6 @@ def ingestion_positions(world: World, ev: UserEvents) -> np.ndarray:
 
 
 def write_users(world: World, dirpath: Path) -> UsersWritten:
-    from .oracle import write_oracle
-
     cfg, cat = world.cfg, world.cat
     ev = generate_users(world)
     dirpath.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ import numpy as np
 from .catalogue import Catalogue, build_catalogue
 from .config import WorldConfig
 from .extras import add_extras
-from .listeners import ARTIST_STATION, GENRE_STATION, TRACK_STATION, Listeners, Stations, build_listeners, build_stations
+from .listeners import (
+    ARTIST_STATION, GENRE_STATION, TRACK_STATION, Listeners, Stations, build_listeners, build_stations,
+)
 from .sampling import STREAM_WORLD, SegmentSampler, rng_for
 
 
@@ -39,7 +41,8 @@ class World:
         typ = st.type[stations]
         seed = st.seed[stations]
         coin = rng.random(stations.shape[0])
-        m_genre = (typ == GENRE_STATION) | ((typ == ARTIST_STATION) & (coin < self.cfg.story.artist_station_genre_share))
+        to_genre = coin < self.cfg.story.artist_station_genre_share
+        m_genre = (typ == GENRE_STATION) | ((typ == ARTIST_STATION) & to_genre)
         m_artist = (typ == ARTIST_STATION) & ~m_genre
         m_track = typ == TRACK_STATION
         out[m_genre] = self.genre_sampler.sample(rng, cat.track_genre[seed[m_genre]])
