@@ -15,6 +15,10 @@ from typing import Any
 
 from .errors import ConfigError
 from .schemes import scheme_keys
+from .synthetic.presets import CONTENT_MODES as SYNTHETIC_CONTENT_MODES
+from .synthetic.presets import DEFAULT_CONTENT as SYNTHETIC_DEFAULT_CONTENT
+from .synthetic.presets import FORMATS as SYNTHETIC_FORMATS
+from .synthetic.presets import PRESET_NAMES as SYNTHETIC_PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
@@ -22,16 +26,13 @@ DEFAULT_ARTIFACT_DIR = REPO_ROOT / "artifacts"
 DEFAULT_WAREHOUSE = DEFAULT_DATA_DIR / "warehouse.duckdb"
 DEFAULT_CONFIG_FILE = REPO_ROOT / "semid.toml"
 
-SYNTHETIC_PRESETS = ("tiny", "demo", "bench")
-SYNTHETIC_FORMATS = ("users", "sessions")
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
     """A parsed ``SEMID_DATASET`` value.
 
-    ``synthetic[:preset][:format]``  the embedded synthetic world (preset tiny|demo|bench,
-                                     format users (per-user files, default) | sessions (MSSD files))
+    ``synthetic[:preset][:format][:content]``  the embedded synthetic world (preset tiny|demo|bench,
+                                     format users (per-user files, default) | sessions (MSSD files),
+                                     content audio (default) | metadata | genreflags, users only)
     ``mssd:<folder or file>[,<file>...]``  Spotify MSSD ``log_*.csv[.gz]`` + ``tf_*.csv[.gz]``
     ``events:<events file>[,<tracks file>]``  per-user events (CSV/Parquet) + optional tracks file
     """
@@ -40,12 +41,18 @@ class DatasetSpec:
     preset: str = "demo"
     format: str = "users"
     paths: tuple[str, ...] = ()
+    # synthetic content mode (see semid_pipeline.synthetic); a mode's world is the preset
+    # ``<preset>-<content>`` (e.g. ``demo-metadata``), so ``preset`` names the world to write
+    content: str = SYNTHETIC_DEFAULT_CONTENT
 
     @property
     def key(self) -> str:
         """Canonical string form (stored with the tables so data sets never mix)."""
         if self.kind == "synthetic":
-            return f"synthetic:{self.preset}:{self.format}"
+            if self.content == SYNTHETIC_DEFAULT_CONTENT:
+                return f"synthetic:{self.preset}:{self.format}"
+            base = self.preset.removesuffix(f"-{self.content}")
+            return f"synthetic:{base}:{self.format}:{self.content}"
         return f"{self.kind}:" + ",".join(self.paths)
 
 
@@ -57,6 +64,12 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
         parts = [p for p in rest.split(":") if p] if rest else []
         preset = parts[0] if parts else "demo"
         fmt = parts[1] if len(parts) > 1 else "users"
+        content = parts[2] if len(parts) > 2 else SYNTHETIC_DEFAULT_CONTENT
+        if len(parts) > 3 or content not in SYNTHETIC_CONTENT_MODES:
+            raise ConfigError(
+                f"SEMID_DATASET={spec!r}: expected synthetic[:preset][:format][:content] with content one of "
+                f"{', '.join(SYNTHETIC_CONTENT_MODES)}"
+            )
         if preset not in SYNTHETIC_PRESETS:
             raise ConfigError(
                 f"SEMID_DATASET={spec!r}: unknown synthetic preset {preset!r}; "
@@ -67,7 +80,13 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
                 f"SEMID_DATASET={spec!r}: unknown synthetic format {fmt!r}; "
                 f"expected one of {', '.join(SYNTHETIC_FORMATS)}"
             )
-        return DatasetSpec(kind="synthetic", preset=preset, format=fmt)
+        if content != SYNTHETIC_DEFAULT_CONTENT and fmt != "users":
+            raise ConfigError(
+                f"SEMID_DATASET={spec!r}: content mode {content!r} exists for the users format only "
+                "(MSSD track files always carry audio features)"
+            )
+        world = preset if content == SYNTHETIC_DEFAULT_CONTENT else f"{preset}-{content}"
+        return DatasetSpec(kind="synthetic", preset=world, format=fmt, content=content)
     if kind in ("mssd", "events"):
         paths = tuple(p.strip() for p in rest.split(",") if p.strip())
         if not paths:

@@ -18,8 +18,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from semid_pipeline import synthetic as syn
-from semid_pipeline.errors import ConfigError
+from semid_pipeline import warehouse as wh
+from semid_pipeline.config import SYNTHETIC_PRESETS, DatasetSpec, IngestConfig, parse_dataset_spec
+from semid_pipeline.errors import ConfigError, InputDataError
+from semid_pipeline.ingest import ingest_dataset
 from semid_pipeline.schema import (
+    FEEDBACK_EVENTS,
     MSSD_CONTEXT_TYPES,
     MSSD_LOG_COLUMNS,
     MSSD_TRACK_COLUMNS,
@@ -349,3 +353,203 @@ def test_ground_truth_matches_truth_file(world):
     assert np.allclose(gt["tracks"]["appeal"], on_disk["appeal"])
     assert len(gt["users"]) == syn.preset("tiny").n_users
     assert set(gt["params"]) >= {"taste_weight", "appeal_weight", "position_weight"}
+
+
+# ---------------------------------------------------------------- package layout, config
+
+
+def test_config_takes_the_preset_names_from_the_package():
+    assert SYNTHETIC_PRESETS == tuple(syn.PRESETS) == syn.PRESET_NAMES
+    for name in syn.PRESET_NAMES:
+        assert parse_dataset_spec(f"synthetic:{name}").preset == name
+
+
+def test_story_constants_are_config_and_change_the_world(tmp_path, world):
+    cfg = syn.preset("tiny")
+    assert "story" not in cfg.to_dict()  # default story: the config hash of every existing world stays
+    changed = replace(cfg, story=replace(cfg.story, churn_share=0.6))
+    assert changed.to_dict()["story"]["churn_share"] == 0.6 and changed.hash() != cfg.hash()
+    assert syn.WorldConfig.from_dict(changed.to_dict()) == changed
+    other = syn.write_world(changed, tmp_path / "churn", formats=("users",))
+    assert _hashes(other.out_dir)["users/events.parquet"] != _hashes(world.out_dir)["users/events.parquet"]
+
+
+# ---------------------------------------------------------------- the oracle sidecar
+
+
+def _ingested(tmp_path, spec: DatasetSpec, cfg: IngestConfig) -> pd.DataFrame:
+    db = tmp_path / "wh.duckdb"
+    ingest_dataset(spec, warehouse=db, cfg=cfg, data_dir=tmp_path)
+    with wh.connect(db, read_only=True) as con:
+        return con.execute(f"SELECT stratum_id, position, track_id, feedback FROM {FEEDBACK_EVENTS}").df()
+
+
+def test_oracle_positions_match_ingestion_per_user(tmp_path, world, events):
+    oracle = syn.load_oracle(world.out_dir / "users")
+    assert list(oracle.columns) == ["stratum_id", "position", "p_positive"]
+    assert len(oracle) == len(events) and world.users_oracle == world.out_dir / "users" / "oracle.parquet"
+    assert oracle["p_positive"].between(0.0, 1.0, inclusive="neither").all()
+    spec = DatasetSpec(kind="events", paths=(str(world.users_events), str(world.users_tracks)))
+    fe = _ingested(tmp_path, spec, IngestConfig())
+    joined = fe.merge(oracle, on=["stratum_id", "position"], how="left", validate="one_to_one")
+    assert len(fe) == len(oracle) and joined["p_positive"].notna().all()  # a 100% match
+    # the oracle is the generator's probability of exactly these events
+    assert abs(joined["p_positive"].mean() - joined["feedback"].mean()) < 0.03
+    assert roc_auc_score(joined["feedback"], joined["p_positive"]) > 0.65
+
+
+def test_oracle_positions_match_ingestion_per_session(tmp_path, world, logs):
+    oracle = syn.load_oracle(world.out_dir / "sessions")
+    assert len(oracle) == len(logs)
+    fe = _ingested(tmp_path, DatasetSpec(kind="mssd", paths=(str(world.out_dir / "sessions"),)), IngestConfig())
+    assert 0 < len(fe) < len(oracle)  # the radio filter dropped the other contexts
+    joined = fe.merge(oracle, on=["stratum_id", "position"], how="left", validate="one_to_one")
+    assert joined["p_positive"].notna().all()
+    assert roc_auc_score(joined["feedback"], joined["p_positive"]) > 0.65
+
+
+def test_oracle_is_not_an_mssd_file_and_load_oracle_checks_its_input(tmp_path, world):
+    from semid_pipeline.ingest import resolve_mssd_paths
+
+    logs_found, tracks_found = resolve_mssd_paths([str(world.out_dir / "sessions")])
+    assert syn.ORACLE_NAME not in {p.name for p in logs_found + tracks_found}
+    with pytest.raises(InputDataError, match="exactly one oracle.parquet"):
+        syn.load_oracle(world.out_dir)  # both formats written: ambiguous
+    with pytest.raises(InputDataError, match="does not exist"):
+        syn.load_oracle(tmp_path / "none.parquet")
+    pq.write_table(pa.table({"stratum_id": ["a"]}), tmp_path / "bad.parquet")
+    with pytest.raises(InputDataError, match="lacks columns"):
+        syn.load_oracle(tmp_path / "bad.parquet")
+
+
+def test_stale_manifest_without_oracle_regenerates(tmp_path):
+    m = syn.write_world("tiny", tmp_path, formats=("users",))
+    before = _hashes(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["users_oracle"], manifest["files"]["users/oracle.parquet"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    m.users_oracle.unlink()
+    m2 = syn.write_world("tiny", tmp_path, formats=("users",))
+    assert m2.users_oracle.exists() and _hashes(tmp_path) == before
+
+
+# ---------------------------------------------------------------- worlds as hard as real catalogues
+
+
+@pytest.fixture(scope="module")
+def metadata_world(tmp_path_factory):
+    spec = parse_dataset_spec("synthetic:tiny:users:metadata")
+    return syn.write_world_for_spec(spec, tmp_path_factory.mktemp("meta"))
+
+
+@pytest.fixture(scope="module")
+def dups_world(tmp_path_factory):
+    cfg = replace(syn.preset("tiny"), name="tiny-dups", near_duplicate_share=0.2)
+    return syn.write_world(cfg, tmp_path_factory.mktemp("dups"), formats=("users",))
+
+
+def test_mode_specs_parse_and_refuse_mssd():
+    spec = parse_dataset_spec("synthetic:demo:users:metadata")
+    assert (spec.content, spec.key, spec.preset) == ("metadata", "synthetic:demo:users:metadata", "demo-metadata")
+    assert syn.preset("demo-metadata") == syn.preset("demo", content="metadata")
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        syn.preset("demo-lyrics")
+    assert parse_dataset_spec("synthetic:demo").key == "synthetic:demo:users"  # default key unchanged
+    with pytest.raises(ConfigError, match="users format only"):
+        parse_dataset_spec("synthetic:demo:sessions:genreflags")
+    with pytest.raises(ConfigError, match="content"):
+        parse_dataset_spec("synthetic:demo:users:lyrics")
+    with pytest.raises(ConfigError, match="per-user format only"):
+        syn.write_world(syn.preset("tiny", content="metadata"), "/nonexistent-never-written", formats=("sessions",))
+
+
+def test_metadata_mode_goes_through_the_ingestion_route(tmp_path):
+    spec = parse_dataset_spec("synthetic:tiny:users:metadata")
+    res = ingest_dataset(spec, warehouse=tmp_path / "wh.duckdb", cfg=IngestConfig(), data_dir=tmp_path)
+    assert res.dataset == "synthetic:tiny:users:metadata" and res.n_events > 0
+    with wh.connect(tmp_path / "wh.duckdb", read_only=True) as con:
+        titles = con.execute("SELECT title FROM track_catalog").df()["title"]
+    assert (tmp_path / "synthetic" / "tiny-metadata" / "users" / "tracks.parquet").exists()
+    assert titles.nunique() >= 0.95 * len(titles)  # the mode's titles, not the default world's
+
+
+def test_metadata_mode_has_names_and_no_numeric_content(metadata_world):
+    m = metadata_world
+    assert m.out_dir.name == "tiny-metadata" and m.formats == ("users",) and m.config.content == "metadata"
+    tracks = pd.read_parquet(m.users_tracks)
+    assert list(tracks.columns) == ["track_id", "artist_id", "artist", "genre_id", "genre", "album", "title"]
+    schema = pq.read_schema(m.users_tracks)
+    assert all(pa.types.is_string(schema.field(c).type) for c in schema.names)  # no numeric content at all
+    assert tracks["title"].nunique() >= 0.95 * len(tracks)
+    assert tracks["title"].str.fullmatch(r"[A-Z][\w' &,.-]+( \([\w ]+\)| - [\w ]+)?").mean() > 0.95
+    assert (tracks.groupby("artist_id")["artist"].nunique() == 1).all()
+    assert (tracks.groupby("album")["artist_id"].nunique() == 1).mean() > 0.9  # albums belong to an artist
+    assert tracks["album"].nunique() < len(tracks) / 2
+    events = pd.read_parquet(m.users_events)
+    assert set(events["track_id"]) <= set(tracks["track_id"]) and m.counts["users_events"] == len(events)
+
+
+def test_mode_worlds_are_deterministic_and_keep_the_listeners(tmp_path, metadata_world, world):
+    again = syn.write_world(syn.preset("tiny", content="metadata"), tmp_path / "a")
+    assert _hashes(again.out_dir) == _hashes(metadata_world.out_dir)
+    other = syn.write_world(syn.preset("tiny", content="metadata"), tmp_path / "b", seed=7)
+    ha, hb = _hashes(again.out_dir), _hashes(other.out_dir)
+    assert all(ha[k] != hb[k] for k in ha)
+    # the extras come from their own random stream: the listeners are the default world's
+    default_users = pd.read_parquet(world.truth_users)
+    mode_users = pd.read_parquet(metadata_world.truth_users)
+    assert default_users["user_id"].tolist() == mode_users["user_id"].tolist()
+    assert np.allclose(np.stack(default_users["taste"]), np.stack(mode_users["taste"]))
+
+
+def _versions(world) -> pd.DataFrame:
+    truth = pd.read_parquet(world.truth_tracks)
+    orig = truth.set_index("track_id").add_prefix("o_")
+    v = truth[truth["original_track_id"].notna()]
+    return v.join(orig, on="original_track_id")
+
+
+def test_near_duplicates_exist_as_stated(dups_world):
+    truth = pd.read_parquet(dups_world.truth_tracks)
+    v = _versions(dups_world)
+    cfg = dups_world.config
+    assert 0.9 * cfg.near_duplicate_share * cfg.n_tracks <= len(v) <= cfg.near_duplicate_share * cfg.n_tracks
+    assert set(v["version"]) >= {"live", "remaster", "cover", "soundalike"}
+    assert v["o_original_track_id"].isna().all()  # originals are not themselves versions
+    same_artist = v["version"] != "cover"
+    assert (v.loc[same_artist, "artist_id"] == v.loc[same_artist, "o_artist_id"]).all()
+    covers = v[v["version"] == "cover"]
+    assert (covers["artist_id"] != covers["o_artist_id"]).all() and (covers["genre_id"] == covers["o_genre_id"]).all()
+    assert (covers["title"] == covers["o_title"]).all()
+    for kind, rx in (("live", r" \(Live\)| - Live at .+"), ("remaster", r" - \d{4} Remaster| \(Remastered\)"),
+                     ("edit", r" \([\w ]+\)")):
+        rows = v[v["version"] == kind]
+        pairs = zip(rows["title"], rows["o_title"])
+        ok = [t.startswith(o) and re.fullmatch(rx, t[len(o):]) is not None for t, o in pairs]
+        assert all(ok), kind
+    # content and latent vector are near copies of the original's (far closer than a random same-genre track)
+    tracks = pd.read_parquet(dups_world.users_tracks).set_index("track_id")
+    emb = lambda ids: np.stack(tracks.loc[ids, "embedding"].to_numpy())  # noqa: E731
+    d_orig = np.linalg.norm(emb(v["track_id"]) - emb(v["original_track_id"]), axis=1)
+    rng = np.random.default_rng(0)
+    others = [rng.choice(truth.loc[truth["genre_id"] == g, "track_id"].to_numpy()) for g in v["genre_id"]]
+    d_rand = np.linalg.norm(emb(v["track_id"]) - emb(others), axis=1)
+    assert np.median(d_orig) < 0.3 * np.median(d_rand)
+    lat = truth.set_index("track_id")["latent"]
+    dl = np.linalg.norm(np.stack(lat.loc[v["track_id"]]) - np.stack(lat.loc[v["original_track_id"]]), axis=1)
+    dl_rand = np.linalg.norm(np.stack(lat.loc[v["track_id"]]) - np.stack(lat.loc[others]), axis=1)
+    assert np.median(dl) < 0.3 * np.median(dl_rand)
+
+
+def test_genreflags_mode_has_one_flag_and_a_year(tmp_path):
+    m = syn.write_world(syn.preset("tiny", content="genreflags"), tmp_path)
+    tracks = pd.read_parquet(m.users_tracks)
+    flags = [c for c in tracks.columns if c.startswith("genre_")]
+    assert list(tracks.columns) == ["track_id", "title", "release_year"] + flags
+    assert len(flags) == syn.preset("tiny").n_genres
+    assert tracks[flags].isin([0, 1]).all().all() and (tracks[flags].sum(axis=1) == 1).all()
+    truth = pd.read_parquet(m.truth_tracks).set_index("track_id").loc[tracks["track_id"]]
+    flag_of = tracks[flags].idxmax(axis=1).str.removeprefix("genre_").to_numpy()
+    assert (flag_of == truth["genre_id"].str.split("_").str[1].to_numpy()).all()
+    assert tracks["release_year"].between(1950, 2018).all()
+    assert _versions(m)["version"].size > 0  # the hard modes carry near duplicates

@@ -1,0 +1,106 @@
+"""The feedback model and the draw helpers both file formats share.
+
+``P(positive) = sigmoid(taste_weight · z(taste·latent) + appeal_weight · appeal + user bias +
+context offset − position_weight · (position − 1) + b)``, ``z`` standardising the affinity on the
+world's reference pairs and ``b`` solved so the expected positive share is ``positive_share``.
+The probability itself is kept: it is the oracle of ``oracle.parquet``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+
+from .config import WorldConfig
+from .sampling import sigmoid
+from .world import World
+
+
+@dataclass
+class Feedback:
+    positive: np.ndarray  # bool per event
+    p_positive: np.ndarray  # the generator's probability of a positive
+    bias: float  # the calibrated intercept b
+
+
+def calibrate_bias(logit: np.ndarray, target: float) -> float:
+    """Intercept b with mean(sigmoid(logit + b)) = target (on an evenly strided subsample)."""
+    logit = logit[:: max(1, logit.size // 200_000)]
+    lo, hi = -20.0, 20.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if sigmoid(logit + mid).mean() < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0) -> Feedback:
+    cfg = world.cfg
+    z = (world.affinity(users, tracks) - world.affinity_mean) / world.affinity_std
+    logit = (
+        cfg.taste_weight * z
+        + cfg.appeal_weight * world.cat.appeal[tracks]
+        + world.lis.bias[users]
+        - cfg.position_weight * (positions - 1)
+        + offset
+    )
+    b = calibrate_bias(logit, cfg.positive_share)
+    p = sigmoid(logit + b)
+    return Feedback(positive=rng.random(p.shape[0]) < p, p_positive=p, bias=b)
+
+
+def dedupe(
+    rng: np.random.Generator, group: np.ndarray, tracks: np.ndarray, redraw, wide_redraw, world: World,
+    rounds: int = 10,
+) -> np.ndarray:
+    """Redraw tracks repeated inside one group (sitting/session): first from the same pool, then
+    (small pools, e.g. an artist with three tracks) from the genre, finally from the whole
+    catalogue by popularity. A few repeats may remain."""
+    tracks = tracks.copy()
+    n_tracks = world.cfg.n_tracks
+    for r in range(rounds):
+        key = group.astype(np.int64) * n_tracks + tracks
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        dup_sorted = np.r_[False, sk[1:] == sk[:-1]]
+        if not dup_sorted.any():
+            break
+        idx = np.sort(order[dup_sorted])
+        if r < 4:
+            tracks[idx] = redraw(idx)
+        elif r < 8:
+            tracks[idx] = wide_redraw(idx)
+        else:
+            tracks[idx] = world.global_sampler.sample(rng, np.zeros(idx.size, dtype=np.int64))
+    return tracks
+
+
+def events_per_user(cfg: WorldConfig, activity: np.ndarray, target: int) -> np.ndarray:
+    """Per-listener event counts ∝ activity, clipped to [min, max]_user_events, summing to ~target."""
+    lo, hi = 1e-6, 1e6
+    for _ in range(80):
+        mid = np.sqrt(lo * hi)
+        n = np.clip(np.round(activity * mid), cfg.min_user_events, cfg.max_user_events)
+        if n.sum() < target:
+            lo = mid
+        else:
+            hi = mid
+    return np.clip(np.round(activity * hi), cfg.min_user_events, cfg.max_user_events).astype(np.int64)
+
+
+def day_weights(cfg: WorldConfig) -> np.ndarray:
+    start = date.fromisoformat(cfg.start_date)
+    bump = cfg.story.weekend_weight
+    w = np.array([bump if (start + timedelta(days=d)).weekday() >= 5 else 1.0 for d in range(cfg.n_days)])
+    return w / w.sum()
+
+
+# Relative listening by hour of day (quiet at night, peaks at commute and evening).
+HOUR_PROFILE = np.array(
+    [2, 1.2, 0.8, 0.5, 0.5, 0.8, 2, 4, 6, 5, 4.5, 4.5, 5, 5, 4.5, 4.5, 5, 6, 6.5, 6.5, 6, 5, 4, 3],
+    dtype=np.float64,
+)
