@@ -16,6 +16,11 @@ Every measurement runs in a fresh child process on a fresh warehouse file, so th
 
 and the ratio ours rows/s ÷ plain rows/s (rows = session-log rows read). Aim: ratio >= 0.7,
 peak memory < 2 GB.
+
+``--events N`` measures per-user events instead (the time parsing of ``ingest.timestamps``):
+three generated CSVs of N events each — naive ISO text, ISO text with zones (``+02:00``/``Z``),
+epoch milliseconds — each ingested by ``ingest_events`` beside a plain ``read_csv`` of the same
+file, with the parsed time span printed so a wrong conversion shows.
 """
 
 from __future__ import annotations
@@ -119,6 +124,71 @@ def generate(out: Path, rows: int, files: int) -> None:
     con.close()
 
 
+_EVENT_STAMPS = {
+    "naive": "strftime(TIMESTAMP '2023-01-01' + to_seconds(i * 37), '%Y-%m-%d %H:%M:%S')",
+    "zoned": "strftime(TIMESTAMP '2023-01-01' + to_seconds(i * 37), '%Y-%m-%dT%H:%M:%S') "
+             "|| CASE WHEN i % 2 = 0 THEN '+02:00' ELSE 'Z' END",
+    "epoch_ms": "(1672531200 + i * 37) * 1000",
+}
+
+
+def generate_events(out: Path, rows: int) -> list[Path]:
+    """Per-user events CSVs (5,000 users, 50,000 tracks) in three timestamp spellings."""
+    import duckdb
+
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    paths = []
+    for name, stamp in _EVENT_STAMPS.items():
+        p = out / f"events_{name}.csv"
+        con.execute(
+            f"COPY (SELECT 'u' || (i % 5000) AS user_id, 't' || (hash(i) % 50000) AS track_id, {stamp} AS timestamp, "
+            f"CAST(i % 3 > 0 AS INTEGER) AS feedback FROM range({rows}) r(i)) TO '{p}' (HEADER)"
+        )
+        paths.append(p)
+    con.close()
+    return paths
+
+
+def events_worker(mode: str, path: Path, work: Path) -> dict:
+    import duckdb
+
+    from semid_pipeline.config import IngestConfig
+    from semid_pipeline.ingest import ingest_events
+
+    db = work / f"ev_{mode}_{os.getpid()}.duckdb"
+    con = duckdb.connect(str(db))
+    t0 = time.perf_counter()
+    if mode == "plain":
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{path}')")
+        rows, span = con.execute("SELECT count(*) FROM t").fetchone()[0], ""
+    else:
+        rows = ingest_events(con, [path], [], dataset_key="events:bench", cfg=IngestConfig()).n_events
+        span = " .. ".join(str(v) for v in con.execute("SELECT min(ts), max(ts) FROM feedback_events").fetchone())
+    secs = time.perf_counter() - t0
+    con.close()
+    db.unlink(missing_ok=True)
+    return {"mode": mode, "seconds": secs, "rows": rows, "rows_per_s": rows / secs, "span": span,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_events(rows: int, tmp: Path) -> dict:
+    results = {}
+    print(f"{'file':<22}{'mode':<8}{'rows':>11}{'seconds':>9}{'rows/s':>12}{'ratio':>7}{'peak RSS':>10}  time span")
+    for path in generate_events(tmp / "events", rows):
+        got = {}
+        for mode in ("plain", "ours"):
+            out = subprocess.run([sys.executable, __file__, str(path), "--worker", f"events/{mode}", "--work", str(tmp)],
+                                 check=True, capture_output=True, text=True)
+            got[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        for mode, r in got.items():
+            r["ratio"] = r["rows_per_s"] / got["plain"]["rows_per_s"]
+            print(f"{path.name:<22}{mode:<8}{r['rows']:>11,}{r['seconds']:>9.2f}{r['rows_per_s']:>12,.0f}"
+                  f"{r['ratio']:>7.2f}{r['peak_rss_mb']:>7.0f} MB  {r['span']}")
+        results[path.name] = got
+    return results
+
+
 # ------------------------------------------------------------------------------------------
 # one measurement (child process)
 # ------------------------------------------------------------------------------------------
@@ -163,12 +233,25 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per mode; the best time is reported")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--events", type=int, help="measure per-user events of this many rows instead (see above)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.worker, Path(args.folder), Path(args.work))))
+        if args.worker.startswith("events/"):
+            print(json.dumps(events_worker(args.worker.split("/")[1], Path(args.folder), Path(args.work))))
+        else:
+            print(json.dumps(worker(args.worker, Path(args.folder), Path(args.work))))
+        return
+    if args.events:
+        tmp = Path(tempfile.mkdtemp(prefix="semid_bench_events_"))
+        try:
+            best = run_events(args.events, tmp)
+            if args.json:
+                Path(args.json).write_text(json.dumps(best, indent=2))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="semid_bench_ingest_"))

@@ -26,6 +26,7 @@ DEFAULT_ARTIFACT_DIR = REPO_ROOT / "artifacts"
 DEFAULT_WAREHOUSE = DEFAULT_DATA_DIR / "warehouse.duckdb"
 DEFAULT_CONFIG_FILE = REPO_ROOT / "semid.toml"
 
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A parsed ``SEMID_DATASET`` value.

@@ -463,14 +463,17 @@ def test_mode_specs_parse_and_refuse_mssd():
         syn.write_world(syn.preset("tiny", content="metadata"), "/nonexistent-never-written", formats=("sessions",))
 
 
-def test_metadata_mode_goes_through_the_ingestion_route(tmp_path):
-    spec = parse_dataset_spec("synthetic:tiny:users:metadata")
+@pytest.mark.parametrize("mode", ["metadata", "genreflags"])
+def test_mode_worlds_go_through_the_ingestion_route(tmp_path, mode):
+    spec = parse_dataset_spec(f"synthetic:tiny:users:{mode}")
     res = ingest_dataset(spec, warehouse=tmp_path / "wh.duckdb", cfg=IngestConfig(), data_dir=tmp_path)
-    assert res.dataset == "synthetic:tiny:users:metadata" and res.n_events > 0
+    assert res.dataset == f"synthetic:tiny:users:{mode}" and res.n_events > 0
     with wh.connect(tmp_path / "wh.duckdb", read_only=True) as con:
-        titles = con.execute("SELECT title FROM track_catalog").df()["title"]
-    assert (tmp_path / "synthetic" / "tiny-metadata" / "users" / "tracks.parquet").exists()
-    assert titles.nunique() >= 0.95 * len(titles)  # the mode's titles, not the default world's
+        catalog = con.execute("SELECT * FROM track_catalog").df()
+    assert (tmp_path / "synthetic" / f"tiny-{mode}" / "users" / "tracks.parquet").exists()
+    assert catalog["title"].nunique() >= 0.95 * len(catalog)  # the mode's titles, not the default world's
+    assert ("album" in catalog.columns) == (mode == "metadata")
+    assert any(c.startswith("genre_") and c != "genre_id" for c in catalog.columns) == (mode == "genreflags")
 
 
 def test_metadata_mode_has_names_and_no_numeric_content(metadata_world):
