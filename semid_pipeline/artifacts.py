@@ -61,9 +61,11 @@ class ArtifactLayout:
         """What the scheme's ID table was built from (``{}`` before the first build)."""
         return read_json(self.semantic_ids_dir(scheme) / PROVENANCE, default={})
 
-    def write_provenance(self, scheme: IdScheme, *, dataset: str, content_hash: str) -> Path:
+    def write_provenance(self, scheme: IdScheme, *, dataset: str, base_fingerprint: str | None,
+                         content_hash: str) -> Path:
         return atomic_write_json(self.semantic_ids_dir(scheme) / PROVENANCE,
-                                 {"dataset": dataset, "content_hash": content_hash}, indent=None)
+                                 {"dataset": dataset, "dataset_base_fingerprint": base_fingerprint,
+                                  "content_hash": content_hash}, indent=None)
 
     def model_dir(self, cell: GridCell, fingerprint: str) -> Path:
         return self._dir("models", f"{cell.scheme.key}__h{cell.h}", fingerprint[:12])

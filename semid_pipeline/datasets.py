@@ -25,19 +25,21 @@ def _locate(raw: str, data_dir: Path) -> str:
 
 
 def ingest_dataset(
-    spec: DatasetSpec, *, warehouse: str | Path, cfg: IngestConfig, data_dir: str | Path
+    spec: DatasetSpec, *, warehouse: str | Path, cfg: IngestConfig, data_dir: str | Path, validate: bool = True
 ) -> IngestionResult:
-    """Ingest the data set ``spec`` into the warehouse file (replacing whatever it held)."""
+    """Ingest the data set ``spec`` into the warehouse file, replacing whatever it held — only when
+    the new tables pass the blocking quality suites (``validate``, the pipeline's way): otherwise
+    nothing is committed and the previous data set stays whole (``DataQualityError``)."""
     data_dir = Path(data_dir)
     if spec.kind == "mssd":
         logs, tracks = resolve_mssd_paths([_locate(p, data_dir) for p in spec.paths])
         with wh.connect(warehouse) as con:
-            return ingest_mssd(con, logs, tracks, dataset_key=spec.key, cfg=cfg)
+            return ingest_mssd(con, logs, tracks, dataset_key=spec.key, cfg=cfg, validate=validate)
     if spec.kind == "events":
         ev = [Path(_locate(spec.paths[0], data_dir))]
         tr = [Path(_locate(p, data_dir)) for p in spec.paths[1:2]]
         with wh.connect(warehouse) as con:
-            return ingest_events(con, ev, tr, dataset_key=spec.key, cfg=cfg)
+            return ingest_events(con, ev, tr, dataset_key=spec.key, cfg=cfg, validate=validate)
     if spec.kind == "synthetic":
         from .synthetic import write_world
 
@@ -45,7 +47,7 @@ def ingest_dataset(
         with wh.connect(warehouse) as con:
             if spec.format == "sessions":
                 return ingest_mssd(con, list(manifest.session_logs), list(manifest.session_tracks),
-                                   dataset_key=spec.key, cfg=cfg)
+                                   dataset_key=spec.key, cfg=cfg, validate=validate)
             tracks = [Path(manifest.users_tracks)] if manifest.users_tracks else []
-            return ingest_events(con, [Path(manifest.users_events)], tracks, dataset_key=spec.key, cfg=cfg)
+            return ingest_events(con, [Path(manifest.users_events)], tracks, dataset_key=spec.key, cfg=cfg, validate=validate)
     raise ConfigError(f"unknown data-set kind {spec.kind!r}")

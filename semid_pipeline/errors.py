@@ -44,3 +44,15 @@ class ConfigError(SemidError):
 
 class IdTableMismatchError(SemidError):
     """A model checkpoint was trained on a different semantic-ID table than the one given."""
+
+
+class DataQualityError(SemidError):
+    """Staged data failed a blocking expectation; nothing was published (the report says which,
+    with observed values and the first offending rows)."""
+
+    def __init__(self, report) -> None:
+        super().__init__(
+            "the new data set fails blocking quality checks, so it was NOT published (the warehouse "
+            f"still holds the previous data set):\n{report}"
+        )
+        self.report = report

@@ -82,12 +82,18 @@ def _extend(scheme: IdScheme, layout: ArtifactLayout, existing: pd.DataFrame, tr
 
 def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdScheme, cfg: SemidConfig,
                        refit: bool, log: Log = print) -> IdBuild:
-    """Extend the scheme's table when it was built on the current data set (and ``refit`` is off), else fit it."""
+    """Extend the scheme's table when it was built on the current data set (and ``refit`` is off), else fit it.
+
+    "The current data set" is decided by ``dataset_base_fingerprint`` (the full ingestion it
+    started from; appends keep it), not the spec string: re-ingesting a fixed file under the same
+    spec is a new data set and refits, so a table never mixes tracks of two data sets."""
     with connect(warehouse, read_only=True) as con:
         dataset = get_meta(con, "dataset")
+        base = get_meta(con, "dataset_base_fingerprint")
         track_ids, X = features.read_content_features(con)
         existing = sid.read_semantic_ids(con, scheme)[0] if sid.has_semantic_ids(con, scheme) else None
-    reuse = existing is not None and not refit and layout.read_provenance(scheme).get("dataset") == dataset
+    reuse = (existing is not None and not refit and base is not None
+             and layout.read_provenance(scheme).get("dataset_base_fingerprint") == base)
     recon = None
     if reuse:
         table, mode = _extend(scheme, layout, existing, track_ids, X)
@@ -100,7 +106,7 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
                                    recon_error=recon)
     with connect(warehouse) as con:
         content_hash = sid.write_semantic_ids(con, scheme, table)
-    layout.write_provenance(scheme, dataset=str(dataset), content_hash=content_hash)
+    layout.write_provenance(scheme, dataset=str(dataset), base_fingerprint=base, content_hash=content_hash)
     log(f"semantic_ids[{scheme.key}]: {mode}; {len(table)} tracks; hash {content_hash[:12]}")
     return IdBuild(table=table, content_hash=content_hash, metrics=metrics, mode=mode)
 

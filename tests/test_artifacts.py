@@ -24,8 +24,9 @@ def test_provenance_round_trip(tmp_path):
     layout = ArtifactLayout(root=tmp_path)
     scheme = IdScheme.parse("v0-k8")
     assert layout.read_provenance(scheme) == {}
-    layout.write_provenance(scheme, dataset="synthetic:tiny:users", content_hash="h")
-    assert layout.read_provenance(scheme) == {"dataset": "synthetic:tiny:users", "content_hash": "h"}
+    layout.write_provenance(scheme, dataset="synthetic:tiny:users", base_fingerprint="fp", content_hash="h")
+    assert layout.read_provenance(scheme) == {"dataset": "synthetic:tiny:users", "dataset_base_fingerprint": "fp",
+                                              "content_hash": "h"}
 
 
 def test_fingerprint_changes_with_every_input():

@@ -56,13 +56,15 @@ def _landed(files: list[Path], fmt: str, key: str) -> list[tuple[Path, str]]:
     return out
 
 
-def append_files(con: duckdb.DuckDBPyConnection, files: Sequence[Path | str], *, cfg: IngestConfig) -> IngestionResult:
+def append_files(con: duckdb.DuckDBPyConnection, files: Sequence[Path | str], *, cfg: IngestConfig,
+                 validate: bool = True) -> IngestionResult:
     """Add landed files to the current data set, all-or-nothing.
 
     Landed files are classified by name (see ``paths.classify_landed``) and must be of the current
     data set's format. A landed file whose sha256 is already in ``ingestion_record`` (or repeats
     another landed file) is skipped; a file of the data set that changed on disk since it was
-    ingested is an error. Returns the summary of the whole data set."""
+    ingested is an error. With ``validate`` (the pipeline's way) the blocking quality suites must pass
+    on the combined data before anything is committed. Returns the summary of the whole data set."""
     files = [Path(f) for f in files]
     names = ", ".join(str(f) for f in files) or "(none)"
     key = wh.get_meta(con, "dataset")
@@ -94,4 +96,4 @@ def append_files(con: duckdb.DuckDBPyConnection, files: Sequence[Path | str], *,
     tracks = [Path(r.path) for r in records if r.kind == "tracks"] + [f for f, k in new if k == "tracks"]
     main, tracks = list(dict.fromkeys(main)), list(dict.fromkeys(tracks))
     ingest = ingest_mssd if fmt == "mssd" else ingest_events
-    return ingest(con, main, tracks, dataset_key=key, cfg=cfg, append=append)
+    return ingest(con, main, tracks, dataset_key=key, cfg=cfg, append=append, validate=validate)

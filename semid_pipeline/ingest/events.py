@@ -238,6 +238,7 @@ def ingest_events(
     dataset_key: str,
     cfg: IngestConfig,
     append: Append | None = None,
+    validate: bool = False,
 ) -> IngestionResult:
     """Ingest per-user feedback events (+ optional tracks files), all-or-nothing.
 
@@ -280,5 +281,5 @@ def ingest_events(
             con, events_select=_events_select(bool(tr_files)),
             catalog_select=f"SELECT * FROM {STAGE_TR}_cat" if tr_files else _CATALOG_FROM_EVENTS,
             temp_tables=[_STAGE_EV + "_raw", _STAGE_EV, STAGE_TR, *(t for t, *_ in staged), *temp],
-            dataset_key=dataset_key, records=records, cfg=cfg, fmt="events", stratum_kind="user", append=append,
+            dataset_key=dataset_key, records=records, cfg=cfg, fmt="events", stratum_kind="user", append=append, validate=validate,
         )

@@ -238,6 +238,7 @@ def ingest_mssd(
     dataset_key: str,
     cfg: IngestConfig,
     append: Append | None = None,
+    validate: bool = False,
 ) -> IngestionResult:
     """Ingest MSSD session logs (+ track features) into the warehouse, all-or-nothing.
 
@@ -268,5 +269,5 @@ def ingest_mssd(
         return publish(
             con, events_select=_events_select(kept_pred), catalog_select=_catalog_select(bool(tf_entries)),
             temp_tables=[_STAGE_LOG, _STAGE_TF], dataset_key=dataset_key, records=records, cfg=cfg,
-            fmt="mssd", stratum_kind="session", append=append,
+            fmt="mssd", stratum_kind="session", append=append, validate=validate,
         )

@@ -2,8 +2,14 @@
 
 ``feedback_events`` and ``track_catalog`` are replaced from the staged tables, the temp tables
 dropped, ``ingestion_record`` rewritten and the meta keys (``dataset``, ``dataset_fingerprint``,
-``appended_files``) set. The caller holds ``warehouse.atomic``, so any error here (including the
-"nothing left" check at the end) rolls everything back.
+``appended_files``, ``dataset_base_fingerprint``) set. The caller holds ``warehouse.atomic``,
+so any error here rolls everything back. Before the transaction ends the blocking
+great-expectations suites run on the new tables (validate before publish): a data set that fails
+them is never visible to any stage, and ``content_features`` — derived from the previous tables —
+is dropped in the same transaction, so no stage can read features of another data set.
+
+``dataset_base_fingerprint`` is the fingerprint of the full ingestion a data set started from;
+appends keep it. A semantic-ID table may be *extended* only within one base (see ``stages``).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import duckdb
 
 from .. import warehouse as wh
 from ..config import IngestConfig
-from ..errors import InputDataError
-from ..schema import FEEDBACK_EVENTS, INGESTION_RECORD, TRACK_CATALOG
+from .. import quality
+from ..errors import DataQualityError, InputDataError
+from ..schema import CONTENT_FEATURES, FEEDBACK_EVENTS, INGESTION_RECORD, TRACK_CATALOG
 from ..sql import ident
 from .records import INGESTION_RECORD_COLUMNS, FileRecord, IngestionResult, record_row
 
@@ -79,8 +86,10 @@ def publish(
     fmt: str,
     stratum_kind: str,
     append: Append | None = None,
+    validate: bool = False,
 ) -> IngestionResult:
-    """Replace the tables from the staged data (``catalog_select`` may read the new events)."""
+    """Replace the tables from the staged data (``catalog_select`` may read the new events);
+    with ``validate`` the blocking suites must pass before the transaction commits."""
     if append is not None:
         _check_unchanged(records, append)
     con.execute(f"CREATE OR REPLACE TABLE {FEEDBACK_EVENTS} AS {events_select}")
@@ -97,6 +106,10 @@ def publish(
     wh.set_meta(con, "dataset", dataset_key)
     wh.set_meta(con, "dataset_fingerprint", fp)
     wh.set_meta(con, "appended_files", json.dumps(list(append.appended) if append is not None else []))
+    wh.set_meta(con, "stratum_kind", stratum_kind)  # the splits follow it (sessions or users protocol)
+    if append is None or wh.get_meta(con, "dataset_base_fingerprint") is None:
+        wh.set_meta(con, "dataset_base_fingerprint", fp)
+    con.execute(f"DROP TABLE IF EXISTS {CONTENT_FEATURES}")
     result = summarize(con, dataset_key=dataset_key, fp=fp, records=records, stratum_kind=stratum_kind)
     if result.n_events == 0:
         raise InputDataError(
@@ -104,4 +117,15 @@ def publish(
             file=", ".join(Path(r.path).name for r in records),
             column="context_type" if fmt == "mssd" else "feedback",
         )
+    if validate:
+        validate_staged(con, cfg)
     return result
+
+
+def validate_staged(con: duckdb.DuckDBPyConnection, cfg: IngestConfig) -> None:
+    """The blocking suites of ``feedback_events`` and ``track_catalog`` on the tables as this
+    transaction sees them; a failure raises before anything is committed."""
+    for validate in (quality.validate_feedback_events, quality.validate_track_catalog):
+        report = validate(con, cfg=cfg)
+        if not report.success:
+            raise DataQualityError(report)
