@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from semid_pipeline.fileutil import sha256_file
+from semid_pipeline.ingest.paths import SIDECAR_NAMES
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 from semid_pipeline.schemes import GridCell, IdScheme
 
@@ -131,7 +132,8 @@ def landing_folder(context: dg.SensorEvaluationContext):
     seen: set[str] = set(json.loads(context.cursor)) if context.cursor else set()
     new: list[tuple[str, Path]] = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or not path.name.endswith(LANDING_SUFFIXES) or path.name.startswith("."):
+        if (not path.is_file() or not path.name.endswith(LANDING_SUFFIXES) or path.name.startswith(".")
+                or path.name.lower() in SIDECAR_NAMES):
             continue
         digest = sha256_file(path)
         if digest not in seen and digest not in {d for d, _ in new}:

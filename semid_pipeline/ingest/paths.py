@@ -11,6 +11,9 @@ from .files import is_parquet
 
 LOG_RX = re.compile(r"^log_.*\.csv(\.gz)?$", re.IGNORECASE)
 TF_RX = re.compile(r"^tf_.*\.csv(\.gz)?$", re.IGNORECASE)
+# A synthetic world's answer keys (the generator's probabilities, near-duplicate origins): written
+# next to its data files, never data themselves.
+SIDECAR_NAMES = frozenset({"oracle.parquet", "truth.parquet"})
 
 
 def resolve_mssd_paths(paths: Sequence[str]) -> tuple[list[Path], list[Path]]:
@@ -40,6 +43,10 @@ def classify_landed(path: Path) -> tuple[str, str]:
     ``tf_*.csv[.gz]`` → ("mssd", "tracks"); any other ``.csv``/``.csv.gz``/Parquet file is per-user:
     ``tracks*`` → ("events", "tracks"), anything else → ("events", "events")."""
     name = path.name
+    if name.lower() in SIDECAR_NAMES:
+        raise InputDataError("landed file is a synthetic world's answer key (the generator's own "
+                             "probabilities / duplicate origins), not feedback data: remove it",
+                             file=str(path), column="(file name)")
     if LOG_RX.match(name):
         return "mssd", "log"
     if TF_RX.match(name):
