@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
-from semid_pipeline import features, stages
+from semid_pipeline import claims, features, stages
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
@@ -28,7 +28,10 @@ class FeatureRunConfig(dg.Config):
 def content_features(
     context: dg.AssetExecutionContext, config: FeatureRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
 ):
-    built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit)
+    try:
+        built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit)
+    finally:  # the end of this run's ingestion (see raw_feedback)
+        claims.release(warehouse.file, owner=context.run_id)
     result, X, dataset, reuse = built.result, built.X, built.dataset, built.reused
     context.log.info(
         f"content features: {result.n_tracks} tracks × {result.dim} dims ({'reused' if reuse else 'fitted'} transform)"

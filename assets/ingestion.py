@@ -6,11 +6,12 @@ from pathlib import Path
 import dagster as dg
 
 from resources import DatasetResource, DuckDBWarehouse
-from semid_pipeline import datasets, ingest, quality
+from semid_pipeline import claims, datasets, ingest, quality
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
 from .partitions import settings
+from .recovery import run_is_active
 
 GROUP = "ingestion"
 
@@ -43,17 +44,33 @@ def raw_feedback(
 
     Both tables are replaced in one transaction, so two data sets never mix and a bad file leaves
     the warehouse exactly as it was. With ``append_files`` (what the landing sensor sends), those
-    files are added to the current data set instead, in one transaction too.
+    files are added to the current data set instead, in one transaction too. The run claims the
+    warehouse until its content features are built, so a second ingestion fails fast instead of
+    swapping the data under this run's checks and features (``semid_pipeline.claims``).
     """
     spec = dataset.parsed()
     cfg = dataset.ingest_config(settings().ingest)
+    claims.acquire(warehouse.file, owner=context.run_id, what=spec.key,
+                   is_active=lambda held: run_is_active(context.instance, held.owner))
+    try:
+        result = _ingest(context, config, warehouse, dataset, spec, cfg)
+    except BaseException:
+        claims.release(warehouse.file, owner=context.run_id)  # nothing was published
+        raise
+    yield from _materializations(result, warehouse)
+
+
+def _ingest(context, config, warehouse, dataset, spec, cfg):
     if config.append_files:
         context.log.info(f"appending {len(config.append_files)} landed files to {warehouse.file}")
         with warehouse.connect() as con:
-            result = ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
-    else:
-        context.log.info(f"ingesting {spec.key} into {warehouse.file}")
-        result = datasets.ingest_dataset(spec, warehouse=warehouse.file, cfg=cfg, data_dir=dataset.data_folder)
+            return ingest.append_files(con, [Path(f) for f in config.append_files], cfg=cfg)
+    context.log.info(f"ingesting {spec.key} into {warehouse.file}")
+    result = datasets.ingest_dataset(spec, warehouse=warehouse.file, cfg=cfg, data_dir=dataset.data_folder)
+    return result
+
+
+def _materializations(result, warehouse: DuckDBWarehouse):
     record = result.to_frame()
     common = {
         "dataset": dg.MetadataValue.text(result.dataset),

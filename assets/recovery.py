@@ -23,7 +23,7 @@ import dagster as dg
 
 from resources.runs import HOST_TAG, PID_TAG, process_tags
 
-__all__ = ["dead_run_reaper", "process_tags", "reap_dead_runs", "stop_on_sigterm"]
+__all__ = ["dead_run_reaper", "process_tags", "reap_dead_runs", "run_is_active", "stop_on_sigterm"]
 
 ACTIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -41,6 +41,17 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def run_is_active(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """The run exists, has not ended, and (when its process is known on this host) that process lives."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status not in (*ACTIVE_STATUSES, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
+        return False
+    pid = run.tags.get(PID_TAG)
+    if run.tags.get(HOST_TAG) == socket.gethostname() and pid and pid.isdigit():
+        return process_alive(int(pid))
+    return True
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:

@@ -56,3 +56,7 @@ class DataQualityError(SemidError):
             f"still holds the previous data set):\n{report}"
         )
         self.report = report
+
+
+class WarehouseBusyError(SemidError):
+    """Another ingestion holds the warehouse (see ``claims``)."""
