@@ -21,7 +21,7 @@ from semid_pipeline.ingest.paths import SIDECAR_NAMES
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 from semid_pipeline.schemes import GridCell, IdScheme
 
-from .partitions import CONFIG, grid_key, grid_partitions, scheme_partitions, settings
+from .partitions import CONFIG, grid_key, scheme_partitions, settings
 
 CHAIN_TAG = "semid/chain"
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -33,14 +33,12 @@ ingest_job = dg.define_asset_job(
 )
 semantic_ids_job = dg.define_asset_job(
     "semantic_ids_job",
-    selection=dg.AssetSelection.assets("semantic_ids"),
-    partitions_def=scheme_partitions,
+    selection=dg.AssetSelection.assets("semantic_ids"),  # partitions: inferred from the asset
     description="Fit (or extend, for new tracks) one ID scheme's table.",
 )
 grid_job = dg.define_asset_job(
     "grid_job",
     selection=dg.AssetSelection.assets("recommender", "evaluation"),
-    partitions_def=grid_partitions,
     description="Train and evaluate one (scheme, h) partition; backfill it over the grid.",
 )
 report_job = dg.define_asset_job(

@@ -30,10 +30,7 @@ Definitions
   strata having at least one such pair. Computed exactly as U_all − U_warm-only. The
   stricter ``"both_cold"`` variant (both tracks cold) is reported alongside, as is the
   pair-pooled AUC.
-* **Ranking** (``ranking_metrics``): the target of a stratum is its first positively rated
-  evaluated event; recall@k = share of strata whose target is in the top-k of the whole
-  catalogue (one target, so recall@k = hit-rate@k); ndcg@k = mean of 1/log2(rank+2) for a
-  hit at 0-based rank ``rank`` (0 for a miss; ideal DCG is 1).
+* Ranking and diversity of top-k lists: ``ranking``; model-free baselines: ``baselines``.
 """
 
 from __future__ import annotations
@@ -71,10 +68,6 @@ __all__ = [
     "auc_by_history",
     "lift_by_bucket",
     "cold_start_auc",
-    "ranking_metrics",
-    "diversity_metrics",
-    "popularity_scores",
-    "content_baseline_scores",
     "evaluate_scored",
     "bucket_label",
 ]
@@ -216,7 +209,7 @@ def bootstrap_ci(
 _REQUIRED = ("stratum_id", "feedback", "score")
 
 
-def _require(scored: pd.DataFrame, cols: Iterable[str]) -> None:
+def require_columns(scored: pd.DataFrame, cols: Iterable[str]) -> None:
     missing = [c for c in cols if c not in scored.columns]
     if missing:
         raise ValueError(f"scored frame lacks column(s) {missing}; has {list(scored.columns)}")
@@ -226,7 +219,7 @@ class _Prepared:
     """A scored frame factorised once: stratum codes, labels, scores, Mann–Whitney sums."""
 
     def __init__(self, scored: pd.DataFrame) -> None:
-        _require(scored, _REQUIRED)
+        require_columns(scored, _REQUIRED)
         self.y, self.s = _check_inputs(scored["stratum_id"], scored["feedback"], scored["score"])
         self.codes, self.uniques = _factorize(scored["stratum_id"])
         self.g = len(self.uniques)
@@ -282,7 +275,7 @@ def auc_by_history(
     """Stratified AUC per history-length bucket (inclusive bounds; a stratum's history
     length is the minimum ``history_len`` over its rows; strata outside every bucket are
     left out). Columns: ``bucket, lo, hi, n_strata, auc, ci_lo, ci_hi`` (NaN when empty)."""
-    _require(scored, (*_REQUIRED, "history_len"))
+    require_columns(scored, (*_REQUIRED, "history_len"))
     return _by_history_from_per(per_stratum_table(scored), buckets, n_boot, alpha, seed)
 
 
@@ -374,212 +367,6 @@ def _cold_start(prep: "_Prepared | None", n_boot: int, alpha: float, seed: int |
         _, a, ap, npairs, ns = both
         out["both_cold"] = {"auc": a, "auc_pooled": ap, "n_pairs": npairs, "n_strata": ns}
     return out
-
-
-# --------------------------------------------------------------------------------------
-# Ranking and full-catalogue top-k
-# --------------------------------------------------------------------------------------
-
-
-def ranking_metrics(topk: torch.Tensor, targets: torch.Tensor, k: int = 10) -> dict:
-    """recall@k and ndcg@k of one target per stratum against top-k lists.
-
-    ``topk``: (S, K) track indices, best first (only the first ``k`` columns are used);
-    ``targets``: (S,) the target track index per stratum (its first positively rated
-    evaluated event); strata with a negative target (e.g. -1: no positive) are ignored.
-    Returns ``{"recall@k": r, "ndcg@k": n, "n_strata": S_valid}`` (NaN metrics when none).
-    """
-    topk = torch.as_tensor(topk)
-    targets = torch.as_tensor(targets).reshape(-1)
-    if topk.ndim != 2 or topk.shape[0] != targets.shape[0]:
-        raise ValueError(f"topk {tuple(topk.shape)} and targets {tuple(targets.shape)} do not match")
-    top = topk[:, :k].long()
-    valid = targets >= 0
-    nv = int(valid.sum())
-    if nv == 0:
-        return {f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan"), "n_strata": 0}
-    top, tg = top[valid], targets[valid].long()
-    hit = top == tg[:, None]  # (S, K)
-    found = hit.any(dim=1)
-    rank = hit.float().argmax(dim=1).double()
-    gain = torch.where(found, 1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank))
-    return {f"recall@{k}": float(found.double().mean()), f"ndcg@{k}": float(gain.mean()), "n_strata": nv}
-
-
-# --------------------------------------------------------------------------------------
-# Diversity
-# --------------------------------------------------------------------------------------
-
-
-def diversity_metrics(
-    topk: Any,
-    features: Any | None,
-    artist: Any | None,
-    release_year: Any | None,
-    n_catalog: int,
-) -> dict:
-    """Diversity of each stratum's top-k list, averaged over strata.
-
-    * ``ils``: intra-list similarity, the mean over strata of the mean pairwise cosine
-      similarity of the list's content feature vectors (unordered pairs i<j; zero vectors
-      have similarity 0). Needs ``features`` (N, D); else None.
-    * ``distinct_artists``: mean number of distinct artists per list, and
-      ``distinct_artist_share`` = that / list length. Needs ``artist`` (N,) (ints or
-      strings; negative ints / None / NaN = unknown, each counted as its own artist).
-    * ``coverage``: distinct tracks over all lists / ``n_catalog``.
-    * ``recent_share``: share of list entries whose release year is ≥ (max catalogue year
-      − 1), over entries with a known year. Needs ``release_year`` (N,) (NaN = unknown).
-    """
-    t = torch.as_tensor(topk).long()
-    if t.ndim != 2:
-        raise ValueError(f"topk: expected (S, K), got {tuple(t.shape)}")
-    s, kk = t.shape
-    idx = t.numpy()
-    out: dict[str, Any] = {
-        "n_strata": int(s),
-        "list_len": int(kk),
-        "coverage": float(len(np.unique(idx)) / n_catalog) if n_catalog else float("nan"),
-        "ils": None,
-        "distinct_artists": None,
-        "distinct_artist_share": None,
-        "recent_share": None,
-    }
-    if s == 0 or kk == 0:
-        return out
-    if features is not None and kk >= 2:
-        f = torch.as_tensor(np.asarray(features), dtype=torch.float64)
-        fn = torch.nn.functional.normalize(f, dim=1)
-        v = fn[t]  # (S, K, D)
-        g = v @ v.transpose(1, 2)  # (S, K, K)
-        off = g.sum(dim=(1, 2)) - torch.diagonal(g, dim1=1, dim2=2).sum(1)
-        out["ils"] = float((off / (kk * (kk - 1))).mean())
-    if artist is not None:
-        a = pd.Series(np.asarray(artist, dtype=object))
-        codes, _ = pd.factorize(a)
-        codes = codes.astype(np.int64)
-        if np.issubdtype(np.asarray(artist).dtype, np.integer):
-            codes = np.where(np.asarray(artist) < 0, -1, codes)
-        unknown = codes < 0
-        # each unknown entry is its own artist: give it a unique negative code per list slot
-        lab = codes[idx]
-        unk = unknown[idx]
-        lab = np.where(unk, -1 - np.arange(kk)[None, :], lab)
-        srt = np.sort(lab, axis=1)
-        distinct = 1 + (np.diff(srt, axis=1) != 0).sum(axis=1)
-        out["distinct_artists"] = float(distinct.mean())
-        out["distinct_artist_share"] = float(distinct.mean() / kk)
-    if release_year is not None:
-        y = np.asarray(release_year, dtype=np.float64)
-        if np.isfinite(y).any():
-            ymax = np.nanmax(y)
-            ly = y[idx]
-            known = np.isfinite(ly)
-            if known.any():
-                out["recent_share"] = float((ly[known] >= ymax - 1).mean())
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Baselines
-# --------------------------------------------------------------------------------------
-
-
-def popularity_scores(
-    train_events: pd.DataFrame, eval_events: pd.DataFrame, *, prior_strength: float = 10.0
-) -> np.ndarray:
-    """Smoothed positive rate of each evaluated track in training.
-
-    score(track) = (positives + a·p0) / (events + a), with p0 the global positive rate of
-    the training events and a = ``prior_strength`` (a Beta(a·p0, a·(1−p0)) prior's
-    posterior mean). Tracks unseen in training get p0. Returns one score per row of
-    ``eval_events`` (which needs a ``track_id`` column).
-    """
-    _require(train_events, ("track_id", "feedback"))
-    _require(eval_events, ("track_id",))
-    fb = train_events["feedback"].astype(float)
-    p0 = float(fb.mean()) if len(fb) else 0.5
-    g = fb.groupby(train_events["track_id"].to_numpy()).agg(["sum", "count"])
-    rate = (g["sum"] + prior_strength * p0) / (g["count"] + prior_strength)
-    return rate.reindex(eval_events["track_id"].to_numpy()).fillna(p0).to_numpy(dtype=np.float64)
-
-
-def _content_design(features: np.ndarray, histories, targets, with_labels: bool):
-    """Rows of [pos_mean, neg_mean, x, x*pos_mean, x*neg_mean] per target of each stratum."""
-    d = features.shape[1]
-    if len(histories) != len(targets):
-        raise ValueError(f"{len(histories)} histories but {len(targets)} target groups")
-    h_idx = [np.asarray(h[0], dtype=np.int64).reshape(-1) for h in histories]
-    h_fb = [np.asarray(h[1], dtype=np.float64).reshape(-1) for h in histories]
-    t_idx = [np.asarray(t[0], dtype=np.int64).reshape(-1) for t in targets]
-    lens = np.array([len(x) for x in h_idx], dtype=np.int64)
-    n_str = len(histories)
-    strat = np.repeat(np.arange(n_str), lens)
-    all_h = np.concatenate(h_idx) if n_str else np.empty(0, np.int64)
-    all_fb = np.concatenate(h_fb) if n_str else np.empty(0)
-    hf = features[all_h] if len(all_h) else np.empty((0, d))
-    pos_sum = np.zeros((n_str, d))
-    neg_sum = np.zeros((n_str, d))
-    np.add.at(pos_sum, strat[all_fb > 0.5], hf[all_fb > 0.5])
-    np.add.at(neg_sum, strat[all_fb <= 0.5], hf[all_fb <= 0.5])
-    n_pos = np.bincount(strat, weights=(all_fb > 0.5).astype(float), minlength=n_str)
-    n_neg = lens - n_pos
-    pos_mean = pos_sum / np.maximum(n_pos, 1)[:, None]
-    neg_mean = neg_sum / np.maximum(n_neg, 1)[:, None]
-    t_lens = np.array([len(x) for x in t_idx], dtype=np.int64)
-    rows = np.repeat(np.arange(n_str), t_lens)
-    cand = features[np.concatenate(t_idx)] if t_lens.sum() else np.empty((0, d))
-    pm, nm = pos_mean[rows], neg_mean[rows]
-    x = np.hstack([pm, nm, cand, cand * pm, cand * nm])
-    y = None
-    if with_labels:
-        y = np.concatenate([np.asarray(t[1], dtype=np.float64).reshape(-1) for t in targets]) if n_str else np.empty(0)
-        if len(y) != len(x):
-            raise ValueError("targets: track_idx and feedback arrays differ in length")
-    return x, y
-
-
-def content_baseline_scores(
-    features: Any,
-    train_histories: Sequence[tuple[Any, Any]],
-    train_targets: Sequence[tuple[Any, Any]],
-    eval_histories: Sequence[tuple[Any, Any]],
-    eval_targets: Sequence[tuple[Any, Any]],
-    seed: int = 0,
-    *,
-    C: float = 1.0,
-    max_train_rows: int = 200_000,
-) -> np.ndarray:
-    """Content-only logistic-regression baseline (no learned track embeddings).
-
-    ``features``: (N, D) content vectors indexed by track index. Per stratum, a *history*
-    is ``(track_idx array, feedback array)`` (the model input) and *targets* are
-    ``(track_idx array, feedback array)`` (the evaluated events; the eval feedback is not
-    used). Each target row gets the features ``[mean content of the history's positives,
-    mean content of its negatives, candidate content, candidate ⊙ positive mean,
-    candidate ⊙ negative mean]`` (means are 0 when the history has none), standardised;
-    a ``LogisticRegression`` is fitted on the training rows (subsampled to
-    ``max_train_rows`` with ``seed``). Returns P(positive) for every eval target row, in
-    stratum order then target order (the order of concatenating ``eval_targets``).
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    feats = np.asarray(features, dtype=np.float64)
-    x_tr, y_tr = _content_design(feats, train_histories, train_targets, True)
-    x_ev, _ = _content_design(feats, eval_histories, eval_targets, False)
-    if len(x_ev) == 0:
-        return np.empty(0)
-    if len(x_tr) == 0 or len(np.unique(y_tr)) < 2:
-        p = float(y_tr.mean()) if len(y_tr) else 0.5
-        return np.full(len(x_ev), p)
-    rng = np.random.default_rng(seed)
-    if len(x_tr) > max_train_rows:
-        keep = rng.choice(len(x_tr), size=max_train_rows, replace=False)
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
-    scaler = StandardScaler().fit(x_tr)
-    clf = LogisticRegression(C=C, max_iter=1000, random_state=seed)
-    clf.fit(scaler.transform(x_tr), y_tr.astype(int))
-    return clf.predict_proba(scaler.transform(x_ev))[:, 1]
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import baselines as baselines_mod
 from . import evaluation as ev
+from . import ranking
 from .config import EvalConfig
 from .fileutil import jsonable
 from .model import SASRec
@@ -75,8 +77,8 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
         out[period] = ev.evaluate_scored(scored, n_boot=cfg.bootstrap, seed=cfg.seed, min_strata=cfg.min_strata)
     if len(splits.test):
         _, topk = top_k_lists(model, splits.test, k=cfg.topk, max_len=max_len)
-        out["ranking"] = ev.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)
-        out["diversity"] = jsonable(ev.diversity_metrics(
+        out["ranking"] = ranking.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)
+        out["diversity"] = jsonable(ranking.diversity_metrics(
             topk, view.features, view.artist, view.release_year, n_catalog=splits.vocab.n_tracks
         ))
     counts = model.parameter_counts()
@@ -93,7 +95,7 @@ def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict
         return out
     train_idx = np.concatenate([t for t, _ in splits.train]) if splits.train else np.empty(0, np.int64)
     train_fb = np.concatenate([f for _, f in splits.train]) if splits.train else np.empty(0, np.int64)
-    pop = ev.popularity_scores(
+    pop = baselines_mod.popularity_scores(
         pd.DataFrame({"track_id": train_idx, "feedback": train_fb}),
         pd.DataFrame({"track_id": test["track_idx"].to_numpy()}),
     )
@@ -106,7 +108,7 @@ def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict
             g = es.events.sort_values("row", kind="stable").groupby("row", sort=True)
             return [(grp["track_idx"].to_numpy(), grp["feedback"].to_numpy()) for _, grp in g]
 
-        scores = ev.content_baseline_scores(
+        scores = baselines_mod.content_baseline_scores(
             view.features, splits.val.inputs, targets(splits.val), splits.test.inputs, targets(splits.test), cfg.seed
         )
         ordered = splits.test.events.sort_values("row", kind="stable")

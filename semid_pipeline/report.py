@@ -6,8 +6,8 @@ A *record* is what ``experiment.partition_record`` writes, one JSON file per eva
     scheme, k, h    family ("id" | "v0" | "v1" | "rqkmeans" | ...), codebook size (None for id), hidden size
     test, val       ``evaluation.evaluate_scored`` dicts: auc, ci_lo, ci_hi, n_strata, by_history, cold_start
     params_total, params_track          trainable parameters: whole model / track encoder
-    ranking         {recall@<topk>, ndcg@<topk>, n_strata} (``evaluation.ranking_metrics``)
-    diversity       dict from ``evaluation.diversity_metrics``
+    ranking         {recall@<topk>, ndcg@<topk>, n_strata} (``ranking.ranking_metrics``)
+    diversity       dict from ``ranking.diversity_metrics``
     baselines       {popularity_auc, content_logreg_auc}
 
 Missing pieces (an empty ``test``, no ``ranking``) are shown as blanks and skipped in plots.

@@ -13,19 +13,17 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from semid_pipeline.scoring import topk_decomposed, topk_naive
+from semid_pipeline.baselines import content_baseline_scores, popularity_scores
 from semid_pipeline.evaluation import (
     auc_by_history,
     bootstrap_ci,
     cold_start_auc,
-    content_baseline_scores,
-    diversity_metrics,
     evaluate_scored,
     lift_by_bucket,
-    popularity_scores,
-    ranking_metrics,
     stratified_auc,
 )
+from semid_pipeline.ranking import diversity_metrics, ranking_metrics
+from semid_pipeline.scoring import topk_decomposed, topk_naive
 
 
 def _random_scored(rng, n_strata=400, max_events=12, tie_round=True):

@@ -20,14 +20,8 @@ import pytest
 
 from semid_pipeline import schema
 from semid_pipeline.config import IngestConfig
-from semid_pipeline.quality import (
-    ExpectationOutcome,
-    ExpectationSpec,
-    ValidationReport,
-    validate_dataframe,
-    validate_feedback_events,
-    validate_track_catalog,
-)
+from semid_pipeline.expectations import ExpectationOutcome, ExpectationSpec, ValidationReport, validate_dataframe
+from semid_pipeline.quality import validate_feedback_events, validate_track_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 
