@@ -9,7 +9,8 @@ from semid_pipeline import config as core_config
 
 class DatasetResource(dg.ConfigurableResource):
     """``synthetic`` (default; ``synthetic:tiny|demo|bench[:users|sessions]``),
-    ``mssd:<folder or files>`` (Spotify MSSD) or ``events:<events file>[,<tracks file>]``.
+    ``mssd:<folder or files>`` (Spotify MSSD), ``events:<events file>[,<tracks file>]`` or
+    ``spotify-history:<folder or files>`` (Spotify extended streaming-history JSON exports).
 
     The ingestion knobs below are the same settings as ``[ingest]`` in ``semid.toml``; values set
     here (e.g. in the launchpad) win over the file.
@@ -21,6 +22,8 @@ class DatasetResource(dg.ConfigurableResource):
     skip_definition: str | None = None
     rating_threshold: float | None = None
     neutral_band: float | None = None
+    stratum: str | None = None  # per-user data: "user" or "session" strata
+    session_gap_minutes: float | None = None
 
     def parsed(self) -> core_config.DatasetSpec:
         return core_config.parse_dataset_spec(self.spec)
@@ -33,6 +36,8 @@ class DatasetResource(dg.ConfigurableResource):
                 "skip_definition": self.skip_definition,
                 "rating_threshold": self.rating_threshold,
                 "neutral_band": self.neutral_band,
+                "stratum": self.stratum,
+                "session_gap_minutes": self.session_gap_minutes,
             }.items()
             if v is not None
         }

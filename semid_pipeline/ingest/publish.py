@@ -96,6 +96,7 @@ def publish(
                         [record_row(dataset_key, r) for r in records])
     wh.set_meta(con, "dataset", dataset_key)
     wh.set_meta(con, "dataset_fingerprint", fp)
+    wh.set_meta(con, "stratum_kind", stratum_kind)  # "user" | "session": which protocol the splits use
     wh.set_meta(con, "appended_files", json.dumps(list(append.appended) if append is not None else []))
     result = summarize(con, dataset_key=dataset_key, fp=fp, records=records, stratum_kind=stratum_kind)
     if result.n_events == 0:

@@ -1,0 +1,181 @@
+"""Synthetic Spotify "extended streaming history" exports: files in the real export format.
+
+For tests, the benchmark and a demo without anyone's personal data. Listeners have tastes (a few
+favourite genres of a small catalogue whose artists and titles carry the genre), so plays of
+tracks of a favourite genre mostly end with ``trackdone`` and the others are mostly skipped: a
+recommender has signal to learn. Every record carries the export's personal fields filled with
+obviously fake values (IP addresses of the documentation range 203.0.113.0/24, usernames
+``fake-user-<listener>``) so tests can check that none of them is ever written anywhere. Also
+podcast episodes (no track URI), ``skipped`` = null in a share of the plays, and other
+``reason_end`` values. Deterministic: the same config gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GENRES = ("ambient", "techno", "folk", "jazz", "metal", "soul", "house", "baroque", "punk", "reggae",
+          "blues", "disco")
+WORDS = ("night", "river", "echo", "gold", "static", "bloom", "signal", "ember", "tide", "glass", "motion", "north")
+FAKE_IP_PREFIX = "203.0.113."  # TEST-NET-3: never a real address
+FAKE_USER_PREFIX = "fake-user-"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to generate; ``listeners`` sub-folders, each with ``plays_per_listener`` plays."""
+
+    listeners: int = 3
+    plays_per_listener: int = 2000
+    n_tracks: int = 300
+    n_genres: int = 6
+    tracks_per_artist: int = 6
+    favourite_genres: int = 2
+    podcast_share: float = 0.03
+    null_skipped_share: float = 0.2
+    plays_per_file: int = 12000
+    start: str = "2023-01-01"
+    days: int = 120
+    old_format: bool = False  # endsong_N.json names (older exports) instead of Streaming_History_Audio_*
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    folder: Path
+    files: tuple[Path, ...]
+    listeners: tuple[str, ...]
+    n_plays: int
+    fake_ips: tuple[str, ...]
+    fake_usernames: tuple[str, ...]
+
+
+def _catalogue(rng: np.random.Generator, cfg: ExportConfig) -> list[dict]:
+    n_gen = min(cfg.n_genres, len(GENRES))
+    tracks = []
+    for i in range(cfg.n_tracks):
+        g = i % n_gen
+        artist = i // (cfg.tracks_per_artist * n_gen) * n_gen + g
+        words = rng.choice(len(WORDS), 2, replace=False)
+        tracks.append({
+            "genre": g,
+            "uri": f"spotify:track:{i:06d}{GENRES[g][:4]}{int(rng.integers(10**9)):09d}",
+            "name": f"{WORDS[words[0]].title()} {WORDS[words[1]].title()} {GENRES[g].title()} {i}",
+            "artist": f"The {GENRES[g].title()} Collective {artist}",
+            "album": f"{GENRES[g].title()} Sessions Vol. {artist % 7 + 1}",
+        })
+    return tracks
+
+
+def _record(t: dict | None, ts: dt.datetime, ms: int, reason_end: str, skipped, ip: str, user: str,
+            shuffle: bool) -> str:
+    rec = {
+        "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "username": user, "platform": "Android OS 13 API 33 (Fake, Phone)",
+        "ms_played": ms, "conn_country": "ZZ", "ip_addr": ip, "user_agent_decrypted": "unknown",
+        "master_metadata_track_name": t["name"] if t else None,
+        "master_metadata_album_artist_name": t["artist"] if t else None,
+        "master_metadata_album_album_name": t["album"] if t else None,
+        "spotify_track_uri": t["uri"] if t else None,
+        "episode_name": None if t else "Episode about nothing", "episode_show_name": None if t else "A Fake Show",
+        "spotify_episode_uri": None if t else "spotify:episode:000fake000",
+        "audiobook_title": None, "audiobook_uri": None, "audiobook_chapter_uri": None, "audiobook_chapter_title": None,
+        "reason_start": "clickrow" if not shuffle else "trackdone", "reason_end": reason_end, "shuffle": shuffle,
+        "skipped": skipped, "offline": False, "offline_timestamp": None, "incognito_mode": False,
+    }
+    return json.dumps(rec, ensure_ascii=False)
+
+
+def _plays(rng: np.random.Generator, tracks: list[dict], cfg: ExportConfig, li: int, ip: str, user: str):
+    """Yield one listener's records (JSON text) in time order."""
+    n_gen = min(cfg.n_genres, len(GENRES))
+    fav = set(rng.choice(n_gen, min(cfg.favourite_genres, n_gen), replace=False).tolist())
+    weights = np.array([4.0 if t["genre"] in fav else 1.0 for t in tracks])
+    weights /= weights.sum()
+    start = dt.datetime.fromisoformat(cfg.start)
+    span = cfg.days * 86400
+    n = cfg.plays_per_listener
+    t_sec = float(rng.uniform(0, 3600))
+    step = span / max(n, 1)
+    left_in_session = 0
+    for _ in range(n):
+        if left_in_session == 0:
+            left_in_session = int(rng.geometric(1 / 12))
+            t_sec += float(rng.exponential(step * 8))
+        left_in_session -= 1
+        if rng.random() < cfg.podcast_share:
+            ms = int(rng.integers(60_000, 1_800_000))
+            t_sec += ms / 1000
+            yield _record(None, start + dt.timedelta(seconds=t_sec), ms, "trackdone", None, ip, user, False)
+            continue
+        tr = tracks[int(rng.choice(len(tracks), p=weights))]
+        liked = rng.random() < (0.85 if tr["genre"] in fav else 0.2)
+        u = rng.random()
+        if liked:
+            ms, reason = int(rng.integers(120_000, 300_000)), ("trackdone" if u < 0.93 else "logout")
+        else:
+            ms, reason = int(rng.integers(1_000, 29_000)), ("fwdbtn" if u < 0.7 else "backbtn" if u < 0.8 else "endplay")
+        skipped = (not liked) if rng.random() >= cfg.null_skipped_share else None
+        t_sec += ms / 1000 + float(rng.uniform(0, 5))
+        yield _record(tr, start + dt.timedelta(seconds=t_sec), ms, reason, skipped, ip, user,
+                      bool(rng.random() < 0.3))
+
+
+def write_exports(folder: str | Path, *, cfg: ExportConfig = ExportConfig()) -> ExportManifest:
+    """Write ``cfg.listeners`` sub-folders of export files under ``folder`` (replacing those files)."""
+    root = Path(folder)
+    rng = np.random.default_rng(cfg.seed)
+    tracks = _catalogue(rng, cfg)
+    files, names, ips, users, total = [], [], [], [], 0
+    for li in range(cfg.listeners):
+        name = f"listener_{li + 1:02d}"
+        ip, user = f"{FAKE_IP_PREFIX}{li + 7}", f"{FAKE_USER_PREFIX}{li + 1:02d}"
+        sub = root / name
+        sub.mkdir(parents=True, exist_ok=True)
+        for old in sub.glob("*.json"):
+            old.unlink()
+        lrng = np.random.default_rng([cfg.seed, li])
+        buf: list[str] = []
+        part = 0
+
+        def flush() -> None:
+            nonlocal buf, part
+            stem = f"endsong_{part}" if cfg.old_format else f"Streaming_History_Audio_{cfg.start[:4]}_{part}"
+            p = sub / f"{stem}.json"
+            p.write_text("[\n" + ",\n".join(buf) + "\n]\n", encoding="utf-8")
+            files.append(p)
+            buf, part = [], part + 1
+
+        for rec in _plays(lrng, tracks, cfg, li, ip, user):
+            buf.append(rec)
+            total += 1
+            if len(buf) >= cfg.plays_per_file:
+                flush()
+        if buf:
+            flush()
+        names.append(name)
+        ips.append(ip)
+        users.append(user)
+    return ExportManifest(root, tuple(files), tuple(names), total, tuple(ips), tuple(users))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m semid_pipeline.spotify_export <folder> [listeners] [plays per listener] [seed]``"""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        raise SystemExit(main.__doc__)
+    cfg = ExportConfig(listeners=int(args[1]) if len(args) > 1 else 3,
+                       plays_per_listener=int(args[2]) if len(args) > 2 else 2000,
+                       seed=int(args[3]) if len(args) > 3 else 0)
+    m = write_exports(args[0], cfg=cfg)
+    print(f"wrote {m.n_plays} plays of {len(m.listeners)} listeners in {len(m.files)} files under {m.folder}")
+
+
+if __name__ == "__main__":
+    main()
