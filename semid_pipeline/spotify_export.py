@@ -100,12 +100,13 @@ def _plays(rng: np.random.Generator, tracks: list[dict], cfg: ExportConfig, li: 
     span = cfg.days * 86400
     n = cfg.plays_per_listener
     t_sec = float(rng.uniform(0, 3600))
-    step = span / max(n, 1)
+    # mean gap between sessions such that the plays (mean session 12 plays of ~2.5 min) fill ``days``
+    session_gap = max(span / max(n / 12, 1) - 12 * 160, 600.0)
     left_in_session = 0
     for _ in range(n):
         if left_in_session == 0:
             left_in_session = int(rng.geometric(1 / 12))
-            t_sec += float(rng.exponential(step * 8))
+            t_sec += float(rng.exponential(session_gap))
         left_in_session -= 1
         if rng.random() < cfg.podcast_share:
             ms = int(rng.integers(60_000, 1_800_000))

@@ -49,6 +49,7 @@ HOW_TO_REQUEST = (
     "Privacy settings → 'Extended streaming history'; it arrives by e-mail within about 30 days as a zip of "
     "JSON files"
 )
+MISSING_IN_BASIC = "ts, spotify_track_uri, skipped"  # fields the basic export lacks
 PODCAST, AUDIOBOOK, NO_URI = "podcast episode (no track URI)", "audiobook (no track URI)", "no track URI"
 DUPLICATE = "duplicate"
 _ST = "_semid_stage_spotify"
@@ -58,7 +59,7 @@ def _exports_in(folder: Path) -> list[Path]:
     found = sorted(q for q in folder.iterdir() if q.is_file() and EXPORT_RX.match(q.name))
     other = sorted(q for q in folder.iterdir() if q.is_file() and OTHER_EXPORT_RX.match(q.name))
     if not found and other:
-        raise InputDataError(HOW_TO_REQUEST, file=str(other[0]), column="(whole file)")
+        raise InputDataError(HOW_TO_REQUEST, file=str(other[0]), column=MISSING_IN_BASIC)
     return found
 
 
@@ -97,7 +98,7 @@ def _sniff(path: Path) -> None:
         head = f.read(8192)
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if OTHER_EXPORT_RX.match(path.name) or ('"endTime"' in text and '"ts"' not in text):
-        raise InputDataError(HOW_TO_REQUEST, file=str(path), column="ts, spotify_track_uri, skipped")
+        raise InputDataError(HOW_TO_REQUEST, file=str(path), column=MISSING_IN_BASIC)
     if not text.startswith("["):
         raise InputDataError(
             f"Spotify streaming-history file is not a JSON array of plays (starts with {text[:40]!r})",
