@@ -12,7 +12,6 @@ podcast episodes (no track URI), ``skipped`` = null in a share of the plays, and
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,58 +71,62 @@ def _catalogue(rng: np.random.Generator, cfg: ExportConfig) -> list[dict]:
     return tracks
 
 
-def _record(t: dict | None, ts: dt.datetime, ms: int, reason_end: str, skipped, ip: str, user: str,
-            shuffle: bool) -> str:
-    rec = {
-        "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "username": user, "platform": "Android OS 13 API 33 (Fake, Phone)",
-        "ms_played": ms, "conn_country": "ZZ", "ip_addr": ip, "user_agent_decrypted": "unknown",
-        "master_metadata_track_name": t["name"] if t else None,
-        "master_metadata_album_artist_name": t["artist"] if t else None,
-        "master_metadata_album_album_name": t["album"] if t else None,
-        "spotify_track_uri": t["uri"] if t else None,
-        "episode_name": None if t else "Episode about nothing", "episode_show_name": None if t else "A Fake Show",
-        "spotify_episode_uri": None if t else "spotify:episode:000fake000",
-        "audiobook_title": None, "audiobook_uri": None, "audiobook_chapter_uri": None, "audiobook_chapter_title": None,
-        "reason_start": "clickrow" if not shuffle else "trackdone", "reason_end": reason_end, "shuffle": shuffle,
-        "skipped": skipped, "offline": False, "offline_timestamp": None, "incognito_mode": False,
-    }
-    return json.dumps(rec, ensure_ascii=False)
+_PERSONAL = ('"username": {user}, "platform": "Android OS 13 API 33 (Fake, Phone)", "conn_country": "ZZ", '
+             '"ip_addr": {ip}, "user_agent_decrypted": "unknown"')
+_TEMPLATE = ('{{"ts": "{ts}Z", {personal}, "ms_played": {ms}, {meta}, "audiobook_title": null, "audiobook_uri": null, '
+             '"audiobook_chapter_uri": null, "audiobook_chapter_title": null, "reason_start": "{rs}", '
+             '"reason_end": "{re}", "shuffle": {sh}, "skipped": {sk}, "offline": false, "offline_timestamp": null, '
+             '"incognito_mode": false}}')
+_PODCAST_META = ('"master_metadata_track_name": null, "master_metadata_album_artist_name": null, '
+                 '"master_metadata_album_album_name": null, "spotify_track_uri": null, '
+                 '"episode_name": "Episode about nothing", "episode_show_name": "A Fake Show", '
+                 '"spotify_episode_uri": "spotify:episode:000fake000"')
 
 
-def _plays(rng: np.random.Generator, tracks: list[dict], cfg: ExportConfig, li: int, ip: str, user: str):
-    """Yield one listener's records (JSON text) in time order."""
+def _track_meta(t: dict) -> str:
+    """The track fields of a record, as JSON text (escaped once per track, not per play)."""
+    d = json.dumps
+    return (f'"master_metadata_track_name": {d(t["name"])}, "master_metadata_album_artist_name": {d(t["artist"])}, '
+            f'"master_metadata_album_album_name": {d(t["album"])}, "spotify_track_uri": {d(t["uri"])}, '
+            '"episode_name": null, "episode_show_name": null, "spotify_episode_uri": null')
+
+
+def _plays(rng: np.random.Generator, tracks: list[dict], cfg: ExportConfig, ip: str, user: str) -> list[str]:
+    """One listener's records (JSON text) in time order; all draws vectorized (1M plays in seconds)."""
     n_gen = min(cfg.n_genres, len(GENRES))
     fav = set(rng.choice(n_gen, min(cfg.favourite_genres, n_gen), replace=False).tolist())
-    weights = np.array([4.0 if t["genre"] in fav else 1.0 for t in tracks])
-    weights /= weights.sum()
-    start = dt.datetime.fromisoformat(cfg.start)
-    span = cfg.days * 86400
+    genre = np.array([t["genre"] for t in tracks])
+    is_fav = np.isin(genre, list(fav))
+    weights = np.where(is_fav, 4.0, 1.0)
     n = cfg.plays_per_listener
-    t_sec = float(rng.uniform(0, 3600))
+    span = cfg.days * 86400
     # mean gap between sessions such that the plays (mean session 12 plays of ~2.5 min) fill ``days``
     session_gap = max(span / max(n / 12, 1) - 12 * 160, 600.0)
-    left_in_session = 0
-    for _ in range(n):
-        if left_in_session == 0:
-            left_in_session = int(rng.geometric(1 / 12))
-            t_sec += float(rng.exponential(session_gap))
-        left_in_session -= 1
-        if rng.random() < cfg.podcast_share:
-            ms = int(rng.integers(60_000, 1_800_000))
-            t_sec += ms / 1000
-            yield _record(None, start + dt.timedelta(seconds=t_sec), ms, "trackdone", None, ip, user, False)
-            continue
-        tr = tracks[int(rng.choice(len(tracks), p=weights))]
-        liked = rng.random() < (0.85 if tr["genre"] in fav else 0.2)
-        u = rng.random()
-        if liked:
-            ms, reason = int(rng.integers(120_000, 300_000)), ("trackdone" if u < 0.93 else "logout")
-        else:
-            ms, reason = int(rng.integers(1_000, 29_000)), ("fwdbtn" if u < 0.7 else "backbtn" if u < 0.8 else "endplay")
-        skipped = (not liked) if rng.random() >= cfg.null_skipped_share else None
-        t_sec += ms / 1000 + float(rng.uniform(0, 5))
-        yield _record(tr, start + dt.timedelta(seconds=t_sec), ms, reason, skipped, ip, user,
-                      bool(rng.random() < 0.3))
+    lengths = rng.geometric(1 / 12, size=n)
+    first = np.zeros(n, dtype=bool)
+    first[np.cumsum(lengths)[np.cumsum(lengths) < n]] = True
+    first[0] = True
+    podcast = rng.random(n) < cfg.podcast_share
+    tr = rng.choice(len(tracks), size=n, p=weights / weights.sum())
+    liked = rng.random(n) < np.where(is_fav[tr], 0.85, 0.2)
+    u, null_skip, shuffle = rng.random(n), rng.random(n) < cfg.null_skipped_share, rng.random(n) < 0.3
+    ms = np.where(podcast, rng.integers(60_000, 1_800_000, n),
+                  np.where(liked, rng.integers(120_000, 300_000, n), rng.integers(1_000, 29_000, n)))
+    gaps = np.where(first, rng.exponential(session_gap, n), 0.0) + ms / 1000 + rng.uniform(0, 5, n) * ~podcast
+    t_sec = float(rng.uniform(0, 3600)) + np.cumsum(gaps)
+    ts = np.datetime64(cfg.start, "s") + t_sec.astype("int64").astype("timedelta64[s]")
+    ts_text = np.datetime_as_string(ts, unit="s")
+    reason = np.where(podcast, "trackdone", np.where(liked, np.where(u < 0.93, "trackdone", "logout"),
+                      np.where(u < 0.7, "fwdbtn", np.where(u < 0.8, "backbtn", "endplay"))))
+    skipped = np.where(podcast | null_skip, "null", np.where(liked, "false", "true"))
+    metas = [_track_meta(t) for t in tracks]
+    personal = _PERSONAL.format(user=json.dumps(user), ip=json.dumps(ip))
+    return [
+        _TEMPLATE.format(ts=ts_text[i], personal=personal, ms=int(ms[i]), meta=_PODCAST_META if podcast[i] else
+                         metas[tr[i]], rs="trackdone" if shuffle[i] else "clickrow", re=reason[i],
+                         sh="true" if shuffle[i] else "false", sk=skipped[i])
+        for i in range(n)
+    ]
 
 
 def write_exports(folder: str | Path, *, cfg: ExportConfig = ExportConfig()) -> ExportManifest:
@@ -151,7 +154,7 @@ def write_exports(folder: str | Path, *, cfg: ExportConfig = ExportConfig()) -> 
             files.append(p)
             buf, part = [], part + 1
 
-        for rec in _plays(lrng, tracks, cfg, li, ip, user):
+        for rec in _plays(lrng, tracks, cfg, ip, user):
             buf.append(rec)
             total += 1
             if len(buf) >= cfg.plays_per_file:
