@@ -283,3 +283,19 @@ def test_pipeline_by_session_writes_no_personal_field_anywhere(tmp_path):
         assert not any(needle.encode() in b for b in blobs), needle
     # the planted values are really in the source files (the search would find them)
     assert all(any(n.encode() in p.read_bytes() for p in m.files) for n in planted)
+
+
+def test_per_user_events_files_can_be_cut_into_sessions(tmp_path):
+    """``[ingest] stratum = "session"`` works for ``events:`` files too (same rules)."""
+    import pandas as pd
+
+    ts = [T0 + dt.timedelta(minutes=m) for m in [*range(22), 22 + 40, 22 + 41]]
+    pd.DataFrame({"user_id": "u1", "track_id": [f"t{i}" for i in range(len(ts))], "timestamp": ts,
+                  "feedback": [i % 2 for i in range(len(ts))]}).to_csv(tmp_path / "events.csv", index=False)
+    spec = f"events:{tmp_path / 'events.csv'}"
+    res = ingest(tmp_path, tmp_path, IngestConfig(stratum="session"), spec=spec)
+    assert res.stratum_kind == "session"
+    assert table(tmp_path, "SELECT stratum_id, count(*) FROM feedback_events GROUP BY 1 ORDER BY 1") == [
+        ("u1#000001", 20), ("u1#000002", 2), ("u1#000003", 2)]
+    res = ingest(tmp_path, tmp_path, IngestConfig(), spec=spec)
+    assert res.stratum_kind == "user" and res.n_strata == 1
