@@ -90,6 +90,7 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
         out["diversity"] = ev._jsonable(ev.diversity_metrics(
             topk, view.features, view.artist, view.release_year, n_catalog=splits.vocab.n_tracks
         ))
+    out["stratum_kind"] = splits.kind  # "session" | "user": which strata (and protocol) the AUC is over
     counts = model.parameter_counts()
     out["params_total"] = int(counts["total"])
     out["params_track"] = int(counts["track_representation"])
@@ -140,6 +141,7 @@ def partition_record(partition_key: str, scheme_key: str, h: int, result: dict, 
         "dataset": dataset,
         "dataset_fingerprint": dataset_fingerprint,
         "id_table_hash": id_table_hash,
+        "stratum_kind": result.get("stratum_kind"),
         "test": result.get("test", {}),
         "val": result.get("val", {}),
         "params_total": result.get("params_total"),

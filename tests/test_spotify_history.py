@@ -270,7 +270,10 @@ def test_pipeline_by_session_writes_no_personal_field_anywhere(tmp_path):
     assert md["feedback_events"]["stratum_kind"].value == "session"
     run("semantic_ids", "v0-k64")
     run("semantic_ids", "id")
-    run("recommender evaluation", "32|id")
+    ev_run = run("recommender evaluation", "32|id")
+    ev_md = ev_run.asset_materializations_for_node("evaluation")[0].metadata
+    assert ev_md["stratum_kind"].value == "session"
+    assert json.loads(Path(ev_md["record"].value).read_text())["stratum_kind"] == "session"
     with wh.connect(tmp_path / "wh.duckdb", read_only=True) as con:
         for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
             texts.append(json.dumps(con.execute(f'SELECT * FROM "{name}"').fetchall(), default=str))
