@@ -302,3 +302,27 @@ def test_per_user_events_files_can_be_cut_into_sessions(tmp_path):
         ("u1#000001", 20), ("u1#000002", 2), ("u1#000003", 2)]
     res = ingest(tmp_path, tmp_path, IngestConfig(), spec=spec)
     assert res.stratum_kind == "user" and res.n_strata == 1
+
+
+def test_coverage_gate_counts_what_the_features_stage_uses(tmp_path):
+    """No numeric content: metadata-derived features count (and the description says so); a
+    catalogue with neither content nor metadata fails naming the columns it looked for."""
+    from semid_pipeline.quality import validate_feedback_events
+
+    src = write(tmp_path / "me", "Streaming_History_Audio_2024.json",
+                [play(i, f"spotify:track:{i}", skipped=i % 2 == 0) for i in range(6)])
+    ingest(src, tmp_path)
+    with wh.connect(tmp_path / "wh.duckdb") as con:
+        rep = validate_feedback_events(con)
+        o = rep.outcome("expect_column_mean_to_be_between")
+        assert rep.success and o.success and "metadata-derived" in o.description and "title" in o.description
+        con.execute("UPDATE track_catalog SET artist_id = NULL, title = NULL, album = NULL WHERE track_id > 'spotify:track:2'")
+        o = validate_feedback_events(con).outcome("expect_column_mean_to_be_between")
+        assert not o.success  # 3 of 6 tracks keep metadata: 0.5 < 0.95
+        con.execute("ALTER TABLE track_catalog DROP COLUMN title")
+        con.execute("ALTER TABLE track_catalog DROP COLUMN album")
+        con.execute("ALTER TABLE track_catalog DROP COLUMN artist_id")
+        con.execute("ALTER TABLE track_catalog DROP COLUMN genre_id")
+        con.execute("ALTER TABLE track_catalog DROP COLUMN release_year")
+        o = validate_feedback_events(con).outcome("expect_column_mean_to_be_between")
+        assert not o.success and "looked for" in o.description and "artist_id" in o.description
