@@ -254,7 +254,8 @@ def test_pipeline_by_session_writes_no_personal_field_anywhere(tmp_path):
     texts = []
 
     def run(selection: str, key=None):
-        r = dg.materialize(definitions.ASSETS + definitions.CHECKS, selection=dg.AssetSelection.assets(*selection.split()),
+        r = dg.materialize(definitions.ASSETS + definitions.CHECKS,
+                           selection=dg.AssetSelection.assets(*selection.split()),
                            resources=resources, instance=instance, partition_key=key, raise_on_error=False)
         assert r.success, [str(e.message) for e in r.all_events if e.is_failure]
         texts.extend(str(e) for e in r.all_events)
@@ -316,7 +317,8 @@ def test_coverage_gate_counts_what_the_features_stage_uses(tmp_path):
         rep = validate_feedback_events(con)
         o = rep.outcome("expect_column_mean_to_be_between")
         assert rep.success and o.success and "metadata-derived" in o.description and "title" in o.description
-        con.execute("UPDATE track_catalog SET artist_id = NULL, title = NULL, album = NULL WHERE track_id > 'spotify:track:2'")
+        con.execute("UPDATE track_catalog SET artist_id = NULL, title = NULL, album = NULL "
+                    "WHERE track_id > 'spotify:track:2'")
         o = validate_feedback_events(con).outcome("expect_column_mean_to_be_between")
         assert not o.success  # 3 of 6 tracks keep metadata: 0.5 < 0.95
         con.execute("ALTER TABLE track_catalog DROP COLUMN title")

@@ -79,7 +79,8 @@ def resolve_spotify_paths(paths: list[str | Path]) -> list[tuple[str, Path]]:
             if not per:
                 raise InputDataError(
                     "folder holds no Spotify extended-streaming-history files (Streaming_History_Audio_*.json or "
-                    "endsong_*.json), neither directly nor in one sub-folder per listener", file=str(p), column="(none)")
+                    "endsong_*.json), neither directly nor in one sub-folder per listener",
+                    file=str(p), column="(none)")
             out += per
         elif p.exists():
             out.append((p.resolve().parent.name, p))
