@@ -82,6 +82,10 @@ def test_three_listener_folders_ingest(tmp_path):
     cat = dict((r[0], r[1:]) for r in table(tmp_path, "SELECT track_id, artist_id, title, album FROM track_catalog"))
     assert cat["spotify:track:ana1"] == ("Artist of spotify:track:ana1", "Title of spotify:track:ana1",
                                         "Album of spotify:track:ana1")
+    # two different folders of the same name would merge two people: an error naming both
+    write(tmp_path / "other" / "ana", "Streaming_History_Audio_2024_0.json", [play(0)])
+    with pytest.raises(InputDataError, match="same listener id 'ana'"):
+        ingest(root, tmp_path, spec=f"spotify-history:{root},{tmp_path / 'other'}")
     # one listener's export folder (no sub-folders): user id = the folder's name
     res1 = ingest(root / "cy", tmp_path)
     assert res1.n_strata == 1 and table(tmp_path, "SELECT DISTINCT stratum_id FROM feedback_events") == [("cy",)]

@@ -89,6 +89,14 @@ def resolve_spotify_paths(paths: list[str | Path]) -> list[tuple[str, Path]]:
     unique: dict[Path, tuple[str, Path]] = {}
     for u, f in out:  # a file named twice is read once
         unique.setdefault(f.resolve(), (u, f))
+    folders: dict[str, set[Path]] = {}
+    for u, f in unique.values():
+        folders.setdefault(u, set()).add(f.resolve().parent)
+    clash = {u: sorted(map(str, d)) for u, d in folders.items() if len(d) > 1}
+    if clash:  # two different folders of the same name would silently merge two people
+        u, dirs = next(iter(clash.items()))
+        raise InputDataError(f"two folders give the same listener id {u!r}; rename one of them",
+                             file=", ".join(dirs), column="(folder name = listener id)")
     return list(unique.values())
 
 
