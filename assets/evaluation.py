@@ -37,6 +37,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "test_ci_lo": number(test["ci_lo"]),
             "test_ci_hi": number(test["ci_hi"]),
             "n_strata": number(test["n_strata"]),
+            "stratum_kind": dg.MetadataValue.text(str(result.get("stratum_kind"))),
             "val_auc": number(result["val"].get("auc")),
             "cold_start_auc": number((test.get("cold_start") or {}).get("auc")),
             f"recall@{k}": number(ranking.get(f"recall@{k}")),

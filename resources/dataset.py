@@ -11,7 +11,8 @@ from semid_pipeline import config as core_config
 
 class DatasetResource(dg.ConfigurableResource):
     """``synthetic`` (default; ``synthetic:tiny|demo|bench[:users|sessions]``),
-    ``mssd:<folder or files>`` (Spotify MSSD) or ``events:<events file>[,<tracks file>]``.
+    ``mssd:<folder or files>`` (Spotify MSSD), ``events:<events file>[,<tracks file>]`` or
+    ``spotify-history:<folder or files>`` (Spotify extended streaming-history JSON exports).
 
     ``spec`` and ``data_dir`` default to ``SEMID_DATASET`` / ``SEMID_DATA_DIR``, read when a run
     starts. The ingestion knobs below are the same settings as ``[ingest]`` in ``semid.toml``;
@@ -24,6 +25,8 @@ class DatasetResource(dg.ConfigurableResource):
     skip_definition: str | None = None
     rating_threshold: float | None = None
     neutral_band: float | None = None
+    stratum: str | None = None  # per-user data: "user" or "session" strata
+    session_gap_minutes: float | None = None
 
     @property
     def data_folder(self) -> str:
@@ -38,5 +41,7 @@ class DatasetResource(dg.ConfigurableResource):
             "skip_definition": self.skip_definition,
             "rating_threshold": self.rating_threshold,
             "neutral_band": self.neutral_band,
+            "stratum": self.stratum,
+            "session_gap_minutes": self.session_gap_minutes,
         }
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -36,9 +36,11 @@ class DatasetSpec:
                                      content audio (default) | metadata | genreflags, users only)
     ``mssd:<folder or file>[,<file>...]``  Spotify MSSD ``log_*.csv[.gz]`` + ``tf_*.csv[.gz]``
     ``events:<events file>[,<tracks file>]``  per-user events (CSV/Parquet) + optional tracks file
+    ``spotify-history:<folder or files>``  Spotify "extended streaming history" JSON exports
+                                     (one sub-folder per listener, or one listener's export)
     """
 
-    kind: str  # "synthetic" | "mssd" | "events"
+    kind: str  # "synthetic" | "mssd" | "events" | "spotify-history"
     preset: str = "demo"
     format: str = "users"
     paths: tuple[str, ...] = ()
@@ -88,7 +90,7 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
             )
         world = preset if content == SYNTHETIC_DEFAULT_CONTENT else f"{preset}-{content}"
         return DatasetSpec(kind="synthetic", preset=world, format=fmt, content=content)
-    if kind in ("mssd", "events"):
+    if kind in ("mssd", "events", "spotify-history"):
         paths = tuple(p.strip() for p in rest.split(",") if p.strip())
         if not paths:
             raise ConfigError(f"SEMID_DATASET={spec!r}: {kind}: needs at least one path after the colon")
@@ -98,8 +100,8 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
             )
         return DatasetSpec(kind=kind, paths=paths)
     raise ConfigError(
-        f"SEMID_DATASET={spec!r}: expected synthetic[:tiny|demo|bench], mssd:<folder or files> "
-        "or events:<events file>[,<tracks file>]"
+        f"SEMID_DATASET={spec!r}: expected synthetic[:tiny|demo|bench], mssd:<folder or files>, "
+        "events:<events file>[,<tracks file>] or spotify-history:<folder or files>"
     )
 
 
@@ -115,6 +117,17 @@ class IngestConfig:
     timestamp_unit: str = "auto"  # epoch numbers: "s", "ms", or "auto" (|value| >= 1e11 → milliseconds)
     min_date: str = "1990-01-01"  # events before this date (or after today + 1 day) are rejected
     on_duplicate: str = "error"  # repeated (user, track, timestamp) events: "error" or "drop" (keep the first)
+    # per-user data: evaluate by "user" (one stratum per listener) or "session" (a new session after a
+    # gap of more than session_gap_minutes, and every session_max_events events, as in the paper)
+    stratum: str = "user"
+    session_gap_minutes: float = 30.0
+    session_max_events: int = 20
+    # Spotify streaming-history labels: negative = skipped is true, or fewer than spotify_min_ms_played
+    # ms played with reason_end in spotify_short_reasons; positive = reason_end in spotify_positive_reasons
+    # and not negative; every other play is dropped and counted by reason
+    spotify_min_ms_played: int = 30000
+    spotify_short_reasons: tuple[str, ...] = ("fwdbtn", "backbtn", "endplay")
+    spotify_positive_reasons: tuple[str, ...] = ("trackdone",)
 
 
 @dataclass(frozen=True)

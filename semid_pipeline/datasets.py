@@ -1,7 +1,7 @@
 """Routing a data-set spec (``SEMID_DATASET``) to the ingestion of its kind.
 
 Kept out of ``ingest`` so ingestion never depends on the synthetic world: this module is the
-only place that knows every kind (``mssd``, ``events``, ``synthetic``).
+only place that knows every kind (``mssd``, ``events``, ``spotify-history``, ``synthetic``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from . import warehouse as wh
 from .config import DatasetSpec, IngestConfig
 from .errors import ConfigError
-from .ingest import IngestionResult, ingest_events, ingest_mssd, resolve_mssd_paths
+from .ingest import IngestionResult, ingest_events, ingest_mssd, ingest_spotify_history, resolve_mssd_paths
 
 __all__ = ["ingest_dataset"]
 
@@ -40,6 +40,10 @@ def ingest_dataset(
         tr = [Path(_locate(p, data_dir)) for p in spec.paths[1:2]]
         with wh.connect(warehouse) as con:
             return ingest_events(con, ev, tr, dataset_key=spec.key, cfg=cfg, validate=validate)
+    if spec.kind == "spotify-history":
+        with wh.connect(warehouse) as con:
+            return ingest_spotify_history(con, [_locate(p, data_dir) for p in spec.paths], dataset_key=spec.key,
+                                          cfg=cfg, validate=validate)
     if spec.kind == "synthetic":
         from .synthetic import write_world
 

@@ -81,6 +81,7 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
         out["diversity"] = jsonable(ranking.diversity_metrics(
             topk, view.features, view.artist, view.release_year, n_catalog=splits.vocab.n_tracks
         ))
+    out["stratum_kind"] = splits.kind  # "session" | "user": which strata (and protocol) the AUC is over
     counts = model.parameter_counts()
     out["params_total"] = int(counts["total"])
     out["params_track"] = int(counts["track_representation"])
@@ -129,6 +130,7 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
         "dataset": dataset,
         "dataset_fingerprint": dataset_fingerprint,
         "id_table_hash": id_table_hash,
+        "stratum_kind": result.get("stratum_kind"),
         "test": result.get("test", {}),
         "val": result.get("val", {}),
         "params_total": result.get("params_total"),

@@ -74,6 +74,10 @@ def _hashed_onehot(df: pd.DataFrame) -> np.ndarray:
     for i, (a, g, t, y) in enumerate(zip(*cols)):
         for tok in _tokens(a, g, t, y):
             out[i, zlib.crc32(tok.encode()) % HASH_DIM] = 1.0
+    if "album" in df.columns:  # e.g. Spotify streaming history: the album name is metadata too
+        for i, v in enumerate(df["album"].astype(object).tolist()):
+            if isinstance(v, str) and v:
+                out[i, zlib.crc32(f"album={v}".encode()) % HASH_DIM] = 1.0
     return out
 
 

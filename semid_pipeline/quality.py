@@ -101,11 +101,28 @@ def _has_features_sql(cols: dict[str, str]) -> str:
     return " OR ".join(parts) if parts else "false"
 
 
+METADATA_FEATURE_COLUMNS = ("artist_id", "genre_id", "title", "album", "release_year")
+
+
+def _coverage_kind(con) -> tuple[str, str]:
+    """(SQL predicate "this catalog row has features", what was counted), measuring what the
+    features stage uses: numeric content when the catalog has any, else the metadata it hashes."""
+    content = content_columns(con)
+    if content:
+        return _has_features_sql(content), f"content features ({', '.join(sorted(content))})"
+    meta = [c for c in METADATA_FEATURE_COLUMNS if c in table_columns(con, schema.TRACK_CATALOG)]
+    if meta:
+        pred = " OR ".join(f"({_q(c)} IS NOT NULL AND trim(CAST({_q(c)} AS VARCHAR)) <> '')" for c in meta)
+        return pred, f"metadata-derived features (no numeric content; counted {', '.join(meta)})"
+    return "false", ("features: none found (looked for numeric content columns or an embedding list, and "
+                     f"metadata columns {', '.join(METADATA_FEATURE_COLUMNS)})")
+
+
 def _coverage_frame(con) -> pd.DataFrame:
     """One row per distinct event track: events, in_catalog, has_features (0/1)."""
     ev = schema.FEEDBACK_EVENTS
     if table_exists(con, schema.TRACK_CATALOG) and "track_id" in table_columns(con, schema.TRACK_CATALOG):
-        feat = _has_features_sql(content_columns(con))
+        feat, _ = _coverage_kind(con)
         catalog = (
             f"(SELECT track_id, bool_or(coalesce({feat}, false)) AS feat "
             f"FROM {schema.TRACK_CATALOG} GROUP BY track_id)"
@@ -230,6 +247,8 @@ def validate_feedback_events(con, *, cfg: IngestConfig | None = None) -> Validat
     # 4. content-feature coverage of the event tracks (joined in DuckDB)
     if "track_id" in actual:
         coverage = _coverage_frame(con)
+        counted = (_coverage_kind(con)[1] if table_exists(con, schema.TRACK_CATALOG)
+                   and "track_id" in table_columns(con, schema.TRACK_CATALOG) else "features: no track_catalog")
         frames.append(
             Frame(
                 "coverage",
@@ -239,7 +258,7 @@ def validate_feedback_events(con, *, cfg: IngestConfig | None = None) -> Validat
                         "expect_column_mean_to_be_between",
                         {"column": "has_features", "min_value": float(cfg.min_feature_coverage), "max_value": 1.0},
                         description=(
-                            f"share of event tracks with content features in track_catalog "
+                            f"share of event tracks with {counted} in track_catalog "
                             f"≥ min_feature_coverage ({cfg.min_feature_coverage:g})"
                         ),
                         examples_where=lambda d: d["has_features"] == 0,

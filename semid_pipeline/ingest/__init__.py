@@ -19,6 +19,7 @@ from .events import NEGATIVE_SPELLINGS, POSITIVE_SPELLINGS, ingest_events
 from .mssd import ingest_mssd
 from .paths import resolve_mssd_paths
 from .records import INGESTION_RECORD_COLUMNS, FileRecord, IngestionResult
+from .spotify import ingest_spotify_history
 
 
 def ingest_dataset(*args, **kwargs):
@@ -34,6 +35,7 @@ __all__ = [
     "INGESTION_RECORD_COLUMNS",
     "ingest_mssd",
     "ingest_events",
+    "ingest_spotify_history",
     "resolve_mssd_paths",
     "ingest_dataset",
     "append_files",

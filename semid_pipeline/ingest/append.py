@@ -36,7 +36,7 @@ def _current_result(con, key: str, records: list[FileRecord], cfg: IngestConfig,
     if fp != wh.get_meta(con, "dataset_fingerprint"):
         return None
     return summarize(con, dataset_key=key, fp=fp, records=records,
-                     stratum_kind="session" if fmt == "mssd" else "user")
+                     stratum_kind="session" if fmt == "mssd" else cfg.stratum)
 
 
 def _landed(files: list[Path], fmt: str, key: str) -> list[tuple[Path, str]]:

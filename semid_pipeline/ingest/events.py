@@ -20,7 +20,7 @@ from ..config import IngestConfig
 from ..errors import ConfigError, InputDataError
 from ..schema import FEEDBACK_EVENTS
 from ..sql import ident, literal
-from . import timestamps
+from . import sessions, timestamps
 from .diagnose import EXAMPLES, raise_first_rows, row_offset
 from .files import as_paths, check_exists, hash_all, require_columns, suggest_unknown
 from .publish import Append, publish
@@ -187,11 +187,20 @@ def _stage_catalog(con, tr_files: list[Path], staged: list) -> tuple[list[str], 
     return [*cats, allt, STAGE_TR + "_cat"], counts, {int(k): int(v) for k, v in won.items()}
 
 
-def _events_select(with_tracks: bool) -> str:
+def _events_select(with_tracks: bool, cfg: IngestConfig | None = None) -> str:
     join, art, gen = "", "e.artist_id", "e.genre_id"
     if with_tracks:
         join = f" LEFT JOIN {STAGE_TR}_cat c ON c.track_id = e.track_id"
         art, gen = "COALESCE(e.artist_id, c.artist_id)", "COALESCE(e.genre_id, c.genre_id)"
+    if cfg is not None and cfg.stratum == "session":  # [ingest] stratum = "session": see ``sessions``
+        kept = (f"(SELECT e.user_id, e.ts, e.track_id, e.fb, {art} AS artist_id, {gen} AS genre_id, e.__src "
+                f"FROM {_STAGE_EV} e{join} WHERE e.fb >= 0 AND NOT e.__dup)")
+        return (
+            "SELECT stratum_id, position, stratum_length, CAST(ts AS TIMESTAMP) AS ts, CAST(track_id AS VARCHAR) "
+            "AS track_id, CAST(fb AS TINYINT) AS feedback, CAST(NULL AS VARCHAR) AS context_type, "
+            "CAST(artist_id AS VARCHAR) AS artist_id, CAST(genre_id AS VARCHAR) AS genre_id, __src AS source_file "
+            f"FROM ({sessions.strata_select(kept, cfg)}) ORDER BY stratum_id, position"
+        )
     return (
         "SELECT CAST(e.user_id AS VARCHAR) AS stratum_id, "
         "CAST(row_number() OVER (PARTITION BY e.user_id ORDER BY e.ts, e.track_id) AS INTEGER) AS position, "
@@ -228,6 +237,7 @@ def _validate_cfg(cfg: IngestConfig) -> None:
     if cfg.on_duplicate not in ON_DUPLICATE:
         raise ConfigError(f"ingest.on_duplicate={cfg.on_duplicate!r}: expected one of {', '.join(ON_DUPLICATE)}")
     timestamps.validate_time_config(cfg)
+    sessions.validate(cfg)
 
 
 def ingest_events(
@@ -278,8 +288,9 @@ def ingest_events(
             records.append(FileRecord(str(p), "tracks", size, sha, n, kept, n - kept,
                                       {"superseded by a later tracks file": n - kept} if n > kept else {}))
         return publish(
-            con, events_select=_events_select(bool(tr_files)),
+            con, events_select=_events_select(bool(tr_files), cfg),
             catalog_select=f"SELECT * FROM {STAGE_TR}_cat" if tr_files else _CATALOG_FROM_EVENTS,
             temp_tables=[_STAGE_EV + "_raw", _STAGE_EV, STAGE_TR, *(t for t, *_ in staged), *temp],
-            dataset_key=dataset_key, records=records, cfg=cfg, fmt="events", stratum_kind="user", append=append, validate=validate,
+            dataset_key=dataset_key, records=records, cfg=cfg, fmt="events", stratum_kind=cfg.stratum,
+            append=append, validate=validate,
         )

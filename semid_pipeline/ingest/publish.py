@@ -105,6 +105,7 @@ def publish(
                         [record_row(dataset_key, r) for r in records])
     wh.set_meta(con, "dataset", dataset_key)
     wh.set_meta(con, "dataset_fingerprint", fp)
+    wh.set_meta(con, "stratum_kind", stratum_kind)  # "user" | "session": which protocol the splits use
     wh.set_meta(con, "appended_files", json.dumps(list(append.appended) if append is not None else []))
     wh.set_meta(con, "stratum_kind", stratum_kind)  # the splits follow it (sessions or users protocol)
     if append is None or wh.get_meta(con, "dataset_base_fingerprint") is None:
