@@ -112,7 +112,7 @@ def _coverage_kind(con) -> tuple[str, str]:
         return _has_features_sql(content), f"content features ({', '.join(sorted(content))})"
     meta = [c for c in METADATA_FEATURE_COLUMNS if c in table_columns(con, schema.TRACK_CATALOG)]
     if meta:
-        pred = " OR ".join(f"({_q(c)} IS NOT NULL AND trim(CAST({_q(c)} AS VARCHAR)) <> '')" for c in meta)
+        pred = " OR ".join(f"({ident(c)} IS NOT NULL AND trim(CAST({ident(c)} AS VARCHAR)) <> '')" for c in meta)
         return pred, f"metadata-derived features (no numeric content; counted {', '.join(meta)})"
     return "false", ("features: none found (looked for numeric content columns or an embedding list, and "
                      f"metadata columns {', '.join(METADATA_FEATURE_COLUMNS)})")

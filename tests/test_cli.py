@@ -25,15 +25,15 @@ def _demo_ingest(tmp_path: Path, events: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_failed_blocking_check_prints_expectations_and_rows(tmp_path):
+def test_failed_blocking_expectation_prints_expectations_and_rows(tmp_path):
     # all positive, and no content for any track: two expectations fail
     out = _demo_ingest(tmp_path, "user_id,track_id,timestamp,feedback\n"
                                  "u1,t1,2024-01-01,1\nu1,t2,2024-01-02,1\nu2,t9,2024-01-03,1\n")
     text = out.stdout + out.stderr
     assert out.returncode != 0
-    assert "check failed: feedback_events / feedback_events_quality" in text
-    assert "expect_column_distinct_values_to_contain_set on feedback: missing values: 0" in text
-    assert "expect_column_mean_to_be_between on has_features: observed 0" in text
+    assert "NOT published" in text  # the quality suites run before the data set is published
+    assert "expect_column_distinct_values_to_contain_set(feedback): missing values: 0" in text
+    assert "expect_column_mean_to_be_between(has_features): observed 0" in text
     assert "track_id='t9'" in text  # an offending row
     assert "Traceback" not in text  # the traceback stays in the run's log
 

@@ -155,9 +155,10 @@ def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_p
         assert wh.snapshot(con) == before
 
 
-def test_failing_blocking_check_stops_downstream(tmp_path):
-    """Events whose tracks mostly lack content features: the coverage expectation fails and
-    `content_features` is not materialized in that run."""
+def test_failing_blocking_expectation_stops_ingestion_and_downstream(tmp_path):
+    """Events whose tracks mostly lack content features: the coverage expectation fails on the
+    staged data, so nothing is published, the step fails naming it, and `content_features` is not
+    materialized in that run."""
     import pandas as pd
 
     events = pd.DataFrame({
@@ -172,11 +173,14 @@ def test_failing_blocking_check_stops_downstream(tmp_path):
     result = _materialize(
         "feedback_events track_catalog content_features", tmp_path, dg.DagsterInstance.ephemeral(), spec=spec, ok=False
     )
-    assert _check_results(result)["feedback_events_quality"] is False
+    assert not result.success
+    assert not result.asset_materializations_for_node("raw_feedback")
     assert not result.asset_materializations_for_node("content_features")
-    ev = next(e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-              and e.asset_check_evaluation_data.check_name == "feedback_events_quality")
-    assert "expect_column_mean_to_be_between" in ev.asset_check_evaluation_data.metadata["expectations"].value
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = failure.step_failure_data.error.to_string()
+    assert "DataQualityError" in text and "expect_column_mean_to_be_between(has_features)" in text
+    with wh.connect(tmp_path / "wh.duckdb", read_only=True) as con:
+        assert not wh.table_exists(con, FEEDBACK_EVENTS)  # nothing was published
 
 
 def test_landing_sensor_requests_each_new_file_once(tmp_path, monkeypatch):
