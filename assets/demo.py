@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "grid":
         return
     _run(defs.resolve_job_def(operations.report_job.name), instance, "experiment_report")
+    prod = partitions.grid_key(partitions.CONFIG.production.scheme, partitions.CONFIG.production.hidden)
+    if prod in partitions.grid_partitions.get_partition_keys():
+        _run(defs.resolve_job_def("recommendations_job"), instance, f"recommendations[{prod}]", partition_key=prod)
     from .evaluation import report_dir
 
     print(f"[demo] done in {time.time() - t0:.0f}s")
