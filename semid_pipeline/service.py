@@ -107,7 +107,7 @@ def create_app(*, loader: Loader, partition_key: str, cfg: ServeConfig,
         try:
             new = loader(key)  # the old model keeps answering while this loads
             old = holder.swap(new)
-        except SemidError as e:
+        except (SemidError, ValueError, OSError) as e:  # unknown partition, no model, bad key
             raise HTTPException(status_code=400, detail=f"partition: {e}") from None
         finally:
             reload_lock.release()
