@@ -137,6 +137,22 @@ class Recommender:
         known = idx > 0
         return idx[known], fb[known], int((~known).sum())
 
+    def encode_histories(self, histories: Sequence[History]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """``encode_history`` of many histories with one vocabulary lookup (the per-call cost dominates)."""
+        lens = [len(h) for h in histories]
+        if sum(lens) == 0:
+            return [self.encode_history(h) for h in histories]
+        ids = [str(t) for h in histories for t, _ in h]
+        fb = np.array([1 if int(f) > 0 else 0 for h in histories for _, f in h], dtype=np.int64)
+        idx = self.vocab.encode(ids)
+        out, a = [], 0
+        for L in lens:
+            i, f = idx[a: a + L], fb[a: a + L]
+            known = i > 0
+            out.append((i[known], f[known], int(L - known.sum())))
+            a += L
+        return out
+
     @torch.no_grad()
     def hidden(self, seqs: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 512) -> torch.Tensor:
         """(B, h) final hidden state after each sequence's last ``max_len`` events (empty → zeros)."""
@@ -173,28 +189,53 @@ class Recommender:
         policy = policy or ServePolicy()
         excludes = excludes or [()] * len(histories)
         model_histories = histories if model_histories is None else model_histories
-        enc = [self.encode_history(h) for h in histories]
-        menc = enc if model_histories is histories else [self.encode_history(h) for h in model_histories]
+        enc = self.encode_histories(histories)
+        menc = enc if model_histories is histories else self.encode_histories(model_histories)
         hid = self.hidden([(t, f) for t, f, _ in menc])
         masks = [self._excluded(t, f, ex, policy) for (t, f, _), ex in zip(enc, excludes)]
         step = max(1, self.score_budget // max(self.vocab.n_tokens, 1))
         out: list[RecList] = []
         for s in range(0, len(histories), step):
             scores = codeword_scores(hid[s: s + step], self.table, self.offs)  # (b, N+1)
-            scores[:, 0] = -math.inf
-            if not policy.include_cold_start:
-                scores[:, self.is_cold] = -math.inf
-            for j in range(scores.shape[0]):
+            self._mask(scores, masks[s: s + step], policy)
+            for j, (idx, val) in enumerate(self._select_batch(scores, n, policy.artist_cap)):
                 i = s + j
-                row = scores[j]
-                if len(masks[i]):
-                    row[torch.from_numpy(masks[i])] = -math.inf
-                idx, val = self._select(row, n, policy.artist_cap)
                 out.append(RecList(
                     track_ids=[str(x) for x in self.vocab.decode(idx)], scores=[float(v) for v in val],
                     track_idx=[int(x) for x in idx], unknown_tracks=enc[i][2],
                     history_used=int(min(len(menc[i][0]), self.max_len)),
                 ))
+        return out
+
+    def _mask(self, scores: torch.Tensor, masks: Sequence[np.ndarray], policy: ServePolicy) -> None:
+        """-inf for padding, (optionally) cold-start tracks and each row's own exclusions, in place."""
+        scores[:, 0] = -math.inf
+        if not policy.include_cold_start:
+            scores[:, self.is_cold] = -math.inf
+        lens = [len(m) for m in masks]
+        if sum(lens):
+            rows = torch.from_numpy(np.repeat(np.arange(len(masks)), lens))
+            cols = torch.from_numpy(np.concatenate([m for m in masks if len(m)]))
+            scores[rows, cols] = -math.inf
+
+    def _select_batch(self, scores: torch.Tensor, n: int, cap: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, the top-n with the artist cap: one batched topk of 4n candidates; a row whose
+        candidates run out under the cap falls back to a wider search of its own."""
+        if n <= 0 or scores.shape[0] == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * scores.shape[0]
+        want = min(n if cap <= 0 else 4 * n, scores.shape[1])
+        vals, idxs = (x.numpy() for x in scores.topk(want, dim=1))
+        out = []
+        for j in range(scores.shape[0]):
+            ok = np.isfinite(vals[j])
+            val, idx = vals[j][ok], idxs[j][ok]
+            if cap > 0:
+                keep = _cap_artists(self.artist[idx], cap, n)
+                if len(keep) < n and ok.all() and want < scores.shape[1]:  # more eligible tracks exist
+                    out.append(self._select(scores[j], n, cap))
+                    continue
+                val, idx = val[keep], idx[keep]
+            out.append((idx[:n], val[:n]))
         return out
 
     def _excluded(self, idx: np.ndarray, fb: np.ndarray, exclude: Sequence[str], policy: ServePolicy) -> np.ndarray:

@@ -164,3 +164,35 @@ def test_sample_lists_render_as_markdown_and_html(rec):
     assert first in md and "Song" in md and "u2" not in md
     html = serving.render_sample_lists(df, cat, listeners=5, top=3, html=True)
     assert html.startswith("<table") and html.count("</tr>") == 1 + 4 * 3
+
+
+def _events_db(rows):
+    import duckdb
+
+    con = duckdb.connect()
+    df = pd.DataFrame(rows, columns=["stratum_id", "ts", "position", "track_id", "feedback"])
+    df["ts"] = pd.to_datetime(df["ts"])
+    con.register("_ev", df)
+    con.execute("CREATE TABLE feedback_events AS SELECT * FROM _ev")
+    return con
+
+
+def test_active_listeners_are_users_of_the_last_days_with_their_whole_log():
+    con = _events_db([
+        ("old", "2024-01-01", 1, "a", 1), ("old", "2024-01-20", 2, "b", 1),
+        ("new", "2024-01-02", 1, "c", 0), ("new", "2024-03-01", 2, "d", 1), ("new", "2024-03-05", 3, "e", 1),
+    ])
+    ls = st.active_listeners(con, kind="user", active_days=28)
+    assert ls.ids == ["new"]
+    assert ls.histories == [[("c", 0), ("d", 1), ("e", 1)]]
+
+
+def test_active_sessions_are_the_sessions_of_the_last_day_in_position_order():
+    con = _events_db([
+        ("s1", "2024-03-04 10:00", 1, "a", 1), ("s1", "2024-03-04 10:00", 2, "b", 0),
+        ("s2", "2024-03-05 09:00", 2, "d", 1), ("s2", "2024-03-05 09:00", 1, "c", 0),
+        ("s3", "2024-03-05 23:00", 1, "e", 1),
+    ])
+    ls = st.active_listeners(con, kind="session", active_days=28)
+    assert ls.ids == ["s2", "s3"]
+    assert ls.histories[0] == [("c", 0), ("d", 1)]
