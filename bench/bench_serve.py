@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tracks", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--requests", type=int, default=300, help="requests per (catalogue, clients) cell")
     p.add_argument("--listeners", type=int, default=1024, help="batch size of the batch benchmark")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the server / batch")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the server / batch")
     p.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--warehouse", default=warehouse_from_env())
     s.add_argument("--artifacts", default=artifacts_from_env())
     s.add_argument("--model-dir", default=None, help="serve this model folder instead of the newest trained one")
-    s.add_argument("--threads", type=int, default=2, help="torch threads")
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (1: concurrent requests run in parallel threads instead)")
     s.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.command == "serve":

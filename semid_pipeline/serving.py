@@ -104,7 +104,7 @@ def codeword_scores(hidden: torch.Tensor, table: torch.Tensor, offs: torch.Tenso
 class Recommender:
     """Top-N lists from one partition. Thread-safe for concurrent ``recommend`` calls (read-only)."""
 
-    def __init__(self, *, bundle: PartitionBundle, max_len: int | None = None, score_budget: int = 1 << 24) -> None:
+    def __init__(self, *, bundle: PartitionBundle, max_len: int | None = None, score_budget: int = 1 << 22) -> None:
         self.bundle = bundle
         self.model = bundle.model.eval()
         self.vocab = bundle.vocab
