@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import shutil
 import socket
 import subprocess
@@ -311,3 +312,25 @@ def test_reload_swaps_partition_without_dropping_requests(world, server):
     assert bad.status_code == 400 and "partition" in bad.text
     back = requests.post(url + "/reload", json={"partition": PARTITION}, timeout=120)
     assert back.status_code == 200 and requests.get(url + "/info", timeout=30).json()["partition"] == PARTITION
+
+
+def test_sighup_reloads_in_place(server):
+    url, proc = server
+    before = requests.get(url + "/info", timeout=30).json()
+    os.kill(proc.pid, signal.SIGHUP)
+    deadline = time.time() + 60
+    while requests.get(url + "/info", timeout=30).json()["reloads"] == before["reloads"]:
+        assert time.time() < deadline, "SIGHUP did not reload within 60 s"
+        time.sleep(0.3)
+    after = requests.get(url + "/info", timeout=30).json()
+    assert after["partition"] == before["partition"] and after["model_dir"] == before["model_dir"]
+
+
+def test_semid_serve_refuses_a_model_of_another_id_table(world):
+    root, _, run = world
+    mdir = run.asset_materializations_for_node("recommendations")[0].metadata["model_dir"].value
+    env = {**os.environ, "SEMID_WAREHOUSE": str(root / "wh.duckdb"), "SEMID_ARTIFACTS": str(root / "artifacts")}
+    exe = Path(sys.executable).with_name("semid")
+    done = subprocess.run([str(exe), "serve", "--partition", "32|v0-k64", "--model-dir", mdir, "--port", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "semantic-ID table" in done.stderr

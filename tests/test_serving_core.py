@@ -196,3 +196,20 @@ def test_active_sessions_are_the_sessions_of_the_last_day_in_position_order():
     ls = st.active_listeners(con, kind="session", active_days=28)
     assert ls.ids == ["s2", "s3"]
     assert ls.histories[0] == [("c", 0), ("d", 1)]
+
+
+def test_block_topk_equals_topk():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300_001, generator=g)
+    x[torch.randint(0, 300_001, (50_000,), generator=g)] = float("-inf")
+    for k in (1, 10, 200):
+        v, i = serving.topk_1d(x, k, block=256)
+        rv, ri = x.topk(k)
+        assert torch.equal(v, rv) and torch.equal(i, ri)
+
+
+def test_one_listener_gather_path_equals_the_batched_path(rec):
+    h = rec.hidden([rec.encode_history(_history(rec, 9))[:2]])
+    one = serving.codeword_scores(h, rec.table, rec.offs, rec.offs_t)
+    batched = serving.codeword_scores(torch.cat([h, h]), rec.table, rec.offs)[:1]
+    torch.testing.assert_close(one, batched, rtol=1e-5, atol=1e-6)
