@@ -4,23 +4,26 @@
 import dagster as dg
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
+from semid_pipeline import semantic_ids as sid
 from semid_pipeline import serving
 from semid_pipeline import serving_table as st
 from semid_pipeline.serving_load import load_partition
+from semid_pipeline.warehouse import get_meta
 
 from ._meta import number
 from .partitions import CONFIG, grid_partitions, split_grid_key
-from .recommender import load_training_inputs, model_dir, recommender, run_fingerprint
+from .recommender import model_dir, recommender, run_fingerprint
 
 
 def serve_policy() -> serving.ServePolicy:
-    s = CONFIG.serve
-    return serving.ServePolicy(exclude_heard=s.exclude_heard, exclude_skipped=s.exclude_skipped,
-                               include_cold_start=s.include_cold_start, artist_cap=s.artist_cap)
+    return serving.policy_from_config(CONFIG.serve)
 
 
 def _model_dir(warehouse: DuckDBWarehouse, artifacts: ArtifactStore, scheme: str, h: int):
-    dataset_fp, _, _, id_hash = load_training_inputs(warehouse, scheme)
+    """The folder `recommender` trained this partition into (same fingerprint, no split loading)."""
+    with warehouse.connect(read_only=True) as con:
+        dataset_fp = get_meta(con, "dataset_fingerprint")
+        _, id_hash = sid.read_semantic_ids(con, scheme)
     return model_dir(artifacts, scheme, h, run_fingerprint(dataset_fp, id_hash, scheme, h))
 
 

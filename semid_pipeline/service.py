@@ -21,21 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from .config import ServeConfig
 from .errors import SemidError
-from .serving import Recommender, RecommenderHolder, ServePolicy
+from .serving import Recommender, RecommenderHolder, policy_from_config
 
 Loader = Callable[[str], Recommender]  # partition key → a loaded Recommender
-
-
-def policy_of(cfg: ServeConfig) -> ServePolicy:
-    return ServePolicy(exclude_heard=cfg.exclude_heard, exclude_skipped=cfg.exclude_skipped,
-                       include_cold_start=cfg.include_cold_start, artist_cap=cfg.artist_cap)
 
 
 def create_app(*, loader: Loader, partition_key: str, cfg: ServeConfig,
                recommender: Recommender | None = None) -> FastAPI:
     """The app for one partition; ``loader`` is also what ``/reload`` calls."""
     holder = RecommenderHolder(recommender or loader(partition_key))
-    policy = policy_of(cfg)
+    policy = policy_from_config(cfg)
     reload_lock = threading.Lock()  # one reload at a time; requests never wait on it
 
     class HistoryItem(BaseModel):

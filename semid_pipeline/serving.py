@@ -42,6 +42,12 @@ class ServePolicy:
     artist_cap: int = 3
 
 
+def policy_from_config(cfg) -> ServePolicy:
+    """The list policy of a ``config.ServeConfig`` (``[serve]`` in semid.toml)."""
+    return ServePolicy(exclude_heard=cfg.exclude_heard, exclude_skipped=cfg.exclude_skipped,
+                       include_cold_start=cfg.include_cold_start, artist_cap=cfg.artist_cap)
+
+
 @dataclass(frozen=True)
 class RecList:
     """One ranked list: track ids best first, their scores, and what the history held."""
