@@ -5,7 +5,7 @@ import dagster as dg
 
 from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
 
-from . import evaluation, features, ingestion, operations, recommender, recovery, semantic_ids
+from . import evaluation, features, ingestion, operations, recommendations, recommender, recovery, semantic_ids
 
 ASSETS = [
     ingestion.raw_feedback,
@@ -14,6 +14,7 @@ ASSETS = [
     recommender.recommender,
     evaluation.evaluation,
     evaluation.experiment_report,
+    recommendations.recommendations,
 ]
 CHECKS = [
     ingestion.feedback_events_quality,
@@ -23,12 +24,13 @@ CHECKS = [
     semantic_ids.ids_cover_events,
     semantic_ids.ids_no_collapse,
     *evaluation.CHECKS,
+    *recommendations.CHECKS,
 ]
 
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=operations.JOBS,
+    jobs=[*operations.JOBS, recommendations.recommendations_job],
     schedules=[operations.weekly_retraining],
     sensors=[operations.retrain_chain, operations.landing_folder, recovery.dead_run_reaper],
     resources={

@@ -2,7 +2,8 @@
 
 Runs each stage as a real Dagster run on the persistent instance in ``DAGSTER_HOME`` (the same
 one ``dagster dev`` shows), so the UI afterwards holds the whole history, checks and metadata.
-``python -m assets.demo --only ingest`` stops after a stage (ingest|ids|grid|report).
+``python -m assets.demo --only ingest`` stops after a stage (ingest|ids|grid|report; the last
+also builds `recommendations` of the `[production]` partition, before the report that shows them).
 """
 
 
@@ -102,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
 
     stop_on_sigterm()
 
-    from . import operations, partitions
+    from semid_pipeline.schemes import GridCell
+
+    from . import operations, partitions, recommendations
     from .definitions import defs
 
     instance = _instance()
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
     if args.only == "grid":
         return
+    prod = partitions.grid_key(GridCell.of(partitions.CONFIG.production.scheme, partitions.CONFIG.production.hidden))
+    if prod in partitions.grid_partitions.get_partition_keys():  # before the report: it shows sample lists
+        _run(defs.resolve_job_def(recommendations.recommendations_job.name), instance, f"recommendations[{prod}]",
+             partition_key=prod)
     _run(defs.resolve_job_def(operations.report_job.name), instance, "experiment_report")
     from resources import ArtifactStore
 

@@ -6,8 +6,9 @@ import pandas as pd
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
 from semid_pipeline import report as report_mod
-from semid_pipeline import stages
+from semid_pipeline import serving_table, stages
 from semid_pipeline.schemes import GridCell
+from semid_pipeline.serving_load import read_catalog
 
 from ._meta import md_table, number
 from .partitions import cell_of, grid_partitions, settings
@@ -93,7 +94,10 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     if not records:
         raise dg.Failure(description="no evaluated partitions for the current data set: materialize `evaluation` first")
     production = GridCell.of(prod.scheme, prod.hidden).partition_key
-    art = report_mod.render_report(records, layout.report_dir(), dataset=dataset, production=production)
+    with warehouse.connect(read_only=True) as con:  # sample lists, once `recommendations` has rows
+        samples = serving_table.sample_lists_section(con, read_catalog(con))
+    art = report_mod.render_report(records, layout.report_dir(), dataset=dataset, production=production,
+                                   sections=[samples] if samples else [])
     context.log.info(f"report: {art.html_path}")
     figures = {
         f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod.png_data_uri(path)})")
@@ -107,6 +111,7 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
             "summary": dg.MetadataValue.md(art.markdown),
             **figures,
             "headline": dg.MetadataValue.json(art.headline),
+            **({"sample_recommendations": dg.MetadataValue.md(samples.markdown)} if samples else {}),
         }
     )
 

@@ -210,6 +210,20 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``[serve]``: the ``recommendations`` asset and ``semid serve`` (see ``serving``)."""
+
+    n: int = 50  # list length of the recommendations table
+    active_days: int = 28  # a listener is active with events in the last active_days of the data
+    exclude_heard: bool = True
+    exclude_skipped: bool = True
+    include_cold_start: bool = True
+    artist_cap: int = 3  # at most this many tracks per artist in a list (0 = no cap)
+    max_n: int = 500  # largest n a request may ask for
+    max_history: int = 2000  # most history entries a request may send
+
+
+@dataclass(frozen=True)
 class SemidConfig:
     ingest: IngestConfig = IngestConfig()
     semantic_ids: SemanticIdConfig = SemanticIdConfig()
@@ -218,6 +232,7 @@ class SemidConfig:
     grid: GridConfig = GridConfig()
     production: ProductionConfig = ProductionConfig()
     eval: EvalConfig = EvalConfig()
+    serve: ServeConfig = ServeConfig()
     landing_dir: str = str(DEFAULT_DATA_DIR / "landing")
 
 

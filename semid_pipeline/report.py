@@ -52,6 +52,7 @@ __all__ = [
     "plot_auc_vs_params",
     "plot_lift_by_history",
     "render_report",
+    "ReportSection",
     "png_data_uri",
     "load_records",
 ]
@@ -60,6 +61,16 @@ FIG1 = "fig1_auc_vs_k.png"
 FIG2 = "fig2_auc_vs_params.png"
 FIG3 = "fig3_lift_by_history.png"
 
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section another stage contributes (e.g. sample recommendation lists): its HTML body is
+    inserted as given (already escaped by its renderer), its markdown goes into summary.md."""
+
+    title: str
+    html: str
+    markdown: str
 
 
 @dataclass
@@ -425,6 +436,7 @@ def render_report(
     dataset: str = "",
     production: str | None = None,
     fig3_h: int | None = None,
+    sections: Sequence[ReportSection] = (),
 ) -> ReportArtifacts:
     """Render tables, the three figures and a self-contained ``report.html`` into
     ``out_dir`` from stored evaluation records. ``production``: a partition key to
@@ -452,6 +464,7 @@ def render_report(
         + "\n## AUC lift over id by history bucket\n\n" + to_markdown(wide)
         + f"\n## Diversity of top-{_topk(df)} lists\n\n" + to_markdown(div)
         + "\n## Model-free baselines\n\n" + to_markdown(base)
+        + "".join(f"\n## {sec.title}\n\n{sec.markdown}\n" for sec in sections)
     )
     md_path = out / "summary.md"
     md_path.write_text(md)
@@ -476,6 +489,7 @@ def render_report(
         _to_html(wide),
         f"<h2>Diversity of top-{_topk(df)} lists</h2>", _to_html(div),
         "<h2>Model-free baselines</h2>", _to_html(base),
+        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in sections),
     ]
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"

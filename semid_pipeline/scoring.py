@@ -171,6 +171,15 @@ def _exclude_mask(exclude, n) -> torch.Tensor | None:
     return m
 
 
+def stack_fields(tables: Sequence[torch.Tensor], codes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fields' codeword tables stacked into one (K_tot, h) table, and each track's F rows of it
+    (N, F): ``item_emb[i] = table[offs[i]].sum(0)``, so every codeword is scored once per query."""
+    sizes = [int(t.shape[0]) for t in tables]
+    base = torch.tensor([0] + sizes[:-1]).cumsum(0)
+    offs = torch.stack([c.long() for c in codes], 1) + base[None, :]
+    return torch.cat(list(tables), 0), offs
+
+
 @torch.no_grad()
 def topk_decomposed(
     hidden: torch.Tensor,
@@ -199,10 +208,8 @@ def topk_decomposed(
             raise ValueError(f"codes[{f}] has shape {tuple(c.shape)}, expected ({n},)")
         if t.ndim != 2 or t.shape[1] != hidden.shape[1]:
             raise ValueError(f"tables[{f}] has shape {tuple(t.shape)}, expected (k_f, {hidden.shape[1]})")
-    sizes = [int(t.shape[0]) for t in tables]
-    base = torch.tensor([0] + sizes[:-1]).cumsum(0)
-    offs = torch.stack([c.long() for c in codes], 1) + base[None, :]  # (N, F)
-    table = torch.cat(list(tables), 0).to(hidden.dtype)  # (K_tot, h)
+    table, offs = stack_fields(tables, codes)
+    table = table.to(hidden.dtype)
     mask = _exclude_mask(exclude, n)
     n_ok = n - (int(mask.sum()) if mask is not None else 0)
     k = min(k, n_ok)

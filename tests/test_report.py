@@ -128,3 +128,31 @@ def test_record_fields_come_from_the_production_record(tmp_path):
     assert r["recall"] == rec["ranking"]["recall@10"] and r["topk"] == 10
     art = render_report([rec], tmp_path)
     assert "recall@10" in art.markdown
+
+
+def test_sample_recommendations_section_only_when_the_table_has_rows(tmp_path):
+    """The report shows each partition's first lists with titles once `recommendations` exists."""
+    import pandas as pd
+
+    from semid_pipeline import serving_table as st
+    from semid_pipeline import warehouse as wh
+
+    catalog = pd.DataFrame({"track_id": ["t1", "t2", "t3"], "artist_id": ["a1", "a1", "a2"],
+                            "title": ["Alpha <b>", "Beta", "Gamma"]})
+    recs = pd.DataFrame({"partition_key": "64|v1-k256", "listener_id": ["u2", "u2", "u1", "u1"],
+                         "rank": [1, 2, 1, 2], "track_id": ["t1", "t3", "t2", "t1"],
+                         "score": [2.0, 1.0, 3.0, 0.5], "is_cold": False})
+    rec = _record(64, "v1", 256, np.random.default_rng(3))
+    with wh.connect(tmp_path / "wh.duckdb") as con:
+        assert st.sample_lists_section(con, catalog) is None  # no table yet
+        st.write_recommendations(con, "64|v1-k256", recs)
+        section = st.sample_lists_section(con, catalog, listeners=1, top=1)
+        both = st.sample_lists_section(con, catalog, listeners=2, top=1)
+    assert section is not None and "Alpha" not in section.html  # u1 first, and only its rank 1 (t2)
+    assert "Beta" in section.html and "u1" in section.html and "u2" not in section.html
+    assert "Alpha &lt;b&gt;" in both.html and "Alpha <b>" not in both.html  # titles are escaped
+    art = render_report([rec], tmp_path / "r", sections=[section])
+    page = art.html_path.read_text()
+    assert "<h2>Sample recommendations</h2>" in page and "<h3>64|v1-k256</h3>" in page and "Beta" in page
+    assert "## Sample recommendations" in art.markdown_path.read_text()
+    assert "Sample recommendations" not in render_report([rec], tmp_path / "none").html_path.read_text()
