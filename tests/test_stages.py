@@ -13,8 +13,9 @@ from semid_pipeline.schemes import GridCell, IdScheme
 from semid_pipeline.warehouse import connect, set_meta
 
 
-def _warehouse(path, n: int, *, dataset: str = "events:/x.csv", seed: int = 0) -> None:
-    """content_features for tracks t000..t<n-1> (random vectors) and one event per track."""
+def _warehouse(path, n: int, *, dataset: str = "events:/x.csv", seed: int = 0, base: str | None = None) -> None:
+    """content_features for tracks t000..t<n-1> (random vectors) and one event per track; the
+    data-set base fingerprint as ingestion records it (appends keep it: same ``base``)."""
     rng = np.random.default_rng(seed)
     rows = [(f"t{i:03d}", rng.normal(size=4).astype(float).tolist()) for i in range(n)]
     with connect(path) as con:
@@ -22,6 +23,7 @@ def _warehouse(path, n: int, *, dataset: str = "events:/x.csv", seed: int = 0) -
         con.executemany("INSERT INTO content_features VALUES (?, ?)", rows)
         con.execute("CREATE OR REPLACE TABLE feedback_events AS SELECT track_id FROM content_features")
         set_meta(con, "dataset", dataset)
+        set_meta(con, "dataset_base_fingerprint", base or f"base-of-{dataset}")
 
 
 CFG = SemidConfig(semantic_ids=SemanticIdConfig(levels=2, seed=0))
@@ -33,7 +35,8 @@ def test_fit_then_unchanged_then_cold_start_then_refit(tmp_path, key):
     _warehouse(wh, 30)
     first = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
     assert first.mode.startswith("fit") and len(first.table) == 30
-    assert layout.read_provenance(scheme) == {"dataset": "events:/x.csv", "content_hash": first.content_hash}
+    assert layout.read_provenance(scheme) == {"dataset": "events:/x.csv", "content_hash": first.content_hash,
+                                              "dataset_base_fingerprint": "base-of-events:/x.csv"}
     again = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
     assert again.mode == "unchanged" and again.content_hash == first.content_hash
     _warehouse(wh, 35)  # five tracks arrive (same content for the old ones)
@@ -53,6 +56,16 @@ def test_a_new_data_set_is_fitted_not_extended(tmp_path):
     _warehouse(wh, 25, dataset="events:/other.csv")
     other = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
     assert other.mode.startswith("fit")
+
+
+def test_same_spec_new_base_fingerprint_is_fitted_not_extended(tmp_path):
+    """The user fixed the file and re-ingested it under the same spec: a new data set."""
+    wh, layout, scheme = str(tmp_path / "w.duckdb"), ArtifactLayout(root=tmp_path / "art"), IdScheme.parse("v0-k8")
+    _warehouse(wh, 20, base="first")
+    stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
+    _warehouse(wh, 25, base="fixed")
+    again = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
+    assert again.mode.startswith("fit")
 
 
 def test_missing_evaluation_record_names_the_cell(tmp_path):
