@@ -38,6 +38,10 @@ class InputDataError(SemidError):
         self.rows = list(rows or [])
 
 
+class SplitError(SemidError):
+    """A period of the time split holds no stratum that can be evaluated."""
+
+
 class ConfigError(SemidError):
     """A setting (environment variable, config file, resource config) is invalid."""
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .config import SplitConfig, parse_dataset_spec
+from .errors import SplitError
 from .schema import FEEDBACK_EVENTS, TRACK_CATALOG
 from .warehouse import get_meta, table_columns, table_exists
 
@@ -269,6 +270,25 @@ class _Builder:
         return EvalSet(self.strata, self.inputs, events, self.input_ts, self.input_pos)
 
 
+def _require_strata(val: EvalSet, test: EvalSet, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
+    """Stop with what to change when the test period has no qualifying stratum (instead of a NaN
+    AUC later and a crash in the evaluation). An empty validation period is allowed: training then
+    keeps its last epoch (no early stopping), as the training log says."""
+    day = lambda t: str(pd.Timestamp(t).date())  # noqa: E731
+    first, last = events_span
+    periods = (("test", test, starts[1], last, "test_days", cfg.test_days),)
+    for name, ev, lo, hi, knob, days in periods:
+        if len(ev.stratum_ids) == 0:
+            raise SplitError(
+                f"the {name} period {day(lo)} .. {day(hi)} ([split] {knob} = {days}) holds no {kind} that can be "
+                f"evaluated (one needs earlier input events and both a positive and a negative event in the "
+                f"period); the data spans {day(first)} .. {day(last)}. Change [split] {knob} / "
+                f"{'test_days' if knob == 'val_days' else 'val_days'}, or check the timestamps (epoch "
+                "milliseconds read as seconds, or a single stray far-future event, push the periods past "
+                "the data)."
+            )
+
+
 def build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: SplitConfig,
                  *, kind: str | None = None) -> Splits:
     """Split a ``feedback_events``-shaped frame (see schema.py). ``kind`` overrides detection."""
@@ -336,6 +356,7 @@ def build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: SplitC
         counts += np.bincount(np.concatenate([t for t, _ in train]), minlength=vocab.n_tokens)
     counts[0] = 0
     val, test = val_b.build(), test_b.build()
+    _require_strata(val, test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
     for ev in (val, test):
         ev.events["is_cold"] = counts[ev.events["track_idx"].to_numpy(dtype=np.int64)] == 0
     artist, n_art = _metadata_index(vocab, events, catalog, "artist_id")

@@ -273,6 +273,11 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                 "seconds": seconds,
             }
             history.append(record)
+            if math.isnan(val_auc) and len(splits.val.stratum_ids) > 0:
+                raise SemidError(
+                    f"{tag} validation AUC is NaN after epoch {epoch + 1} (loss {record['loss']:.4g}): the model "
+                    "diverged or the validation pairs are degenerate; lower [train] lr or check the data"
+                )
             improved = math.isnan(val_auc) or val_auc > best_auc  # no validation strata: keep the latest
             if improved:
                 best_epoch, best_auc, bad_epochs = epoch + 1, val_auc, 0

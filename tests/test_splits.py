@@ -9,6 +9,7 @@ import pytest
 
 from conftest import EVENT_COLUMNS, T0, create_feedback_events, user_feedback
 from semid_pipeline.config import SplitConfig
+from semid_pipeline.errors import SplitError
 from semid_pipeline.splits import build_splits, detect_kind, load_splits
 
 COLS = EVENT_COLUMNS
@@ -186,10 +187,20 @@ def test_load_splits_uses_the_kind_ingestion_recorded():
     create_feedback_events(con, ev)
     assert recorded_kind(con) is None and load_splits(con, SplitConfig()).kind == "session"
     set_meta(con, "dataset", "events:/data/events.csv")
-    assert recorded_kind(con) == "user" and load_splits(con, SplitConfig()).kind == "user"
+    assert recorded_kind(con) == "user"
+    with pytest.raises(SplitError, match="holds no user that can be evaluated"):  # split as users: no test input
+        load_splits(con, SplitConfig())
     set_meta(con, "dataset", "synthetic:tiny:sessions")
     assert recorded_kind(con) == "session"
     con.close()
+
+
+def test_test_period_without_strata_says_which_window_and_what_to_change():
+    rows = [("u1", p + 1, 4, T0 + pd.Timedelta(hours=p), f"t{p}", p % 2, None, None, None) for p in range(4)]
+    with pytest.raises(SplitError) as err:  # all events inside the test period: no user has an input
+        build_splits(pd.DataFrame(rows, columns=COLS), None, SplitConfig(test_days=14), kind="user")
+    msg = str(err.value)
+    assert "test period" in msg and "test_days = 14" in msg and "data spans" in msg
 
 
 def test_empty_events_rejected():
