@@ -16,7 +16,7 @@ import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
 from semid_pipeline import features, semantic_ids as sid
-from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS
+from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 from semid_pipeline.warehouse import get_meta, table_exists
 from semid_pipeline.schema import semantic_id_table
 
@@ -83,7 +83,10 @@ def materialize_semantic_ids(
         table, mode = res.table, f"fit in {res.fit_seconds:.1f}s"
         recon = res.metrics.get("reconstruction_error")
     table = table.sort_values("track_id").reset_index(drop=True)
-    metrics = sid.codebook_quality(table, k, X=None if key == "id" else X, recon_error=recon)
+    metrics = sid.codebook_quality(
+        table, k, X=None if key == "id" else X, recon_error=recon,
+        max_tie_embeddings=CONFIG.semantic_ids.max_tie_embeddings,
+    )
     with warehouse.connect() as con:
         content_hash = sid.write_semantic_ids(con, key, table)
     (art_dir / "provenance.json").write_text(json.dumps({"dataset": dataset, "content_hash": content_hash}))
@@ -160,3 +163,35 @@ def ids_no_collapse(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWar
     k = len(table) if key == "id" else sid.parse_partition_key(key)[1]
     ok, details = sid.check_collapse(table, k, len(table), CONFIG.semantic_ids.min_level1_utilization)
     return dg.AssetCheckResult(passed=bool(ok), metadata={"details": dg.MetadataValue.json(details)})
+
+
+@dg.asset_check(
+    asset=semantic_ids,
+    blocking=True,
+    description="Distinct tuples: unique-tuple share ≥ min_unique_tuple_share (when k^L ≥ 10 × tracks) and "
+    "max tie ≤ max_tie_limit; on failure, the largest collision groups with their titles and artists.",
+)
+def ids_distinct_tuples(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    key = context.partition_key
+    with warehouse.connect(read_only=True) as con:
+        table = sid.read_semantic_ids(con, key)[0]
+        catalog = con.execute(f"SELECT * FROM {TRACK_CATALOG}").df() if table_exists(con, TRACK_CATALOG) else None
+    k = len(table) if key == "id" else sid.parse_partition_key(key)[1]
+    cfg = CONFIG.semantic_ids
+    ok, details = sid.check_distinct(
+        table, k, min_unique_share=cfg.min_unique_tuple_share, max_tie_limit=cfg.max_tie_limit, catalog=catalog
+    )
+    groups = pd.DataFrame(
+        [{"codes": str(g["codes"]), "size": g["size"], **{f"track{i + 1}": " / ".join(
+            str(t.get(c)) for c in ("title", "artist_id") if t.get(c) is not None) or t["track_id"]
+            for i, t in enumerate(g["tracks"])}} for g in details["largest_collision_groups"]]
+    )
+    return dg.AssetCheckResult(
+        passed=bool(ok),
+        metadata={
+            "unique_tuple_share": dg.MetadataValue.float(float(details["unique_tuple_share"])),
+            "max_tie": dg.MetadataValue.int(int(details["max_tie"])),
+            "largest_collision_groups": md_table(groups) if len(groups) else dg.MetadataValue.text("none"),
+            "details": dg.MetadataValue.json(details),
+        },
+    )

@@ -117,6 +117,11 @@ class SemanticIdConfig:
     seed: int = 0
     min_level1_utilization: float = 0.9  # collapse guard, applied when k <= tracks/4
     rqvae: RQVAEConfig = RQVAEConfig()
+    # collision-aware IDs (balanced.py): last level = nearest code still free under the prefix
+    balanced_last_level: bool = True  # v1 + rqkmeans; false = the paper's exact greedy method
+    max_tie_embeddings: int = 16  # rows of the model's tie table; ties >= cap-1 share the last row
+    min_unique_tuple_share: float = 0.9  # quality gate, applied when k^L >= 10 x tracks
+    max_tie_limit: int = 15  # quality gate on the largest tie value
 
     def partition_keys(self) -> list[str]:
         return [f"{s}-k{k}" for s, ks in self.schemes.items() for k in ks]

@@ -127,12 +127,19 @@ def semantic_code_columns(id_table: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: int(c[1:]))
 
 
-def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None
+MAX_TIE_EMBEDDINGS = 16  # default cap of the tie table ([semantic_ids] max_tie_embeddings)
+
+
+def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None,
+                    max_tie_embeddings: int | None = MAX_TIE_EMBEDDINGS,
                     ) -> tuple[dict[str, tuple[np.ndarray, int]], int]:
     """Align a semantic-ID table (track_id, c1..cL[, tie]) to the vocabulary.
 
     ``track_ids[i]`` is vocabulary index i+1. Codes c_l in 0..k-1 become 1..k (0 = pad); tie values
     0..max_tie become 1..max_tie+1. Returns (fields, number of vocabulary tracks missing from the table).
+    The tie table is capped at ``max_tie_embeddings`` rows (None = uncapped): ties ≥ cap − 1 share
+    the last row, so a collapsed tokenizer cannot grow thousands of meaningless tie rows
+    (semid-ids hook; ``expected_parameter_count`` sees the capped size through ``field_sizes``).
     """
     levels = semantic_code_columns(id_table)
     if not levels:
@@ -145,6 +152,8 @@ def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int 
         vals = tbl[col].to_numpy(dtype=np.int64)
         if vals.size and vals.min() < 0:
             raise ValueError(f"semantic-ID column {col} has negative codes")
+        if col == "tie" and max_tie_embeddings:  # semid-ids hook: capped tie table
+            vals = np.minimum(vals, int(max_tie_embeddings) - 1)
         size = int(vals.max()) + 1 if vals.size else 1
         if col != "tie" and k is not None:
             if size > k:
@@ -247,7 +256,8 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 
     track_representation = (1 + Σ_f n_f) · h         one shared zero pad row + every field's codes
         id:            n_track = N                     → (N + 1) · h
-        semantic:      L levels of k codes + tie (max_tie + 1 values) [+ artist A + genre G]
+        semantic:      L levels of k codes + tie (min(max_tie + 1, max_tie_embeddings) values: ties
+                       beyond the cap share one row, see ``semantic_fields``) [+ artist A + genre G]
     other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
     """
     sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)

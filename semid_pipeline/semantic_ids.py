@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import balanced as bal
 from . import rqvae as rq
 from .config import SemanticIdConfig
 from .errors import ConfigError, SemidError
@@ -34,6 +35,7 @@ from .schema import SEMANTIC_ID_REGISTRY, semantic_id_table
 from .warehouse import atomic, table_exists
 
 SCHEMES = ("v0", "v1", "rqkmeans")
+BALANCED_SCHEMES = ("v1", "rqkmeans")  # schemes whose last level can be balanced (balanced.py)
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
 NEIGHBOUR_SAMPLE = 5000
 NEIGHBOURS = 10
@@ -160,6 +162,9 @@ def fit_semantic_ids(
     d = Path(artifact_dir)
     d.mkdir(parents=True, exist_ok=True)
     meta = {"scheme": scheme, "k": int(k), "levels": int(levels), "seed": int(cfg.seed), "input_dim": int(X.shape[1])}
+    balanced = bool(cfg.balanced_last_level) and scheme in BALANCED_SCHEMES  # collision-aware last level (balanced.py)
+    if scheme in BALANCED_SCHEMES:
+        meta["balanced_last_level"] = balanced
     t0 = time.perf_counter()
     recon = None
     if scheme == "v0":
@@ -169,8 +174,12 @@ def fit_semantic_ids(
     elif scheme == "v1":
         rcfg = cfg.rqvae if cfg.rqvae.levels == levels else type(cfg.rqvae)(**{**asdict(cfg.rqvae), "levels": levels})
         model, history = rq.fit_rqvae(X, cfg=rcfg, codebook_size=k)
-        codes = model.encode_codes(X).numpy()
-        recon = model.reconstruction_error(X)
+        if balanced:
+            codes = bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach())
+            recon = float(((model.decode_codes(codes) - torch.from_numpy(X)) ** 2).sum(1).mean())
+        else:
+            codes = model.encode_codes(X).numpy()
+            recon = model.reconstruction_error(X)
         model.save(d, extra={**meta, "rqvae_config": asdict(rcfg), "dead_code_resets": history["dead_code_resets"]})
     else:  # rqkmeans
         g = torch.Generator().manual_seed(cfg.seed)
@@ -178,7 +187,7 @@ def fit_semantic_ids(
         fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
         with rq.deterministic():
             books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=cfg.seed)
-            codes_t = rq.residual_assign(xt, books)
+            codes_t = torch.from_numpy(bal.balanced_codes(xt, books)) if balanced else rq.residual_assign(xt, books)
         codes = codes_t.numpy()
         x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
         recon = float(((x_hat - xt) ** 2).sum(1).mean())
@@ -187,13 +196,21 @@ def fit_semantic_ids(
     fit_seconds = time.perf_counter() - t0
     tie = add_tie_level(ids, codes)
     table = make_table(ids, codes, tie)
-    metrics = codebook_quality(table, k, X=X, recon_error=recon)
+    metrics = codebook_quality(table, k, X=X, recon_error=recon, max_tie_embeddings=cfg.max_tie_embeddings)
+    metrics["balanced_last_level"] = balanced
     metrics["fit_seconds"] = fit_seconds
     return SemanticIdResult(table=table, metrics=metrics, artifact_dir=d, fit_seconds=fit_seconds)
 
 
-def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, seed: int | None = None) -> np.ndarray:
-    """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids)."""
+def encode_with_artifact(
+    artifact_dir: Path, X: np.ndarray, track_ids=None, *, seed: int | None = None, existing_codes: np.ndarray | None = None
+) -> np.ndarray:
+    """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids).
+
+    An artifact fitted with ``balanced_last_level`` assigns the last level under capacity, with
+    ``existing_codes`` (M, L) (IDs already given out) occupying it: new tracks prefer codes still
+    free under their prefix, existing IDs are never touched.
+    """
     d = Path(artifact_dir)
     meta = _read_config(d)
     scheme = meta["scheme"]
@@ -204,9 +221,15 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, s
         raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
     if len(X) == 0:
         return np.zeros((0, meta["levels"]), dtype=np.int64)
+    balanced = bool(meta.get("balanced_last_level", False))
     if scheme == "v1":
-        return rq.RQVAE.load(d).encode_codes(X).numpy()
+        model = rq.RQVAE.load(d)
+        if balanced:
+            return bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach(), existing_codes=existing_codes)
+        return model.encode_codes(X).numpy()
     books = torch.from_numpy(np.load(d / "codebooks.npz")["codebooks"])
+    if balanced:
+        return bal.balanced_codes(X, books, existing_codes=existing_codes)
     return rq.residual_assign(X, books).numpy()
 
 
@@ -236,7 +259,10 @@ def assign_new_tracks(
     old = existing[existing["track_id"].astype(str).isin(set(ids))]
     if fresh:
         X_f = X_new[[fresh_pos[t] for t in fresh]] if X_new is not None else None
-        codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, seed=seed if scheme == "v0" else None)
+        codes = encode_with_artifact(
+            Path(artifact_dir), X_f, fresh, seed=seed if scheme == "v0" else None,
+            existing_codes=existing[cols].to_numpy(dtype=np.int64) if len(existing) else None,
+        )
         if codes.shape[1] != len(cols):
             raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
         # next free tie per tuple: max existing tie + 1
@@ -263,10 +289,13 @@ def _entropy_bits(counts: np.ndarray) -> float:
 
 
 def codebook_quality(
-    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0
+    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0,
+    max_tie_embeddings: int | None = None,
 ) -> dict:
     """Per-level utilization / entropy (dicts keyed c1..cL), unique-tuple share, max tie,
-    reconstruction error, and neighbour preservation against random codes of the same k.
+    share of tracks in collision groups larger than 2, the model's tie-table rows (max tie + 1,
+    capped at ``max_tie_embeddings``), reconstruction error, and neighbour preservation against
+    random codes of the same k.
 
     ``X`` rows must be aligned with ``table`` rows.
     """
@@ -282,9 +311,11 @@ def codebook_quality(
         _, inv, cnt = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
         out["unique_tuple_share"] = float((cnt[inv.reshape(-1)] == 1).mean())
         out["distinct_tuples"] = int(len(cnt))
+        out["share_in_groups_over_2"] = float((cnt[inv.reshape(-1)] > 2).mean())
     else:
-        out["unique_tuple_share"], out["distinct_tuples"] = 1.0, 0
+        out["unique_tuple_share"], out["distinct_tuples"], out["share_in_groups_over_2"] = 1.0, 0, 0.0
     out["max_tie"] = int(table["tie"].max()) if n else 0
+    out["tie_table_rows"] = tie_table_rows(out["max_tie"], max_tie_embeddings)
     out["reconstruction_error"] = None if recon_error is None else float(recon_error)
     out["neighbour_preservation"] = None
     out["neighbour_preservation_random"] = None
@@ -302,6 +333,12 @@ def codebook_quality(
     return out
 
 
+def tie_table_rows(max_tie: int, max_tie_embeddings: int | None) -> int:
+    """Rows of the model's tie embedding table: max tie + 1, capped (``model.semantic_fields``)."""
+    rows = int(max_tie) + 1
+    return rows if not max_tie_embeddings else min(rows, int(max_tie_embeddings))
+
+
 def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
     """track_id unique AND (c1..cL, tie) unique."""
     cols = [*code_columns(table), "tie"]
@@ -315,6 +352,63 @@ def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
         "shared_id_examples": dup_ids.head(5).astype(str).to_dict("records"),
     }
     return (not dup_tracks and dup_ids.empty), details
+
+
+def collision_groups(table: pd.DataFrame, catalog: pd.DataFrame | None = None, *, top: int = 5, per_group: int = 3) -> list[dict]:
+    """The ``top`` largest L-tuple collision groups (size ≥ 2), each with up to ``per_group`` member
+    tracks and — when ``catalog`` (track_catalog rows) is given — their titles and artists, so a
+    person sees *why* they collide (same artist, "X (Live)" vs "X - Remaster", empty metadata …)."""
+    cols = code_columns(table)
+    if not len(table):
+        return []
+    sizes = table.groupby(cols, sort=True).size()
+    sizes = sizes[sizes > 1].sort_values(ascending=False, kind="stable").head(top)
+    info = None
+    if catalog is not None and len(catalog):
+        keep = [c for c in ("track_id", "title", "artist_id", "genre_id", "album") if c in catalog.columns]
+        info = catalog[keep].assign(track_id=catalog["track_id"].astype(str)).drop_duplicates("track_id").set_index("track_id")
+    out = []
+    for key, size in sizes.items():
+        key = key if isinstance(key, tuple) else (key,)
+        mask = np.logical_and.reduce([table[c].to_numpy() == v for c, v in zip(cols, key)])
+        members = table.loc[mask].sort_values("tie").head(per_group)
+        rows = []
+        for t, tie in zip(members["track_id"].astype(str), members["tie"]):
+            row = {"track_id": t, "tie": int(tie)}
+            if info is not None and t in info.index:
+                row.update({c: (None if pd.isna(v) else str(v)) for c, v in info.loc[t].items()})
+            rows.append(row)
+        out.append({"codes": [int(v) for v in key], "size": int(size), "tracks": rows})
+    return out
+
+
+def check_distinct(
+    table: pd.DataFrame, k: int, *, min_unique_share: float = 0.9, max_tie_limit: int = 15,
+    catalog: pd.DataFrame | None = None,
+) -> tuple[bool, dict]:
+    """Quality gate against collapsed tuples.
+
+    * unique-tuple share ≥ ``min_unique_share`` — applied only when the code space is roomy
+      (k^L ≥ 10 × tracks); with fewer possible tuples collisions are expected, not a defect;
+    * max tie ≤ ``max_tie_limit`` — always: a huge tie means many tracks are told apart only by a
+      counter that carries no content (and whose embedding rows are shared beyond the cap).
+    Failing details carry the largest collision groups with titles/artists (``collision_groups``).
+    """
+    q = codebook_quality(table, k)
+    n, levels = q["n_tracks"], q["levels"]
+    roomy = float(k) ** levels >= 10 * n
+    share_ok = (not roomy) or q["unique_tuple_share"] >= min_unique_share
+    tie_ok = q["max_tie"] <= max_tie_limit
+    details = {
+        "tracks": n, "k": int(k), "levels": levels, "unique_tuple_share": q["unique_tuple_share"],
+        "min_unique_tuple_share": float(min_unique_share), "share_gate_applied": bool(roomy),
+        "max_tie": q["max_tie"], "max_tie_limit": int(max_tie_limit),
+        "share_in_groups_over_2": q["share_in_groups_over_2"], "distinct_tuples": q["distinct_tuples"],
+        "largest_collision_groups": collision_groups(table, catalog),
+    }
+    if not roomy:
+        details["note"] = f"share gate not applied: k^L={float(k) ** levels:g} < 10 x {n} tracks"
+    return bool(share_ok and tie_ok), details
 
 
 def check_coverage(table: pd.DataFrame, event_track_ids) -> tuple[bool, dict]:
