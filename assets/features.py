@@ -12,6 +12,7 @@ from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATAL
 from semid_pipeline.warehouse import get_meta
 
 from ._meta import md_table
+from .partitions import CONFIG
 
 
 class FeatureRunConfig(dg.Config):
@@ -36,7 +37,9 @@ def content_features(
         # one transform per data set: fitted on its first ingestion, reused when files are appended
         tdir = artifacts.path("features", hashlib.sha256(str(dataset).encode()).hexdigest()[:12])
         reuse = (tdir / "transform.json").exists() and not config.refit
-        result = features.build_content_features(con, tdir, reuse_transform=reuse)
+        result = features.build_content_features(
+            con, tdir, reuse_transform=reuse, cfg=CONFIG.features, cache_dir=artifacts.path("text_embeddings")
+        )
         _, X = features.read_content_features(con)
     context.log.info(
         f"content features: {result.n_tracks} tracks × {result.dim} dims ({'reused' if reuse else 'fitted'} transform)"
@@ -54,6 +57,9 @@ def content_features(
             "imputed_values": dg.MetadataValue.int(int(result.n_imputed)),
             "transform": dg.MetadataValue.path(str(result.transform_dir)),
             "transform_mode": dg.MetadataValue.text("reused" if reuse else "fitted"),
+            "text_encoder": dg.MetadataValue.text(result.text_encoder or "none"),
+            "text_encoding": dg.MetadataValue.text(result.text_note or "no text block (audio/numeric content)"),
+            "text_strings_embedded": dg.MetadataValue.int(int(result.text_embedded)),
             "features": md_table(summary),
         }
     )

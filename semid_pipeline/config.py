@@ -128,6 +128,18 @@ class SemanticIdConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    """Content encoders (``features.py``, ``text_encoder.py``); recorded in the transform artifact."""
+
+    text_encoder: str = "auto"  # auto (MiniLM when installed, else hashed tokens) | minilm | hashed | none
+    text_columns: tuple[str, ...] = ("title", "artist_id", "genre_id", "album")
+    text_with_audio: bool = False  # also add the text block when the catalogue has numeric/audio content
+    text_dim: int = 64  # principal components kept of the concatenated per-column sentence embeddings
+    text_weight: float = 1.0  # per-block scaling: mean variance per text dimension
+    batch_size: int = 256  # strings per forward pass of the text encoder
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     test_days: int = 14
     val_days: int = 14
@@ -180,6 +192,7 @@ class EvalConfig:
 class SemidConfig:
     ingest: IngestConfig = IngestConfig()
     semantic_ids: SemanticIdConfig = SemanticIdConfig()
+    features: FeaturesConfig = FeaturesConfig()
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
     grid: GridConfig = GridConfig()
