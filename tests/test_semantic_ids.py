@@ -297,3 +297,33 @@ def test_distinct_gate_fails_on_planted_collapse_and_names_groups():
     small_space = _with_ties(ids(n), np.stack([g, g], 1))
     ok, details = sid.check_distinct(small_space, 3, max_tie_limit=1000)  # k^L < 10 x tracks: share gate off
     assert ok and "not applied" in details["note"]
+
+
+def test_id_quality_report_table_merge_and_figure(tmp_path):
+    from semid_pipeline import id_quality_report as iqr
+    from semid_pipeline.report import records_frame
+
+    n = 200
+    g = np.arange(n) // 50  # collapsed: 4 tuples of 50
+    tables = {
+        "v1-k64": _with_ties(ids(n), np.stack([g, g, g, g], 1)),
+        "v0-k64": _with_ties(ids(n), np.random.default_rng(0).integers(0, 64, (n, 4))),
+        "id": pd.DataFrame({"track_id": ids(n), "c1": range(n), "tie": 0}),
+    }
+    q = iqr.id_quality_table(tables, max_tie_embeddings=16).set_index("scheme_key")
+    assert q.loc["v1-k64", "unique_tuple_share"] == 0.0 and q.loc["v1-k64", "max_tie"] == 49
+    assert q.loc["v1-k64", "tie_table_rows"] == 16 and q.loc["id", "unique_tuple_share"] == 1.0
+    assert q.loc["v0-k64", "unique_tuple_share"] > 0.9
+    records = [{"partition_key": f"64|{key}", "test": {"auc": auc, "ci_lo": auc - 0.01, "ci_hi": auc + 0.01}}
+               for key, auc in (("v1-k64", 0.55), ("v0-k64", 0.6), ("id", 0.62))]
+    merged = iqr.merge_id_quality(records_frame(records), q.reset_index())
+    row = merged.set_index("scheme_key").loc["v1-k64"]
+    assert row["test_auc"] == 0.55 and row["max_tie"] == 49
+    png = iqr.plot_auc_vs_unique_share(merged, tmp_path / "fig.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for key, t in tables.items():
+        sid.write_semantic_ids(con, key, t)
+    pd.testing.assert_frame_equal(iqr.id_quality_from_warehouse(con).set_index("scheme_key").sort_index(), q.sort_index(),
+                                  check_dtype=False)
+    con.close()
