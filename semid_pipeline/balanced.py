@@ -132,19 +132,29 @@ def balanced_last_level(
     if not len(left):
         return out
     # later rounds: full distance rows for the displaced tracks only, full codes masked out
-    D = _sq_dists(residual[torch.from_numpy(left)], book)  # (n_left, K)
+    D = _sq_dists(residual[torch.from_numpy(left)], book)  # (n_left, K), rows stay; placed rows go inactive
     g_left = g_new[left]
+    by_g = np.argsort(g_left, kind="stable")  # D rows grouped by prefix: a full key masks one column of a run
+    g_sorted = g_left[by_g]
     codes = np.arange(K)
-    while len(left):
-        full = (cap[g_left][:, None] - load.get((g_left[:, None] * K + codes[None, :]).reshape(-1)).reshape(len(left), K)) <= 0
-        D[full] = np.inf
-        pick = D.argmin(1)
-        pick_d = D[np.arange(len(left)), pick]
-        keys = g_left * K + pick
-        ok = _accept(left, keys, pick_d, cap[g_left] - load.get(keys))
-        out[left[ok]] = pick[ok]
+    full = (cap[g_left][:, None] - load.get((g_left[:, None] * K + codes[None, :]).reshape(-1)).reshape(len(left), K)) <= 0
+    D[full] = np.inf
+    active = np.ones(len(left), bool)
+    while active.any():
+        rows = np.flatnonzero(active)
+        pick = D[rows].argmin(1)
+        pick_d = D[rows, pick]
+        keys = g_left[rows] * K + pick
+        ok = _accept(left[rows], keys, pick_d, cap[g_left[rows]] - load.get(keys))
+        out[left[rows[ok]]] = pick[ok]
         load.add(keys[ok])
-        left, D, g_left = left[~ok], D[~ok], g_left[~ok]
+        active[rows[ok]] = False
+        filled = np.unique(keys[ok])
+        filled = filled[load.get(filled) >= cap[filled // K]]  # keys that just ran out of room
+        lo = np.searchsorted(g_sorted, filled // K, side="left")
+        hi = np.searchsorted(g_sorted, filled // K, side="right")
+        for a, b, c in zip(lo, hi, filled % K):
+            D[by_g[a:b], c] = np.inf
     return out
 
 
