@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
-from semid_pipeline import features, semantic_ids as sid
+from semid_pipeline import features, id_gates, semantic_ids as sid
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 from semid_pipeline.warehouse import get_meta, table_exists
 from semid_pipeline.schema import semantic_id_table
@@ -178,7 +178,7 @@ def ids_distinct_tuples(context: dg.AssetCheckExecutionContext, warehouse: DuckD
         catalog = con.execute(f"SELECT * FROM {TRACK_CATALOG}").df() if table_exists(con, TRACK_CATALOG) else None
     k = len(table) if key == "id" else sid.parse_partition_key(key)[1]
     cfg = CONFIG.semantic_ids
-    ok, details = sid.check_distinct(
+    ok, details = id_gates.check_distinct(
         table, k, min_unique_share=cfg.min_unique_tuple_share, max_tie_limit=cfg.max_tie_limit, catalog=catalog
     )
     groups = pd.DataFrame(

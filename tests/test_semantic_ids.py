@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from dataclasses import replace
 
-from semid_pipeline import balanced, rqvae, semantic_ids as sid
+from semid_pipeline import balanced, id_gates, rqvae, semantic_ids as sid
 from semid_pipeline.config import RQVAEConfig, SemanticIdConfig
 from semid_pipeline.model import semantic_fields
 
@@ -284,18 +284,18 @@ def test_distinct_gate_fails_on_planted_collapse_and_names_groups():
     })
     g = np.arange(n) // 100  # three groups of 100 identical tuples
     collapsed = _with_ties(ids(n), np.stack([g, g, g, g], 1))
-    ok, details = sid.check_distinct(collapsed, 64, min_unique_share=0.9, max_tie_limit=15, catalog=cat)
+    ok, details = id_gates.check_distinct(collapsed, 64, min_unique_share=0.9, max_tie_limit=15, catalog=cat)
     assert not ok and details["share_gate_applied"] and details["max_tie"] == 99
     groups = details["largest_collision_groups"]
     assert [grp["size"] for grp in groups] == [100, 100, 100]
     first = groups[0]["tracks"][0]
     assert first["title"].startswith("Song 0") and first["artist_id"] == "artist0"
     healthy = _with_ties(ids(n), np.random.default_rng(0).integers(0, 64, (n, 4)))  # roomy random space
-    assert sid.check_distinct(healthy, 64, catalog=cat)[0]
-    ok, details = sid.check_distinct(collapsed, 64, max_tie_limit=1000)  # only the share fails
+    assert id_gates.check_distinct(healthy, 64, catalog=cat)[0]
+    ok, details = id_gates.check_distinct(collapsed, 64, max_tie_limit=1000)  # only the share fails
     assert not ok and details["unique_tuple_share"] == 0.0
     small_space = _with_ties(ids(n), np.stack([g, g], 1))
-    ok, details = sid.check_distinct(small_space, 3, max_tie_limit=1000)  # k^L < 10 x tracks: share gate off
+    ok, details = id_gates.check_distinct(small_space, 3, max_tie_limit=1000)  # k^L < 10 x tracks: share gate off
     assert ok and "not applied" in details["note"]
 
 
