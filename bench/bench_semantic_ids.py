@@ -77,8 +77,11 @@ def main() -> None:
     ap.add_argument("--meta-ks", default="256,1024")
     ap.add_argument("--text-titles", type=int, default=5000)
     ap.add_argument("--cache", default=None, help="text-embedding cache folder (default: a temp folder)")
+    ap.add_argument("--meta-schemes", default="v1,rqkmeans")
+    ap.add_argument("--no-hashed", action="store_true", help="skip the hashed-token rows of the metadata part")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on an oversubscribed machine)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     parts = set(args.parts.split(","))
     X = synthetic_features(args.tracks, args.features)
@@ -87,7 +90,8 @@ def main() -> None:
     if "balanced" in parts:
         balanced_part(X)
     if "metadata" in parts:
-        metadata_part(args.meta_tracks, [int(k) for k in args.meta_ks.split(",")], cache=args.cache)
+        metadata_part(args.meta_tracks, [int(k) for k in args.meta_ks.split(",")], cache=args.cache,
+                      schemes=tuple(args.meta_schemes.split(",")), hashed=not args.no_hashed)
     if "peer" not in parts:
         return
     xt = torch.from_numpy(X)
