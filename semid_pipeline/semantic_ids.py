@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import balanced as bal
 from . import rqvae as rq
 from .config import SemanticIdConfig
 from .determinism import deterministic
@@ -35,6 +36,7 @@ from .schemes import IdScheme, code_columns
 from .sql import ident
 from .warehouse import atomic, table_exists
 
+BALANCED_SCHEMES = ("v1", "rqkmeans")  # families whose last level can be balanced (balanced.py)
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
 NEIGHBOURS = 10
 NEIGHBOUR_SAMPLE = 5000
@@ -148,8 +150,12 @@ def _fit_v0(ids, X, *, levels, seed, d, meta, k, cfg):
 
 def _fit_v1(ids, X, *, levels, seed, d, meta, k, cfg):
     model, history = rq.fit_rqvae(X, cfg=cfg.rqvae, codebook_size=k, levels=levels, seed=seed)
-    codes = model.encode_codes(X).numpy()
-    recon = model.reconstruction_error(X)
+    if meta.get("balanced_last_level"):  # collision-aware last level on the encoder output (balanced.py)
+        codes = bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach())
+        recon = float(((model.decode_codes(codes) - torch.from_numpy(X)) ** 2).sum(1).mean())
+    else:
+        codes = model.encode_codes(X).numpy()
+        recon = model.reconstruction_error(X)
     model.save(d, extra={**meta, "rqvae_config": rq.config_record(cfg.rqvae), "dead_code_resets": history["dead_code_resets"]})
     return codes, recon
 
@@ -160,7 +166,8 @@ def _fit_rqkmeans(ids, X, *, levels, seed, d, meta, k, cfg):
     fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
     with deterministic():
         books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=seed)
-        codes_t = rq.residual_assign(xt, books)
+        balanced = meta.get("balanced_last_level")
+        codes_t = torch.from_numpy(bal.balanced_codes(xt, books)) if balanced else rq.residual_assign(xt, books)
     x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
     recon = float(((x_hat - xt) ** 2).sum(1).mean())
     _write_config(d, {"format": "semid-rqkmeans/1", **meta})
@@ -183,6 +190,9 @@ def fit_semantic_ids(
     d.mkdir(parents=True, exist_ok=True)
     meta = {"scheme": scheme.family, "k": scheme.k, "levels": int(levels), "seed": int(cfg.seed),
             "input_dim": int(X.shape[1]) if X is not None and X.ndim == 2 else 0}
+    balanced = bool(cfg.balanced_last_level) and scheme.family in BALANCED_SCHEMES  # collision-aware last level
+    if scheme.family in BALANCED_SCHEMES:
+        meta["balanced_last_level"] = balanced
     t0 = time.perf_counter()
     if scheme.is_id:
         codes, recon = _fit_id(ids, X, levels=levels, seed=cfg.seed, d=d, meta=meta)
@@ -191,14 +201,22 @@ def fit_semantic_ids(
     fit_seconds = time.perf_counter() - t0
     tie = np.zeros(len(ids), dtype=np.int64) if scheme.is_id else add_tie_level(ids, codes)
     table = make_table(ids, codes, tie)
-    metrics = codebook_quality(table, codebook_size(scheme, table), X=None if scheme.is_id else X, recon_error=recon)
+    metrics = codebook_quality(table, codebook_size(scheme, table), X=None if scheme.is_id else X, recon_error=recon,
+                               max_tie_embeddings=cfg.max_tie_embeddings)
+    metrics["balanced_last_level"] = balanced
     metrics["fit_seconds"] = fit_seconds
     return SemanticIdResult(table=table, metrics=metrics, artifact_dir=d, fit_seconds=fit_seconds)
 
 
-def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None) -> np.ndarray:
+def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, existing_codes: np.ndarray | None = None
+                         ) -> np.ndarray:
     """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids and uses the
-    seed it was fitted with, so a cold-start track gets the code it would have had at fit time)."""
+    seed it was fitted with, so a cold-start track gets the code it would have had at fit time).
+
+    An artifact fitted with ``balanced_last_level`` assigns the last level under capacity, with
+    ``existing_codes`` (M, L) (IDs already given out) occupying it: new tracks prefer codes still
+    free under their prefix, existing IDs are never touched.
+    """
     d = Path(artifact_dir)
     meta = _read_config(d)
     scheme = meta["scheme"]
@@ -209,9 +227,15 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None) -> n
         raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
     if len(X) == 0:
         return np.zeros((0, meta["levels"]), dtype=np.int64)
+    balanced = bool(meta.get("balanced_last_level", False))
     if scheme == "v1":
-        return rq.RQVAE.load(d).encode_codes(X).numpy()
+        model = rq.RQVAE.load(d)
+        if balanced:
+            return bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach(), existing_codes=existing_codes)
+        return model.encode_codes(X).numpy()
     books = torch.from_numpy(np.load(d / "codebooks.npz")["codebooks"])
+    if balanced:
+        return bal.balanced_codes(X, books, existing_codes=existing_codes)
     return rq.residual_assign(X, books).numpy()
 
 
@@ -234,7 +258,8 @@ def _extend_codes(scheme: IdScheme, artifact_dir: Path, existing: pd.DataFrame, 
     meta = _read_config(Path(artifact_dir))
     if meta["scheme"] != scheme.family:
         raise SemidError(f"{artifact_dir}: artifact is scheme {meta['scheme']!r}, asked for {scheme.key!r}")
-    codes = encode_with_artifact(Path(artifact_dir), X_f, fresh)
+    given = existing[cols].to_numpy(dtype=np.int64) if len(existing) else None  # occupies balanced capacity
+    codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, existing_codes=given)
     if codes.shape[1] != len(cols):
         raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
     next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
@@ -279,10 +304,13 @@ def _entropy_bits(counts: np.ndarray) -> float:
 
 
 def codebook_quality(
-    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0
+    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0,
+    max_tie_embeddings: int | None = None,
 ) -> dict:
     """Per-level utilization / entropy (dicts keyed c1..cL), unique-tuple share, max tie,
-    reconstruction error, and neighbour preservation against random codes of the same k.
+    share of tracks in collision groups larger than 2, the model's tie-table rows (max tie + 1,
+    capped at ``max_tie_embeddings``), reconstruction error, and neighbour preservation against
+    random codes of the same k.
 
     ``X`` rows must be aligned with ``table`` rows.
     """
@@ -298,9 +326,11 @@ def codebook_quality(
         _, inv, cnt = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
         out["unique_tuple_share"] = float((cnt[inv.reshape(-1)] == 1).mean())
         out["distinct_tuples"] = int(len(cnt))
+        out["share_in_groups_over_2"] = float((cnt[inv.reshape(-1)] > 2).mean())
     else:
-        out["unique_tuple_share"], out["distinct_tuples"] = 1.0, 0
+        out["unique_tuple_share"], out["distinct_tuples"], out["share_in_groups_over_2"] = 1.0, 0, 0.0
     out["max_tie"] = int(table["tie"].max()) if n else 0
+    out["tie_table_rows"] = tie_table_rows(out["max_tie"], max_tie_embeddings)
     out["reconstruction_error"] = None if recon_error is None else float(recon_error)
     out["neighbour_preservation"] = None
     out["neighbour_preservation_random"] = None
@@ -316,6 +346,12 @@ def codebook_quality(
         rand = rng.integers(0, k, size=len(idx))
         out["neighbour_preservation_random"] = float((rand[nn_idx] == rand[:, None]).mean())
     return out
+
+
+def tie_table_rows(max_tie: int, max_tie_embeddings: int | None) -> int:
+    """Rows of the model's tie embedding table: max tie + 1, capped (``model.semantic_fields``)."""
+    rows = int(max_tie) + 1
+    return rows if not max_tie_embeddings else min(rows, int(max_tie_embeddings))
 
 
 def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
