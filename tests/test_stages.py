@@ -22,6 +22,7 @@ def _warehouse(path, n: int, *, dataset: str = "events:/x.csv", seed: int = 0) -
         con.executemany("INSERT INTO content_features VALUES (?, ?)", rows)
         con.execute("CREATE OR REPLACE TABLE feedback_events AS SELECT track_id FROM content_features")
         set_meta(con, "dataset", dataset)
+        set_meta(con, "dataset_base_fingerprint", f"base-of-{dataset}")  # what a full ingestion records; appends keep it
 
 
 CFG = SemidConfig(semantic_ids=SemanticIdConfig(levels=2, seed=0))
@@ -33,7 +34,8 @@ def test_fit_then_unchanged_then_cold_start_then_refit(tmp_path, key):
     _warehouse(wh, 30)
     first = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
     assert first.mode.startswith("fit") and len(first.table) == 30
-    assert layout.read_provenance(scheme) == {"dataset": "events:/x.csv", "content_hash": first.content_hash}
+    assert layout.read_provenance(scheme) == {"dataset": "events:/x.csv", "dataset_base_fingerprint": "base-of-events:/x.csv",
+                                              "content_hash": first.content_hash}
     again = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
     assert again.mode == "unchanged" and again.content_hash == first.content_hash
     _warehouse(wh, 35)  # five tracks arrive (same content for the old ones)
