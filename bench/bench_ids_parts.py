@@ -15,6 +15,7 @@ import numpy as np
 from metadata_world import metadata_catalog
 from semid_pipeline import features, semantic_ids as sid, text_encoder as te
 from semid_pipeline.config import FeaturesConfig, SemanticIdConfig
+from semid_pipeline.schemes import IdScheme
 
 
 def _rss_mb() -> float:
@@ -54,7 +55,7 @@ def text_part(n_titles: int) -> None:
 
 def _fit(scheme: str, k: int, ids, X, cfg: SemanticIdConfig, d: Path) -> tuple[dict, float]:
     t = time.perf_counter()
-    res = sid.fit_semantic_ids(scheme=scheme, k=k, track_ids=ids, X=X, cfg=cfg, artifact_dir=d)
+    res = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=k), track_ids=ids, X=X, cfg=cfg, artifact_dir=d)
     return res.metrics, time.perf_counter() - t
 
 
