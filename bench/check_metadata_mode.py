@@ -6,6 +6,7 @@ assignments on a generated catalogue; this one ingests ``synthetic:<preset>:user
 goes through the stage functions the assets call, so it checks what the pipeline materializes.
 
     .venv/bin/python bench/check_metadata_mode.py [--dataset synthetic:demo:users:metadata] [--scheme v1-k256]
+        [--tracks 24000]   # the preset's world with more tracks (and artists in proportion)
 """
 
 from __future__ import annotations
@@ -21,10 +22,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from semid_pipeline import stages  # noqa: E402
+from semid_pipeline import stages, synthetic as syn  # noqa: E402
 from semid_pipeline.artifacts import ArtifactLayout  # noqa: E402
 from semid_pipeline.config import load_config, parse_dataset_spec  # noqa: E402
 from semid_pipeline.datasets import ingest_dataset  # noqa: E402
+from semid_pipeline.ingest import ingest_events  # noqa: E402
+from semid_pipeline.warehouse import connect  # noqa: E402
+
+
+def _ingest(spec: str, tracks: int | None, *, warehouse: str, data_dir: Path, cfg) -> None:
+    """The data set ``spec``; with ``tracks``, its preset world resized to that many tracks."""
+    ds = parse_dataset_spec(spec)
+    if tracks is None:
+        ingest_dataset(ds, warehouse=warehouse, cfg=cfg, data_dir=data_dir)
+        return
+    base = syn.preset(ds.preset)
+    world = replace(base, name=f"{base.name}-{tracks}", n_tracks=tracks,
+                    n_artists=max(base.n_genres, base.n_artists * tracks // base.n_tracks))
+    manifest = syn.write_world(world, data_dir / world.name, formats=("users",))
+    with connect(warehouse) as con:
+        ingest_events(con, [Path(manifest.users_events)], [Path(manifest.users_tracks)], dataset_key=ds.key, cfg=cfg)
 from semid_pipeline.schemes import IdScheme  # noqa: E402
 
 
@@ -33,6 +50,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="synthetic:demo:users:metadata")
     ap.add_argument("--scheme", default="v1-k256")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tracks", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
@@ -40,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wh, layout = str(Path(tmp) / "wh.duckdb"), ArtifactLayout(root=Path(tmp) / "artifacts")
         t = time.perf_counter()
-        ingest_dataset(parse_dataset_spec(args.dataset), warehouse=wh, cfg=cfg.ingest, data_dir=Path(tmp) / "data")
+        _ingest(args.dataset, args.tracks, warehouse=wh, data_dir=Path(tmp) / "data", cfg=cfg.ingest)
         built = stages.build_content_features(warehouse=wh, layout=layout, refit=False, cfg=cfg.features)
         r = built.result
         print(f"{args.dataset}: {r.n_tracks} tracks × {r.dim} dims in {time.perf_counter() - t:.0f}s; "
