@@ -51,9 +51,12 @@ def main() -> None:
     ap.add_argument("--scheme", default="v1-k256")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tracks", type=int, default=None)
+    ap.add_argument("--text-encoder", default=None, help="override [features] text_encoder (e.g. hashed)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
+    if args.text_encoder:
+        cfg = replace(cfg, features=replace(cfg.features, text_encoder=args.text_encoder))
     scheme = IdScheme.parse(args.scheme)
     with tempfile.TemporaryDirectory() as tmp:
         wh, layout = str(Path(tmp) / "wh.duckdb"), ArtifactLayout(root=Path(tmp) / "artifacts")
