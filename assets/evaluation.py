@@ -7,6 +7,7 @@ import pandas as pd
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
 from semid_pipeline import report as report_mod
 from semid_pipeline import serving_table, stages
+from semid_pipeline.id_quality_report import id_quality_from_warehouse
 from semid_pipeline.schemes import GridCell
 from semid_pipeline.serving_load import read_catalog
 
@@ -96,8 +97,9 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     production = GridCell.of(prod.scheme, prod.hidden).partition_key
     with warehouse.connect(read_only=True) as con:  # sample lists, once `recommendations` has rows
         samples = serving_table.sample_lists_section(con, read_catalog(con))
+        quality = id_quality_from_warehouse(con, max_tie_embeddings=settings().semantic_ids.max_tie_embeddings)
     art = report_mod.render_report(records, layout.report_dir(), dataset=dataset, production=production,
-                                   sections=[samples] if samples else [])
+                                   sections=[samples] if samples else [], id_quality=quality)
     context.log.info(f"report: {art.html_path}")
     figures = {
         f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod.png_data_uri(path)})")

@@ -9,6 +9,7 @@ from semid_pipeline import claims, features, stages
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 
 from ._meta import md_table
+from .partitions import settings
 
 
 class FeatureRunConfig(dg.Config):
@@ -29,7 +30,8 @@ def content_features(
     context: dg.AssetExecutionContext, config: FeatureRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
 ):
     try:
-        built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit)
+        built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit,
+                                              cfg=settings().features)
     finally:  # the end of this run's ingestion (see raw_feedback)
         claims.release(warehouse.file, owner=context.run_id)
     result, X, dataset, reuse = built.result, built.X, built.dataset, built.reused
@@ -47,6 +49,9 @@ def content_features(
             "imputed_values": dg.MetadataValue.int(int(result.n_imputed)),
             "transform": dg.MetadataValue.path(str(result.transform_dir)),
             "transform_mode": dg.MetadataValue.text("reused" if reuse else "fitted"),
+            "text_encoder": dg.MetadataValue.text(result.text_encoder or "none"),
+            "text_encoding": dg.MetadataValue.text(result.text_note or "no text block (audio/numeric content)"),
+            "text_strings_embedded": dg.MetadataValue.int(int(result.text_embedded)),
             "features": md_table(summary),
         }
     )

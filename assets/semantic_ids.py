@@ -88,3 +88,32 @@ def ids_cover_events(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWa
 def ids_no_collapse(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     min_util = settings().semantic_ids.min_level1_utilization
     return _result(*stages.check_ids_no_collapse(warehouse.file, scheme_of(context), min_util))
+
+
+def _group_rows(groups: list[dict]) -> pd.DataFrame:
+    """One row per collision group: its codes, size and members as "title / artist"."""
+    return pd.DataFrame(
+        [{"codes": str(g["codes"]), "size": g["size"], **{f"track{i + 1}": " / ".join(
+            str(t.get(c)) for c in ("title", "artist_id") if t.get(c) is not None) or t["track_id"]
+            for i, t in enumerate(g["tracks"])}} for g in groups]
+    )
+
+
+@dg.asset_check(
+    asset=semantic_ids,
+    blocking=True,
+    description="Distinct tuples: unique-tuple share ≥ min_unique_tuple_share (when k^L ≥ 10 × tracks) and "
+    "max tie ≤ max_tie_limit; on failure, the largest collision groups with their titles and artists.",
+)
+def ids_distinct_tuples(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    ok, details = stages.check_ids_distinct(warehouse.file, scheme_of(context), settings().semantic_ids)
+    groups = _group_rows(details["largest_collision_groups"])
+    return dg.AssetCheckResult(
+        passed=bool(ok),
+        metadata={
+            "unique_tuple_share": dg.MetadataValue.float(float(details["unique_tuple_share"])),
+            "max_tie": dg.MetadataValue.int(int(details["max_tie"])),
+            "largest_collision_groups": md_table(groups) if len(groups) else dg.MetadataValue.text("none"),
+            "details": dg.MetadataValue.json(details),
+        },
+    )

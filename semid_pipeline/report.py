@@ -60,6 +60,7 @@ __all__ = [
 FIG1 = "fig1_auc_vs_k.png"
 FIG2 = "fig2_auc_vs_params.png"
 FIG3 = "fig3_lift_by_history.png"
+FIG4 = "fig4_auc_vs_unique_share.png"  # only with ``id_quality`` (id_quality_report.py)
 
 
 
@@ -437,10 +438,13 @@ def render_report(
     production: str | None = None,
     fig3_h: int | None = None,
     sections: Sequence[ReportSection] = (),
+    id_quality: pd.DataFrame | None = None,
 ) -> ReportArtifacts:
     """Render tables, the three figures and a self-contained ``report.html`` into
     ``out_dir`` from stored evaluation records. ``production``: a partition key to
-    headline (e.g. "64|v1-k256"); its h is Fig 3's default h."""
+    headline (e.g. "64|v1-k256"); its h is Fig 3's default h. ``id_quality``
+    (``id_quality_report.id_quality_table``): unique-tuple share and max tie per scheme in the
+    partitions table, and Fig 4 (AUC vs unique-tuple share)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = records_frame(records)
@@ -457,6 +461,12 @@ def render_report(
         "fig2": plot_auc_vs_params(df, out / FIG2, dataset=dataset),
         "fig3": plot_lift_by_history(df, lifts, out / FIG3, h=fig3_h, dataset=dataset),
     }
+    if id_quality is not None:
+        from . import id_quality_report as iqr  # semantic_ids (torch) only when asked for
+
+        merged = iqr.merge_id_quality(df, id_quality)
+        summ = iqr.with_quality_columns(summ, merged)
+        figs["fig4"] = iqr.plot_auc_vs_unique_share(merged, out / FIG4, dataset=dataset)
     md_summary = to_markdown(summ)
     md = (
         f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
@@ -484,6 +494,8 @@ def render_report(
         f"<img alt='fig2' src='{png_data_uri(figs['fig2'])}'>",
         "<h2>Figure 3 — lift over id by history length</h2>",
         f"<img alt='fig3' src='{png_data_uri(figs['fig3'])}'>",
+        *(["<h2>Figure 4 — AUC vs unique-tuple share</h2>", f"<img alt='fig4' src='{png_data_uri(figs['fig4'])}'>"]
+          if "fig4" in figs else []),
         "<h2>AUC lift over id by history bucket</h2>",
         "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
         _to_html(wide),
@@ -500,7 +512,8 @@ def render_report(
     html_path.write_text(page, encoding="utf-8")
     return ReportArtifacts(
         html_path=html_path,
-        figure_paths={FIG1: figs["fig1"], FIG2: figs["fig2"], FIG3: figs["fig3"]},
+        figure_paths={FIG1: figs["fig1"], FIG2: figs["fig2"], FIG3: figs["fig3"],
+                      **({FIG4: figs["fig4"]} if "fig4" in figs else {})},
         markdown_path=md_path,
         markdown=md_summary,
         headline=hd,

@@ -322,6 +322,16 @@ class RQVAE(nn.Module):
         return out
 
     @torch.no_grad()
+    def latent(self, X: np.ndarray | torch.Tensor, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+        """Encoder output z (N, D) in blocks: the input of the (balanced) assignment in ``balanced.py``."""
+        x = as_tensor(X)
+        was_training = self.training
+        self.eval()
+        z = torch.cat([self.encoder(x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)]) if len(x) else torch.zeros(0, self.quantizer.dim)
+        self.train(was_training)
+        return z
+
+    @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor | np.ndarray, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
         """codes (N, L) -> x̂ (N, F)."""
         codes = torch.as_tensor(codes, dtype=torch.long)

@@ -88,7 +88,8 @@ MSSD_TRACK_COLUMNS: list[str] = ["track_id", *MSSD_TRACK_RANGES]
 
 # Columns never used as content (popularity is not content, as the paper says).
 NON_CONTENT_COLUMNS = frozenset(
-    {"track_id", "artist_id", "genre_id", "title", "us_popularity_estimate", "popularity", "album"}
+    {"track_id", "artist_id", "genre_id", "title", "us_popularity_estimate", "popularity", "album",
+     "artist", "genre"}  # artist / genre *names* (metadata-only catalogues): text, not categorical content
 )
 
 MSSD_LOG_COLUMNS: list[str] = [

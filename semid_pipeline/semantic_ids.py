@@ -17,24 +17,24 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import torch
 
+from . import balanced as bal
 from . import rqvae as rq
 from .config import SemanticIdConfig
 from .determinism import deterministic
 from .errors import EXAMPLES, ConfigError, SemidError
 from .fileutil import atomic_write_json, read_json
-from .schema import FEEDBACK_EVENTS, SEMANTIC_ID_REGISTRY, semantic_id_table
+from .id_store import (  # noqa: F401  (warehouse I/O lives in id_store.py; re-exported for callers)
+    codebook_size, event_track_ids, has_semantic_ids, read_semantic_ids, semantic_id_table_hash, write_semantic_ids,
+)
 from .schemes import IdScheme, code_columns
-from .sql import ident
-from .warehouse import atomic, table_exists
 
+BALANCED_SCHEMES = ("v1", "rqkmeans")  # families whose last level can be balanced (balanced.py)
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
 NEIGHBOURS = 10
 NEIGHBOUR_SAMPLE = 5000
@@ -50,13 +50,6 @@ class SemanticIdResult:
 
 # ----------------------------------------------------------------------------------------------
 # small helpers
-
-
-def codebook_size(scheme: IdScheme, table: pd.DataFrame) -> int:
-    """k of a scheme's table: the configured size, or for ``id`` the number of track rows used."""
-    if scheme.k is not None:
-        return int(scheme.k)
-    return int(table["c1"].max()) + 1 if len(table) else 0
 
 
 def make_table(track_ids, codes: np.ndarray, tie: np.ndarray) -> pd.DataFrame:
@@ -148,8 +141,12 @@ def _fit_v0(ids, X, *, levels, seed, d, meta, k, cfg):
 
 def _fit_v1(ids, X, *, levels, seed, d, meta, k, cfg):
     model, history = rq.fit_rqvae(X, cfg=cfg.rqvae, codebook_size=k, levels=levels, seed=seed)
-    codes = model.encode_codes(X).numpy()
-    recon = model.reconstruction_error(X)
+    if meta.get("balanced_last_level"):  # collision-aware last level on the encoder output (balanced.py)
+        codes = bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach())
+        recon = float(((model.decode_codes(codes) - torch.from_numpy(X)) ** 2).sum(1).mean())
+    else:
+        codes = model.encode_codes(X).numpy()
+        recon = model.reconstruction_error(X)
     model.save(d, extra={**meta, "rqvae_config": rq.config_record(cfg.rqvae), "dead_code_resets": history["dead_code_resets"]})
     return codes, recon
 
@@ -160,7 +157,8 @@ def _fit_rqkmeans(ids, X, *, levels, seed, d, meta, k, cfg):
     fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
     with deterministic():
         books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=seed)
-        codes_t = rq.residual_assign(xt, books)
+        balanced = meta.get("balanced_last_level")
+        codes_t = torch.from_numpy(bal.balanced_codes(xt, books)) if balanced else rq.residual_assign(xt, books)
     x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
     recon = float(((x_hat - xt) ** 2).sum(1).mean())
     _write_config(d, {"format": "semid-rqkmeans/1", **meta})
@@ -183,6 +181,9 @@ def fit_semantic_ids(
     d.mkdir(parents=True, exist_ok=True)
     meta = {"scheme": scheme.family, "k": scheme.k, "levels": int(levels), "seed": int(cfg.seed),
             "input_dim": int(X.shape[1]) if X is not None and X.ndim == 2 else 0}
+    balanced = bool(cfg.balanced_last_level) and scheme.family in BALANCED_SCHEMES  # collision-aware last level
+    if scheme.family in BALANCED_SCHEMES:
+        meta["balanced_last_level"] = balanced
     t0 = time.perf_counter()
     if scheme.is_id:
         codes, recon = _fit_id(ids, X, levels=levels, seed=cfg.seed, d=d, meta=meta)
@@ -191,14 +192,22 @@ def fit_semantic_ids(
     fit_seconds = time.perf_counter() - t0
     tie = np.zeros(len(ids), dtype=np.int64) if scheme.is_id else add_tie_level(ids, codes)
     table = make_table(ids, codes, tie)
-    metrics = codebook_quality(table, codebook_size(scheme, table), X=None if scheme.is_id else X, recon_error=recon)
+    metrics = codebook_quality(table, codebook_size(scheme, table), X=None if scheme.is_id else X, recon_error=recon,
+                               max_tie_embeddings=cfg.max_tie_embeddings)
+    metrics["balanced_last_level"] = balanced
     metrics["fit_seconds"] = fit_seconds
     return SemanticIdResult(table=table, metrics=metrics, artifact_dir=d, fit_seconds=fit_seconds)
 
 
-def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None) -> np.ndarray:
+def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, existing_codes: np.ndarray | None = None
+                         ) -> np.ndarray:
     """Codes (N, L) for content X through the FROZEN artifact (v0 needs track_ids and uses the
-    seed it was fitted with, so a cold-start track gets the code it would have had at fit time)."""
+    seed it was fitted with, so a cold-start track gets the code it would have had at fit time).
+
+    An artifact fitted with ``balanced_last_level`` assigns the last level under capacity, with
+    ``existing_codes`` (M, L) (IDs already given out) occupying it: new tracks prefer codes still
+    free under their prefix, existing IDs are never touched.
+    """
     d = Path(artifact_dir)
     meta = _read_config(d)
     scheme = meta["scheme"]
@@ -209,9 +218,15 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None) -> n
         raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
     if len(X) == 0:
         return np.zeros((0, meta["levels"]), dtype=np.int64)
+    balanced = bool(meta.get("balanced_last_level", False))
     if scheme == "v1":
-        return rq.RQVAE.load(d).encode_codes(X).numpy()
+        model = rq.RQVAE.load(d)
+        if balanced:
+            return bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach(), existing_codes=existing_codes)
+        return model.encode_codes(X).numpy()
     books = torch.from_numpy(np.load(d / "codebooks.npz")["codebooks"])
+    if balanced:
+        return bal.balanced_codes(X, books, existing_codes=existing_codes)
     return rq.residual_assign(X, books).numpy()
 
 
@@ -234,7 +249,8 @@ def _extend_codes(scheme: IdScheme, artifact_dir: Path, existing: pd.DataFrame, 
     meta = _read_config(Path(artifact_dir))
     if meta["scheme"] != scheme.family:
         raise SemidError(f"{artifact_dir}: artifact is scheme {meta['scheme']!r}, asked for {scheme.key!r}")
-    codes = encode_with_artifact(Path(artifact_dir), X_f, fresh)
+    given = existing[cols].to_numpy(dtype=np.int64) if len(existing) else None  # occupies balanced capacity
+    codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, existing_codes=given)
     if codes.shape[1] != len(cols):
         raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
     next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
@@ -279,10 +295,13 @@ def _entropy_bits(counts: np.ndarray) -> float:
 
 
 def codebook_quality(
-    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0
+    table: pd.DataFrame, k: int, X: np.ndarray | None = None, recon_error: float | None = None, *, seed: int = 0,
+    max_tie_embeddings: int | None = None,
 ) -> dict:
     """Per-level utilization / entropy (dicts keyed c1..cL), unique-tuple share, max tie,
-    reconstruction error, and neighbour preservation against random codes of the same k.
+    share of tracks in collision groups larger than 2, the model's tie-table rows (max tie + 1,
+    capped at ``max_tie_embeddings``), reconstruction error, and neighbour preservation against
+    random codes of the same k.
 
     ``X`` rows must be aligned with ``table`` rows.
     """
@@ -298,9 +317,11 @@ def codebook_quality(
         _, inv, cnt = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
         out["unique_tuple_share"] = float((cnt[inv.reshape(-1)] == 1).mean())
         out["distinct_tuples"] = int(len(cnt))
+        out["share_in_groups_over_2"] = float((cnt[inv.reshape(-1)] > 2).mean())
     else:
-        out["unique_tuple_share"], out["distinct_tuples"] = 1.0, 0
+        out["unique_tuple_share"], out["distinct_tuples"], out["share_in_groups_over_2"] = 1.0, 0, 0.0
     out["max_tie"] = int(table["tie"].max()) if n else 0
+    out["tie_table_rows"] = tie_table_rows(out["max_tie"], max_tie_embeddings)
     out["reconstruction_error"] = None if recon_error is None else float(recon_error)
     out["neighbour_preservation"] = None
     out["neighbour_preservation_random"] = None
@@ -316,6 +337,12 @@ def codebook_quality(
         rand = rng.integers(0, k, size=len(idx))
         out["neighbour_preservation_random"] = float((rand[nn_idx] == rand[:, None]).mean())
     return out
+
+
+def tie_table_rows(max_tie: int, max_tie_embeddings: int | None) -> int:
+    """Rows of the model's tie embedding table: max tie + 1, capped (``model.semantic_fields``)."""
+    rows = int(max_tie) + 1
+    return rows if not max_tie_embeddings else min(rows, int(max_tie_embeddings))
 
 
 def check_one_to_one(table: pd.DataFrame) -> tuple[bool, dict]:
@@ -355,81 +382,3 @@ def check_collapse(table: pd.DataFrame, k: int, n_tracks: int, min_util: float =
 
 # ----------------------------------------------------------------------------------------------
 # warehouse I/O
-
-
-def semantic_id_table_hash(table_df: pd.DataFrame) -> str:
-    """sha256 of the rows sorted by track_id (track ids, then the int64 code/tie matrix)."""
-    cols = [*code_columns(table_df), "tie"]
-    t = table_df.assign(track_id=table_df["track_id"].astype(str)).sort_values("track_id", kind="stable")
-    h = hashlib.sha256()
-    h.update(("|".join(["track_id", *cols]) + "\n").encode())
-    h.update("\n".join(t["track_id"].tolist()).encode())
-    h.update(np.ascontiguousarray(t[cols].to_numpy(dtype="<i8")).tobytes())
-    return h.hexdigest()
-
-
-def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {SEMANTIC_ID_REGISTRY} (partition_key VARCHAR PRIMARY KEY, table_name VARCHAR, "
-        "scheme VARCHAR, k INTEGER, levels INTEGER, n_tracks BIGINT, content_hash VARCHAR, created_at TIMESTAMP)"
-    )
-
-
-def write_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme, table: pd.DataFrame) -> str:
-    """Replace the scheme's table and its registry row in one transaction; returns the content hash."""
-    cols = code_columns(table)
-    partition_key = scheme.key
-    name = semantic_id_table(partition_key)
-    df = table[["track_id", *cols, "tie"]].copy()
-    df["track_id"] = df["track_id"].astype(str)
-    df = df.sort_values("track_id", kind="stable").reset_index(drop=True)
-    content_hash = semantic_id_table_hash(df)
-    import pyarrow as pa
-
-    arrow = pa.table({"track_id": pa.array(df["track_id"].tolist(), pa.string()),
-                      **{c: pa.array(df[c].to_numpy(dtype=np.int64)) for c in [*cols, "tie"]}})
-    select = ", ".join(["track_id::VARCHAR AS track_id", *[f"{ident(c)}::INTEGER AS {ident(c)}" for c in [*cols, "tie"]]])
-    with atomic(con):
-        con.register("_semid_ids", arrow)
-        try:
-            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM _semid_ids ORDER BY track_id")
-        finally:
-            con.unregister("_semid_ids")
-        _ensure_registry(con)
-        con.execute(f"DELETE FROM {SEMANTIC_ID_REGISTRY} WHERE partition_key = ?", [partition_key])
-        con.execute(
-            f"INSERT INTO {SEMANTIC_ID_REGISTRY} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [partition_key, name, scheme.family, codebook_size(scheme, df), len(cols), len(df), content_hash,
-             datetime.now(timezone.utc).replace(tzinfo=None)],
-        )
-    return content_hash
-
-
-def has_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> bool:
-    return table_exists(con, semantic_id_table(scheme.key))
-
-
-def event_track_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Distinct tracks with feedback events: the ones every ID table must cover."""
-    return [str(r[0]) for r in con.execute(f"SELECT DISTINCT track_id FROM {FEEDBACK_EVENTS}").fetchall()]
-
-
-def read_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> tuple[pd.DataFrame, str]:
-    """(table sorted by track_id with int64 codes, content hash); refuses a table that no longer matches its registry hash."""
-    partition_key = scheme.key
-    name = semantic_id_table(partition_key)
-    if not table_exists(con, name):
-        raise SemidError(f"semantic-ID table {name} for partition {partition_key!r} does not exist: materialize it first")
-    df = con.execute(f"SELECT * FROM {name} ORDER BY track_id").df()
-    cols = [*code_columns(df), "tie"]
-    df = df.astype({c: "int64" for c in cols})
-    df["track_id"] = df["track_id"].astype(object)
-    content_hash = semantic_id_table_hash(df)
-    if table_exists(con, SEMANTIC_ID_REGISTRY):
-        row = con.execute(f"SELECT content_hash FROM {SEMANTIC_ID_REGISTRY} WHERE partition_key = ?", [partition_key]).fetchone()
-        if row is not None and row[0] != content_hash:
-            raise SemidError(
-                f"semantic-ID table {name} was changed outside write_semantic_ids: registry hash {row[0][:12]}, "
-                f"table hash {content_hash[:12]}; re-materialize the partition"
-            )
-    return df, content_hash

@@ -43,7 +43,7 @@ def find_model_dir(*, warehouse: str | Path, layout: ArtifactLayout, cell: GridC
         dataset_fp = get_meta(con, "dataset_fingerprint")
         _, id_hash = sid.read_semantic_ids(con, cell.scheme)
     fp = run_fingerprint(dataset_fingerprint=dataset_fp, id_table_hash=id_hash, cell=cell,
-                         train=cfg.train, split=cfg.split)
+                         train=cfg.train, split=cfg.split, max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
     return _require_model(layout.model_dir(cell, fp), cell)
 
 

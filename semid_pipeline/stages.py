@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import experiment, features, semantic_ids as sid, splits as splits_mod, train as train_mod
+from . import experiment, features, id_gates, semantic_ids as sid, splits as splits_mod, train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
-from .config import SemidConfig
+from .config import FeaturesConfig, SemanticIdConfig, SemidConfig
 from .errors import SemidError
 from .fileutil import atomic_write_json, read_json
 from .report import load_records
 from .schemes import GridCell, IdScheme
-from .warehouse import connect, get_meta
+from .schema import TRACK_CATALOG
+from .warehouse import connect, get_meta, table_exists
 
 Log = Callable[[str], None]
 
@@ -45,11 +46,15 @@ class FeatureBuild:
     reused: bool  # the data set's transform was reused (not fitted)
 
 
-def build_content_features(*, warehouse: str, layout: ArtifactLayout, refit: bool) -> FeatureBuild:
+def build_content_features(*, warehouse: str, layout: ArtifactLayout, refit: bool,
+                           cfg: FeaturesConfig | None = None) -> FeatureBuild:
+    """``cfg`` (``[features]``) picks the content encoders; None = the hashed-token metadata path.
+    Text embeddings are cached by content hash under ``layout.text_embeddings_dir()``."""
     with connect(warehouse) as con:
         dataset = str(get_meta(con, "dataset"))
         reuse = layout.has_feature_transform(dataset) and not refit
-        result = features.build_content_features(con, layout.feature_transform_dir(dataset), reuse_transform=reuse)
+        result = features.build_content_features(con, layout.feature_transform_dir(dataset), reuse_transform=reuse,
+                                                 cfg=cfg, cache_dir=layout.text_embeddings_dir())
         _, X = features.read_content_features(con)
     return FeatureBuild(result=result, X=X, dataset=dataset, reused=reuse)
 
@@ -103,7 +108,10 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
         table, mode, recon = res.table, f"fit in {res.fit_seconds:.1f}s", res.metrics.get("reconstruction_error")
     table = table.sort_values("track_id").reset_index(drop=True)
     metrics = sid.codebook_quality(table, sid.codebook_size(scheme, table), X=None if scheme.is_id else X,
-                                   recon_error=recon)
+                                   recon_error=recon, max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
+    if not scheme.is_id:
+        fitted = read_json(layout.semantic_ids_dir(scheme) / "config.json", default={})  # the artifact's own record
+        metrics["balanced_last_level"] = bool(fitted.get("balanced_last_level", False))
     with connect(warehouse) as con:
         content_hash = sid.write_semantic_ids(con, scheme, table)
     layout.write_provenance(scheme, dataset=str(dataset), base_fingerprint=base, content_hash=content_hash)
@@ -128,6 +136,15 @@ def check_ids_no_collapse(warehouse: str, scheme: IdScheme, min_util: float) -> 
     return sid.check_collapse(table, sid.codebook_size(scheme, table), len(table), min_util)
 
 
+def check_ids_distinct(warehouse: str, scheme: IdScheme, cfg: SemanticIdConfig) -> tuple[bool, dict]:
+    """The distinct-tuple gate (``id_gates.check_distinct``) with the catalogue's titles and artists."""
+    with connect(warehouse, read_only=True) as con:
+        table = sid.read_semantic_ids(con, scheme)[0]
+        catalog = con.execute(f"SELECT * FROM {TRACK_CATALOG}").df() if table_exists(con, TRACK_CATALOG) else None
+    return id_gates.check_distinct(table, sid.codebook_size(scheme, table), min_unique_share=cfg.min_unique_tuple_share,
+                                   max_tie_limit=cfg.max_tie_limit, catalog=catalog)
+
+
 # ----------------------------------------------------------------------------------------------
 # recommender
 
@@ -142,7 +159,8 @@ class TrainingInputs:
 
     def fingerprint(self, cell: GridCell, cfg: SemidConfig) -> str:
         return run_fingerprint(dataset_fingerprint=self.dataset_fingerprint, id_table_hash=self.id_table_hash,
-                               cell=cell, train=cfg.train, split=cfg.split)
+                               cell=cell, train=cfg.train, split=cfg.split,
+                               max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
 
     def model_dir(self, layout: ArtifactLayout, cell: GridCell, cfg: SemidConfig) -> Path:
         return layout.model_dir(cell, self.fingerprint(cell, cfg))
@@ -175,6 +193,7 @@ def train_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg: S
     result = train_mod.train_recommender(
         scheme=cell.scheme, hidden=cell.h, splits=inputs.splits, id_table=inputs.id_table,
         id_table_hash=inputs.id_table_hash, cfg=cfg.train, out_dir=out_dir, log=log, device=device,
+        max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings,
     )
     return TrainedCell(result=result, model_dir=out_dir, fingerprint=fp, id_table_hash=inputs.id_table_hash)
 

@@ -124,21 +124,22 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
-                      cfg: TrainConfig) -> SASRec:
-    """A freshly initialised SASRec for an ID scheme (seed the RNG first for reproducibility)."""
+                      cfg: TrainConfig, max_tie_embeddings: int | None = None) -> SASRec:
+    """A freshly initialised SASRec for an ID scheme (seed the RNG first for reproducibility);
+    its tie table is capped at ``max_tie_embeddings`` rows (``[semantic_ids]``; None = uncapped)."""
     encoder = build_track_encoder(
         scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
         track_ids=splits.vocab.track_ids, id_table=id_table,
         artist=splits.track_artist, n_artists=splits.n_artists,
         genre=splits.track_genre, n_genres=splits.n_genres,
-        song_decomposition=cfg.song_decomposition,
+        song_decomposition=cfg.song_decomposition, max_tie_embeddings=max_tie_embeddings,
     )
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                   dropout=cfg.dropout)
 
 
 def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
-               cfg: TrainConfig, encoder: TrackEncoder) -> dict:
+               cfg: TrainConfig, encoder: TrackEncoder, max_tie_embeddings: int | None = None) -> dict:
     """The JSON-able description written to config.json (a resume only continues an identical one)."""
     return {
         "scheme": scheme.key,
@@ -149,6 +150,7 @@ def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: 
         "id_table_hash": id_table_hash,
         "kind": splits.kind,
         "fields": [[name, encoder.field_sizes[name]] for name in encoder.field_names],
+        "max_tie_embeddings": max_tie_embeddings,  # load_recommender re-derives the codes with it
         "data": {"train_sequences": len(splits.train), "train_events": splits.n_train_events,
                  "val_strata": len(splits.val), "val_events": len(splits.val.events)},
     }
@@ -177,11 +179,12 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                       id_table_hash: str | None, cfg: TrainConfig, out_dir: Path,
                       log: Callable[[str], None] = print, device: str | None = None,
                       on_epoch_end: Callable[[dict], None] | None = None,
-                      eval_batch_size: int = 1024) -> TrainResult:
+                      eval_batch_size: int = 1024, max_tie_embeddings: int | None = None) -> TrainResult:
     """Train one model; resume from ``out_dir/checkpoint.pt`` when a run with this config was cut off.
 
     ``on_epoch_end(record)`` runs after each epoch's checkpoint is on disk (tests use it to
-    simulate a crash). Returns the best-validation-AUC weights in ``TrainResult.model``.
+    simulate a crash). Returns the best-validation-AUC weights in ``TrainResult.model``. The tie
+    table has at most ``max_tie_embeddings`` rows (``[semantic_ids] max_tie_embeddings``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,9 +197,9 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # batching + negative sampling
         model = model_from_splits(scheme=scheme, hidden=hidden, splits=splits,
-                                  id_table=id_table, cfg=cfg).to(dev)
-        config = run_config(scheme=scheme, hidden=hidden, splits=splits,
-                            id_table_hash=id_table_hash, cfg=cfg, encoder=model.encoder)
+                                  id_table=id_table, cfg=cfg, max_tie_embeddings=max_tie_embeddings).to(dev)
+        config = run_config(scheme=scheme, hidden=hidden, splits=splits, id_table_hash=id_table_hash, cfg=cfg,
+                            encoder=model.encoder, max_tie_embeddings=max_tie_embeddings)
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
         opt = make_optimizer(model, cfg)
@@ -356,7 +359,8 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     model.load_state_dict(torch.load(out_dir / MODEL, map_location="cpu", weights_only=True))
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves
-        sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=scheme.k)
+        sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=scheme.k,
+                                 max_tie_embeddings=config.get("max_tie_embeddings"))
         have = model.encoder.field_codes()
         for name, (codes, size) in sem.items():
             if name not in have or not torch.equal(have[name], torch.as_tensor(codes)):

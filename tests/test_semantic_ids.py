@@ -10,9 +10,12 @@ import torch
 from scipy.stats import chisquare
 from sklearn.metrics import adjusted_rand_score
 
-from semid_pipeline import rqvae, semantic_ids as sid
+from dataclasses import replace
+
+from semid_pipeline import balanced, id_gates, rqvae, semantic_ids as sid
 from semid_pipeline.config import RQVAEConfig, SemanticIdConfig
 from semid_pipeline.errors import SemidError
+from semid_pipeline.model import semantic_fields
 from semid_pipeline.schemes import IdScheme
 
 SMALL = SemanticIdConfig(
@@ -82,8 +85,9 @@ def test_order_of_input_does_not_matter(tmp_path):
 def test_planted_duplicates_get_distinct_ties(tmp_path):
     X, _ = blobs(800)
     X[:300] = X[0]  # 300 identical rows
+    paper = replace(SMALL, balanced_last_level=False)  # the paper's exact greedy method
     for scheme in ("v1", "rqkmeans"):
-        res = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=8), track_ids=ids(800), X=X, cfg=SMALL, artifact_dir=tmp_path / scheme)
+        res = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=8), track_ids=ids(800), X=X, cfg=paper, artifact_dir=tmp_path / scheme)
         ok, details = sid.check_one_to_one(res.table)
         assert ok, details
         dup = res.table.iloc[:300]
@@ -117,11 +121,13 @@ def test_coverage_check():
     assert not ok and details["missing_examples"] == ["y", "z"]
 
 
+@pytest.mark.parametrize("balanced_on", [True, False])
 @pytest.mark.parametrize("scheme", ["v0", "v1", "rqkmeans"])
-def test_cold_start_never_collides_or_changes_old_ids(scheme, tmp_path):
+def test_cold_start_never_collides_or_changes_old_ids(scheme, balanced_on, tmp_path):
     X, _ = blobs(1000)
     old_ids = ids(900)
-    res = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=8), track_ids=old_ids, X=X[:900], cfg=SMALL, artifact_dir=tmp_path)
+    cfg = replace(SMALL, balanced_last_level=balanced_on)
+    res = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=8), track_ids=old_ids, X=X[:900], cfg=cfg, artifact_dir=tmp_path)
     existing = res.table
     new_ids = ids(100, "n") + ["t00000", "t00005"]  # the last two already exist
     X_new = np.vstack([X[900:950], X[:50], X[[0, 5]]])  # 50 exact copies of old content
@@ -133,10 +139,11 @@ def test_cold_start_never_collides_or_changes_old_ids(scheme, tmp_path):
     assert sid.check_one_to_one(combined)[0]
     again = sid.assign_new_tracks(scheme=IdScheme(family=scheme, k=8), artifact_dir=tmp_path, existing=combined, new_track_ids=new_ids, X_new=X_new)
     pd.testing.assert_frame_equal(again, added)  # idempotent
-    if scheme != "v0":  # copies of old content get the old tuple and a fresh tie
+    if scheme != "v0":  # copies of old content get the old prefix (and, greedy, the old tuple + a fresh tie)
         copies = added.set_index("track_id").loc[ids(100, "n")[50:]]
         src = existing.set_index("track_id").loc[old_ids[:50]]
-        assert (copies[["c1", "c2", "c3"]].to_numpy() == src[["c1", "c2", "c3"]].to_numpy()).all()
+        same = ["c1", "c2"] if balanced_on else ["c1", "c2", "c3"]
+        assert (copies[same].to_numpy() == src[same].to_numpy()).all()
 
 
 def test_v0_codes_are_uniform(tmp_path):
@@ -206,4 +213,148 @@ def test_write_read_roundtrip_and_hash(tmp_path):
     con.execute("UPDATE semantic_ids__rqkmeans_k8 SET tie = tie + 1 WHERE track_id = 't00000'")
     with pytest.raises(SemidError, match="changed outside"):
         sid.read_semantic_ids(con, IdScheme.parse("rqkmeans-k8"))
+    con.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# collision-aware IDs: balanced last level, tie cap, quality gate
+
+
+def _collapsed_world(n=1200, n_same=400, dim=16, seed=0):
+    """Blobs with ``n_same`` rows of one identical content vector (a planted collapse)."""
+    X, _ = blobs(n, dim=dim, seed=seed)
+    X[:n_same] = X[0]
+    return X
+
+
+@pytest.mark.parametrize("scheme", ["v1", "rqkmeans"])
+def test_balanced_last_level_spreads_planted_duplicates(scheme, tmp_path):
+    X = _collapsed_world()
+    k = 16
+    on = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=k), track_ids=ids(len(X)), X=X, cfg=SMALL,
+                              artifact_dir=tmp_path / "on")
+    off = sid.fit_semantic_ids(scheme=IdScheme(family=scheme, k=k), track_ids=ids(len(X)), X=X,
+                               cfg=replace(SMALL, balanced_last_level=False), artifact_dir=tmp_path / "off")
+    assert on.metrics["balanced_last_level"] and not off.metrics["balanced_last_level"]
+    assert off.metrics["max_tie"] >= 399  # the paper's method: one tuple, a counter to 399
+    # balanced: the 400 copies share a prefix, so at most ceil(group / k) per code
+    group = on.table.groupby(["c1", "c2"]).size().max()
+    assert on.metrics["max_tie"] <= -(-group // k) - 1 < off.metrics["max_tie"]
+    assert on.metrics["unique_tuple_share"] >= off.metrics["unique_tuple_share"]
+    assert on.metrics["share_in_groups_over_2"] < off.metrics["share_in_groups_over_2"]
+    for c in ("c1", "c2", "c3"):  # codebook sizes respected
+        assert on.table[c].between(0, k - 1).all()
+    assert sid.check_one_to_one(on.table)[0]
+
+
+def test_balanced_prefix_is_the_greedy_prefix_and_deterministic():
+    g = torch.Generator().manual_seed(0)
+    books = torch.randn(3, 8, 4, generator=g)
+    z = torch.randn(500, 4, generator=g)
+    a = balanced.balanced_codes(z, books)
+    b = balanced.balanced_codes(z.clone(), books.clone())
+    np.testing.assert_array_equal(a, b)
+    greedy = rqvae.residual_assign(z, books).numpy()
+    np.testing.assert_array_equal(a[:, :2], greedy[:, :2])
+    assert a.min() >= 0 and a.max() < 8
+    df = pd.DataFrame(a, columns=["p1", "p2", "c"])
+    per_code_max = df.groupby(["p1", "p2", "c"]).size().groupby(level=[0, 1]).max()
+    group = df.groupby(["p1", "p2"]).size()
+    cap = np.maximum(1, -(-group // 8))  # under every prefix, each code holds ≤ ceil(group / k) tracks
+    assert (per_code_max <= cap.loc[per_code_max.index]).all()
+    tuples = pd.Series(list(map(tuple, greedy)))
+    alone = (tuples.map(tuples.value_counts()) == 1).to_numpy()
+    assert alone.any() and (a[alone, 2] == greedy[alone, 2]).all()  # uncontested tracks keep their nearest code
+
+
+def test_balanced_cold_start_prefers_free_codes(tmp_path):
+    X, _ = blobs(600)
+    scheme = IdScheme(family="rqkmeans", k=16)
+    res = sid.fit_semantic_ids(scheme=scheme, track_ids=ids(500), X=X[:500], cfg=SMALL, artifact_dir=tmp_path)
+    existing = res.table
+    added = sid.assign_new_tracks(scheme=scheme, artifact_dir=tmp_path, existing=existing,
+                                  new_track_ids=ids(20, "n"), X_new=X[:20])  # exact copies of old content
+    src = existing.set_index("track_id").loc[ids(20)]
+    new = added.set_index("track_id").loc[ids(20, "n")]
+    assert (new[["c1", "c2"]].to_numpy() == src[["c1", "c2"]].to_numpy()).all()
+    sizes = existing.groupby(["c1", "c2"]).size()
+    n_new = src.groupby(["c1", "c2"]).size()
+    roomy = np.array([sizes.get((a, b), 0) + n_new[(a, b)] <= 16 for a, b in zip(src["c1"], src["c2"])])  # prefix has room
+    assert roomy.any()
+    assert (new["c3"].to_numpy()[roomy] != src["c3"].to_numpy()[roomy]).all()  # took a free code instead
+    assert (new["tie"].to_numpy()[roomy] == 0).all()
+    combined = pd.concat([existing, added], ignore_index=True)
+    assert sid.check_one_to_one(combined)[0]
+
+
+def test_tie_table_is_capped_in_the_model_fields():
+    n = 40
+    table = pd.DataFrame({"track_id": ids(n), "c1": 0, "c2": 0, "tie": range(n)})
+    fields, missing = semantic_fields(table, ids(n), k=4, max_tie_embeddings=16)
+    codes, size = fields["tie"]
+    assert missing == 0 and size == 16 and codes.max() == 16  # values 1..16 (0 = pad)
+    assert (codes[1:][15:] == 16).all() and len(set(codes[1:16])) == 15  # ties 0..14 own rows, 15+ share one
+    _, size_uncapped = semantic_fields(table, ids(n), k=4, max_tie_embeddings=None)[0]["tie"]
+    assert size_uncapped == n
+    q = sid.codebook_quality(table, 4, max_tie_embeddings=16)
+    assert q["tie_table_rows"] == 16 and q["max_tie"] == n - 1 and q["share_in_groups_over_2"] == 1.0
+
+
+def _with_ties(track_ids, codes):
+    t = sid.make_table(track_ids, codes, np.zeros(len(track_ids)))
+    t["tie"] = sid.add_tie_level(t["track_id"], codes)
+    return t
+
+
+def test_distinct_gate_fails_on_planted_collapse_and_names_groups():
+    n = 300
+    cat = pd.DataFrame({
+        "track_id": ids(n),
+        "title": [f"Song {i // 100} (Live)" if i % 2 else f"Song {i // 100} - Remaster" for i in range(n)],
+        "artist_id": [f"artist{i // 100}" for i in range(n)],
+    })
+    g = np.arange(n) // 100  # three groups of 100 identical tuples
+    collapsed = _with_ties(ids(n), np.stack([g, g, g, g], 1))
+    ok, details = id_gates.check_distinct(collapsed, 64, min_unique_share=0.9, max_tie_limit=15, catalog=cat)
+    assert not ok and details["share_gate_applied"] and details["max_tie"] == 99
+    groups = details["largest_collision_groups"]
+    assert [grp["size"] for grp in groups] == [100, 100, 100]
+    first = groups[0]["tracks"][0]
+    assert first["title"].startswith("Song 0") and first["artist_id"] == "artist0"
+    healthy = _with_ties(ids(n), np.random.default_rng(0).integers(0, 64, (n, 4)))  # roomy random space
+    assert id_gates.check_distinct(healthy, 64, catalog=cat)[0]
+    ok, details = id_gates.check_distinct(collapsed, 64, max_tie_limit=1000)  # only the share fails
+    assert not ok and details["unique_tuple_share"] == 0.0
+    small_space = _with_ties(ids(n), np.stack([g, g], 1))
+    ok, details = id_gates.check_distinct(small_space, 3, max_tie_limit=1000)  # k^L < 10 x tracks: share gate off
+    assert ok and "not applied" in details["note"]
+
+
+def test_id_quality_report_table_merge_and_figure(tmp_path):
+    from semid_pipeline import id_quality_report as iqr
+    from semid_pipeline.report import records_frame
+
+    n = 200
+    g = np.arange(n) // 50  # collapsed: 4 tuples of 50
+    tables = {
+        "v1-k64": _with_ties(ids(n), np.stack([g, g, g, g], 1)),
+        "v0-k64": _with_ties(ids(n), np.random.default_rng(0).integers(0, 64, (n, 4))),
+        "id": pd.DataFrame({"track_id": ids(n), "c1": range(n), "tie": 0}),
+    }
+    q = iqr.id_quality_table(tables, max_tie_embeddings=16).set_index("scheme_key")
+    assert q.loc["v1-k64", "unique_tuple_share"] == 0.0 and q.loc["v1-k64", "max_tie"] == 49
+    assert q.loc["v1-k64", "tie_table_rows"] == 16 and q.loc["id", "unique_tuple_share"] == 1.0
+    assert q.loc["v0-k64", "unique_tuple_share"] > 0.9
+    records = [{"partition_key": f"64|{key}", "test": {"auc": auc, "ci_lo": auc - 0.01, "ci_hi": auc + 0.01}}
+               for key, auc in (("v1-k64", 0.55), ("v0-k64", 0.6), ("id", 0.62))]
+    merged = iqr.merge_id_quality(records_frame(records), q.reset_index())
+    row = merged.set_index("scheme_key").loc["v1-k64"]
+    assert row["test_auc"] == 0.55 and row["max_tie"] == 49
+    png = iqr.plot_auc_vs_unique_share(merged, tmp_path / "fig.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for key, t in tables.items():
+        sid.write_semantic_ids(con, IdScheme.parse(key), t)
+    pd.testing.assert_frame_equal(iqr.id_quality_from_warehouse(con).set_index("scheme_key").sort_index(), q.sort_index(),
+                                  check_dtype=False)
     con.close()

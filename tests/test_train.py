@@ -198,3 +198,16 @@ def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
     # batch size (and so padding) does not change scores
     other = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=1000)
     np.testing.assert_allclose(scored["score"], other["score"], rtol=0, atol=1e-5)
+
+
+def test_capped_tie_table_trains_records_the_cap_and_reloads(splits, tmp_path):
+    tbl = semantic_table(splits.vocab)
+    tbl[["c1", "c2"]] = 0  # a collapsed tokenizer: one tuple, the tie counter runs to n - 1
+    tbl["tie"] = np.arange(len(tbl))
+    res = train_recommender(scheme=IdScheme.parse("v0-k8"), hidden=16, splits=splits, id_table=tbl, id_table_hash="h",
+                            cfg=replace(CFG, epochs=1), out_dir=tmp_path, log=QUIET, max_tie_embeddings=4)
+    assert res.model.encoder.field_sizes["tie"] == 4  # not len(tbl) rows
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["max_tie_embeddings"] == 4 and ["tie", 4] in config["fields"]
+    model = load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=tbl, id_table_hash="h")  # same capped codes
+    assert torch.equal(model.encoder.field_codes()["tie"], res.model.encoder.field_codes()["tie"])
