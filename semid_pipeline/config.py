@@ -136,15 +136,19 @@ class TrainConfig:
     layers: int = 2
     heads: int = 2
     dropout: float = 0.1
-    max_len: int = 50  # training window (tokens) per sequence
+    max_len: int = 50  # training window (tokens) per sequence AND the evaluation input length
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
-    epochs: int = 8
+    epochs: int = 8  # a cap: early stopping (patience, on validation AUC) normally ends training
     patience: int = 2
     sampled_negatives: int = 4
     song_decomposition: bool = False
     seed: int = 0
+    # --- recommender quality switches (issue 10; defaults chosen on validation AUC, see README)
+    item_bias: bool = False  # one scalar per code (track / codeword / tie / artist / genre), summed
+    negative_weight: float = 1.0  # weight of the sampled-catalogue-negative BCE term (0 = none)
+    use_sequence: bool = True  # False: bias-only diagnostic (no transformer, score = bias)
 
 
 @dataclass(frozen=True)

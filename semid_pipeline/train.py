@@ -109,23 +109,35 @@ def left_pad(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tuple[t
 # loss
 
 
-def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor
-                    ) -> tuple[torch.Tensor, int]:
-    """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) → (mean BCE, #events)."""
+def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
+                    *, negative_weight: float = 1.0) -> tuple[torch.Tensor, int]:
+    """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
+
+    loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
+         + negative_weight · mean over events of mean_S BCE(negative logit, 0)   (optional extra)
+
+    The main term asks what the AUC asks: which of the listener's plays are liked. Uniform
+    catalogue negatives teach "played vs random track" (which popularity answers better); they
+    are kept as a weighted extra term. Being uniform, their logQ correction is a constant and is
+    not applied. ``negative_weight = 1`` with S negatives weighs each negative like the observed
+    event divided by S.
+    """
     x, fx = tracks[:, :-1], feedback[:, :-1]  # (B, T) inputs
     y, fy = tracks[:, 1:], feedback[:, 1:]  # (B, T) next events
-    mask = (x > 0) & (y > 0)  # (B, T): a real next event with a real history
+    mask = ((x > 0) & (y > 0)).float()  # (B, T): a real next event with a real history
     vecs = model.encoder(tracks)  # (B, T+1, h): one lookup serves inputs and next-event targets
     h = model(x, fx, track_vecs=vecs[:, :-1])  # (B, T, h)
-    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1, keepdim=True)  # (B, T, 1)
-    logits = torch.cat([pos_logit, model.score(h, negatives)], dim=-1).float()  # (B, T, 1+S)
-    labels = torch.zeros_like(logits)
-    labels[..., 0] = (fy > 0).float()
-    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, T, 1+S)
-    m = mask.unsqueeze(-1).float()
-    n_events = int(mask.sum())
-    loss = (bce * m).sum() / (m.sum() * logits.shape[-1]).clamp_min(1.0)
-    return loss, n_events
+    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1)  # (B, T)
+    if model.encoder.has_bias:
+        pos_logit = pos_logit + model.encoder.track_bias(y).to(pos_logit.dtype)
+    n = mask.sum().clamp_min(1.0)
+    obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
+    loss = (obs * mask).sum() / n
+    if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
+        neg_logit = model.score(h, negatives).float()  # (B, T, S)
+        neg = F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
+        loss = loss + negative_weight * (neg.mean(-1) * mask).sum() / n
+    return loss, int(mask.sum())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,8 +196,12 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     was_training = model.training
     model.eval()
     for s in range(0, len(ev), step):
-        cand = model.encoder(tidx[s: s + step].to(device)).float()  # (E, h)
-        scores[s: s + step] = (hid[rows[s: s + step]].to(device) * cand).sum(-1).cpu()
+        t = tidx[s: s + step].to(device)
+        cand = model.encoder(t).float()  # (E, h)
+        sc = (hid[rows[s: s + step]].to(device) * cand).sum(-1)
+        if model.encoder.has_bias:
+            sc = sc + model.encoder.track_bias(t).float()
+        scores[s: s + step] = sc.cpu()
     model.train(was_training)
     hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
     if train_track_counts is not None:
@@ -265,17 +281,20 @@ def _atomic_write_text(text: str, path: Path) -> None:
 
 
 def model_from_splits(*, representation: str, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
-                      cfg: TrainConfig) -> SASRec:
-    """A freshly initialised SASRec for a representation (seed the RNG first for reproducibility)."""
+                      cfg: TrainConfig, with_track_field: bool = False) -> SASRec:
+    """A freshly initialised SASRec for a representation (seed the RNG first for reproducibility).
+
+    ``with_track_field``: the hybrid encoder (per-track row + summed codewords) for semantic IDs."""
     encoder = build_track_encoder(
         representation=representation, hidden=hidden, n_tracks=splits.vocab.n_tracks,
         track_ids=splits.vocab.track_ids, id_table=id_table,
         artist=splits.track_artist, n_artists=splits.n_artists,
         genre=splits.track_genre, n_genres=splits.n_genres,
-        song_decomposition=cfg.song_decomposition,
+        song_decomposition=cfg.song_decomposition, with_track_field=with_track_field,
+        with_bias=cfg.item_bias,
     )
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                  dropout=cfg.dropout)
+                  dropout=cfg.dropout, use_sequence=cfg.use_sequence)
 
 
 def run_config(*, representation: str, hidden: int, splits: Splits, id_table_hash: str | None,
@@ -318,7 +337,7 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
                       id_table_hash: str | None, cfg: TrainConfig, out_dir: Path,
                       log: Callable[[str], None] = print, device: str | None = None,
                       on_epoch_end: Callable[[dict], None] | None = None,
-                      eval_batch_size: int = 1024) -> TrainResult:
+                      eval_batch_size: int = 1024, with_track_field: bool = False) -> TrainResult:
     """Train one model; resume from ``out_dir/checkpoint.pt`` when a run with this config was cut off.
 
     ``on_epoch_end(record)`` runs after each epoch's checkpoint is on disk (tests use it to
@@ -336,7 +355,7 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # batching + negative sampling
         model = model_from_splits(representation=representation, hidden=hidden, splits=splits,
-                                  id_table=id_table, cfg=cfg).to(dev)
+                                  id_table=id_table, cfg=cfg, with_track_field=with_track_field).to(dev)
         config = run_config(representation=representation, hidden=hidden, splits=splits,
                             id_table_hash=id_table_hash, cfg=cfg, encoder=model.encoder)
         config = json.loads(json.dumps(config))
@@ -392,9 +411,11 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
                 T1 = int(lengths[idx].max())  # longest window in the batch (left-padded)
                 x = tracks[idx.to(dev)][:, -T1:]  # (B, T+1)
                 f = fbs[idx.to(dev)][:, -T1:]
-                negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)
+                negs = None
+                if S > 0 and cfg.negative_weight > 0:
+                    negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)
                 with amp:
-                    loss, n = next_event_loss(model, x, f, negs)
+                    loss, n = next_event_loss(model, x, f, negs, negative_weight=cfg.negative_weight)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -487,9 +508,9 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     hidden = config["hidden"]
     n_tok = splits_vocab.n_tokens
     fields = {name: (np.zeros(n_tok, dtype=np.int64), size) for name, size in config["fields"]}
-    encoder = TrackEncoder(fields=fields, hidden=hidden)  # codes come from the state_dict
+    encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias=cfg.item_bias)  # codes come from the state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout)
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
     model.load_state_dict(torch.load(out_dir / MODEL, map_location="cpu", weights_only=True))
     scheme, k = parse_representation(config["representation"])
     if scheme != "id" and id_table is not None:  # the hash is a claim: check the codes themselves
