@@ -92,6 +92,27 @@ def make_windows(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tup
     return torch.from_numpy(tracks), torch.from_numpy(fb), torch.from_numpy(lengths)
 
 
+def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
+                            pool_batches: int = 32) -> list[torch.Tensor]:
+    """Shuffled batches of window indices, each drawn from windows of similar length.
+
+    A batch is padded to its longest window; with long histories (max_len 400) one long user in
+    a random batch pads 127 short ones to 400. Windows are shuffled, cut into pools of
+    ``pool_batches`` batches, sorted by length inside a pool, batched, and the batches shuffled:
+    still random, little padding. Deterministic given ``gen``.
+    """
+    W = len(lengths)
+    perm = torch.randperm(W, generator=gen)
+    pool = batch_size * pool_batches
+    batches: list[torch.Tensor] = []
+    for p in range(0, W, pool):
+        chunk = perm[p: p + pool]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches.extend(chunk[b: b + batch_size] for b in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(batches), generator=gen)
+    return [batches[i] for i in order]
+
+
 def left_pad(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Last ``max_len`` events of each sequence, left-padded to the longest: (S, T) tracks and feedback."""
     T = max(1, min(max_len, max((len(t) for t, _ in seqs), default=1)))
@@ -404,10 +425,8 @@ def train_recommender(*, representation: str, hidden: int, splits: Splits, id_ta
         while not finished and epoch < cfg.epochs:
             model.train()
             t0 = time.perf_counter()
-            perm = torch.randperm(W, generator=gen)
             loss_sum, loss_n, n_events = 0.0, 0, 0
-            for b in range(0, W, cfg.batch_size):
-                idx = perm[b: b + cfg.batch_size]
+            for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
                 T1 = int(lengths[idx].max())  # longest window in the batch (left-padded)
                 x = tracks[idx.to(dev)][:, -T1:]  # (B, T+1)
                 f = fbs[idx.to(dev)][:, -T1:]
