@@ -74,3 +74,11 @@ def shuffle_splits(splits: Splits, *, seed: int = 0) -> Splits:
     rng = np.random.default_rng(seed)
     return replace(splits, train=_shuffle_seqs(splits.train, rng),
                    val=_shuffle_eval(splits.val, rng), test=_shuffle_eval(splits.test, rng))
+
+
+def bias_only_config(cfg):
+    """The bias-only diagnostic of a TrainConfig: per-code biases, no sequence (score = Σ biases).
+
+    Trained on ``id`` it is a learned per-track popularity; on a semantic-ID scheme, a per-codeword
+    one (Σ over levels + tie): how much each representation gets from popularity alone."""
+    return replace(cfg, item_bias=True, use_sequence=False)

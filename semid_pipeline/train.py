@@ -1,8 +1,10 @@
 """Training, checkpoint/resume, validation scoring and a fast stratified AUC for ``SASRec``.
 
 Loss: binary cross-entropy of each NEXT event's feedback — the hidden state at t scores the track
-at t+1 with label = its feedback (positive 1, negative 0) — plus ``cfg.sampled_negatives``
-catalogue tracks per position drawn uniformly as extra negatives (label 0). Padding is masked.
+at t+1 with label = its feedback (positive 1, negative 0) — the main term, plus
+``cfg.negative_weight`` × the mean BCE of ``cfg.sampled_negatives`` catalogue tracks per position
+drawn uniformly (label 0), an optional extra term (see ``next_event_loss``). Padding is masked.
+Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
 
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
 history); a re-run with the same configuration resumes after the last completed epoch and ends
