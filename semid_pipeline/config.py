@@ -149,6 +149,7 @@ class TrainConfig:
     item_bias: bool = False  # one scalar per code (track / codeword / tie / artist / genre), summed
     negative_weight: float = 1.0  # weight of the sampled-catalogue-negative BCE term (0 = none)
     use_sequence: bool = True  # False: bias-only diagnostic (no transformer, score = bias)
+    bias_lr_scale: float = 1.0  # learning rate of the item biases = lr × this
 
 
 @dataclass(frozen=True)

@@ -337,10 +337,21 @@ def run_config(*, representation: str, hidden: int, splits: Splits, id_table_has
     }
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None,
+                  bias_lr_scale: float = 1.0) -> list[dict]:
+    """Decay on matrices / tables; the per-code biases (``encoder.bias``) in a group of their own
+    with ``lr · bias_lr_scale``: they start at 0 and must reach popularity logits of ±1–2, which at
+    the transformer's learning rate takes longer than the transformer needs to overfit."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    item_bias = [p for n, p in model.named_parameters() if n == "encoder.bias"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and n != "encoder.bias"]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if item_bias:
+        g = {"params": item_bias, "weight_decay": 0.0}
+        if lr is not None:
+            g["lr"] = lr * bias_lr_scale
+        groups.append(g)
+    return groups
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -349,7 +360,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     The fused kernel does one pass over each parameter instead of ~10: with an ``id`` table of
     N·h parameters updated densely every step, that is most of the optimizer's cost on a CPU.
     """
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg.weight_decay, cfg.lr, cfg.bias_lr_scale)
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=True)
     except (RuntimeError, TypeError, ValueError):

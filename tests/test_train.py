@@ -340,3 +340,16 @@ def test_length_bucketed_batches_cover_every_window_once_with_little_padding():
     perm = torch.randperm(5000, generator=gen)
     random_padded = sum(len(perm[i: i + 64]) * int(lengths[perm[i: i + 64]].max()) for i in range(0, 5000, 64))
     assert padded < 0.3 * random_padded
+
+
+def test_item_biases_get_their_own_learning_rate_and_no_decay(splits):
+    from semid_pipeline.train import make_optimizer
+
+    cfg = replace(CFG, item_bias=True, lr=2e-3, bias_lr_scale=10.0, weight_decay=0.1)
+    model = _tiny_model(cfg, splits)
+    opt = make_optimizer(model, cfg)
+    group = next(g for g in opt.param_groups if any(p is model.encoder.bias for p in g["params"]))
+    assert group["lr"] == pytest.approx(2e-2) and group["weight_decay"] == 0.0 and len(group["params"]) == 1
+    others = [g for g in opt.param_groups if g is not group]
+    assert all(g["lr"] == pytest.approx(2e-3) for g in others)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
