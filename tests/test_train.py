@@ -207,8 +207,9 @@ def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
     assert hid.shape == (len(splits.test), 16)
     with torch.no_grad():
         emb = res.model.encoder.all_embeddings()
+        bias = res.model.encoder.track_bias(torch.as_tensor(np.array(scored["track_idx"])))
     rows = np.array(splits.test.events["row"])
-    manual = (hid[rows] * emb[np.array(scored["track_idx"])]).sum(-1).numpy()
+    manual = ((hid[rows] * emb[np.array(scored["track_idx"])]).sum(-1) + bias).numpy()  # <h, vec> + bias
     np.testing.assert_allclose(scored["score"], manual, rtol=1e-5, atol=1e-5)
     # batch size (and so padding) does not change scores
     other = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=1000)
