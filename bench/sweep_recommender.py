@@ -114,7 +114,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
-    db, tables = prepare(args.format, args.schemes)
+    # hybrid-k<k>: per-track row + the v1-k<k> codewords (the coordinator wires the grid key)
+    db, tables = prepare(args.format, sorted({s.replace("hybrid", "v1") for s in args.schemes}))
     with wh.connect(db, read_only=True) as con:
         splits = load_splits(con, cfg.split)
         view = experiment.catalog_view(con, splits)
