@@ -152,7 +152,7 @@ def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> 
     with connect(warehouse, read_only=True) as con:
         dataset, dataset_fp = str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")
         splits = splits_mod.load_splits(con, cfg.split)
-        id_table, id_hash = sid.read_semantic_ids(con, scheme)
+        id_table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
     return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,
                           id_table=None if scheme.is_id else id_table, id_table_hash=id_hash)
 

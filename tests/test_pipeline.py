@@ -124,8 +124,11 @@ def test_grid_partitions_train_evaluate_and_report(world):
     v1_params = runs["32|v1-k64"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     n_tracks = 300  # the tiny preset's catalogue
     max_tie = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata["quality/max_tie"].value
-    assert id_params == 32 * (1 + n_tracks)  # one row per track (+ the shared pad row)
-    assert v1_params == 32 * (1 + 4 * 64 + max_tie + 1) < id_params  # 4 levels of k=64 + the tie level
+    from semid_pipeline.config import load_config
+
+    row = 32 + int(load_config().train.item_bias)  # h per row (+ the row's bias with item_bias)
+    assert id_params == row * (1 + n_tracks)  # one row per track (+ the shared pad row)
+    assert v1_params == row * (1 + 4 * 64 + max_tie + 1) < id_params  # 4 levels of k=64 + the tie level
     rep = runs["report"].asset_materializations_for_node("experiment_report")[0].metadata
     assert rep["partitions_evaluated"].value == 2
     html = Path(rep["report_html"].value).read_text()
