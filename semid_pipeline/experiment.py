@@ -130,6 +130,7 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
     return {
         "partition_key": cell.partition_key,
         "scheme": cell.scheme.family,
+        "scheme_key": cell.scheme.key,  # with its +ag suffix (findings tell song-only from decomposition)
         "k": cell.scheme.k,
         "h": int(cell.h),
         "dataset": dataset,

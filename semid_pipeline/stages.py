@@ -220,8 +220,25 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     record = experiment.partition_record(cell, result, baselines=baselines, dataset=inputs.dataset,
                                          dataset_fingerprint=inputs.dataset_fingerprint,
                                          id_table_hash=inputs.id_table_hash)
+    record["oracle"] = oracle_record(warehouse, inputs, cfg)
     path = atomic_write_json(layout.evaluation_record(inputs.dataset_fingerprint, cell), record)
     return CellEvaluation(record=record, record_path=path, result=result, baselines=baselines)
+
+
+def oracle_record(warehouse: str, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:
+    """Test AUC (+ CI) of a synthetic world's own P(positive) on the same test pairs: the ceiling a
+    model could reach. None for a data set without an oracle (every real one)."""
+    from .datasets import ORACLE_META
+
+    with connect(warehouse, read_only=True) as con:
+        path = get_meta(con, ORACLE_META, "") or ""
+    if not path or not len(inputs.splits.test.events):
+        return None
+    from .diagnostics import oracle_auc
+    from .synthetic import load_oracle
+
+    return oracle_auc(inputs.splits.test.events, load_oracle(path), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed,
+                      source=path)
 
 
 def _dataset_keys(warehouse: str) -> tuple[str, str]:
