@@ -37,7 +37,9 @@ from semid_pipeline.config import IngestConfig, TrainConfig, load_config, parse_
 from semid_pipeline.diagnostics import shuffle_splits  # noqa: E402
 from semid_pipeline.ingest import ingest_dataset  # noqa: E402
 from semid_pipeline.splits import load_splits  # noqa: E402
-from semid_pipeline.train import score_eval_set, train_recommender  # noqa: E402
+from semid_pipeline.schemes import IdScheme  # noqa: E402
+from semid_pipeline.scoring import score_eval_set  # noqa: E402
+from semid_pipeline.train import train_recommender  # noqa: E402
 
 CACHE = Path(os.environ.get("SEMID_SWEEP_CACHE", Path(tempfile.gettempdir()) / "semid_sweep"))
 
@@ -66,8 +68,7 @@ def prepare(fmt: str, scheme_keys: list[str]):
         if not pq.exists():
             with wh.connect(db, read_only=True) as con:
                 track_ids, X = features.read_content_features(con)
-            scheme, k = sid.parse_partition_key(key)
-            res = sid.fit_semantic_ids(scheme=scheme, k=k, track_ids=track_ids, X=X, cfg=cfg.semantic_ids,
+            res = sid.fit_semantic_ids(scheme=IdScheme.parse(key), track_ids=track_ids, X=X, cfg=cfg.semantic_ids,
                                        artifact_dir=root / f"sid_{key}")
             res.table.sort_values("track_id").reset_index(drop=True).to_parquet(pq)
         tables[key] = pd.read_parquet(pq)
@@ -114,8 +115,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
-    # hybrid-k<k>: per-track row + the v1-k<k> codewords (the coordinator wires the grid key)
-    db, tables = prepare(args.format, sorted({s.replace("hybrid", "v1") for s in args.schemes}))
+    # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
+    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}))
     with wh.connect(db, read_only=True) as con:
         splits = load_splits(con, cfg.split)
         view = experiment.catalog_view(con, splits)
@@ -129,10 +130,10 @@ def main() -> None:
         for suffix, sp in variants:
             for key in args.schemes:
                 fp = hashlib.sha256(json.dumps([args.format, key, args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
-                res = train_recommender(representation=key.replace("hybrid", "v1"), hidden=args.hidden, splits=sp,
-                                        id_table=tables.get(key.replace("hybrid", "v1")), id_table_hash=key, cfg=tc,
-                                        out_dir=CACHE / args.format / "runs" / fp, log=lambda m: None,
-                                        with_track_field=key.startswith("hybrid"))
+                scheme = IdScheme.parse(key)
+                res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
+                                        id_table=tables.get(scheme.codes_scheme.key), id_table_hash=key, cfg=tc,
+                                        out_dir=CACHE / args.format / "runs" / fp, log=lambda m: None)
                 r = record(name + suffix, key, args.hidden, res, sp, cfg.eval, tc.max_len)
                 print(f"{args.format:<8} {r['run']:<22} {key:<10} val {r['val_auc']:.4f} "
                       f"test {r['test_auc']:.4f} [{r['test_lo']:.4f}, {r['test_hi']:.4f}] "

@@ -331,3 +331,18 @@ def test_item_biases_get_their_own_learning_rate_and_no_decay(splits):
     others = [g for g in opt.param_groups if g is not group]
     assert all(g["lr"] == pytest.approx(2e-3) for g in others)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_scheme_variants_switch_the_encoder(splits):
+    """``+ag`` adds the artist (and genre) fields without the config switch; ``hybrid-k<k>`` adds a
+    per-track row to the codewords of the v1 table it is given."""
+    from semid_pipeline.train import model_from_splits
+
+    plain = model_from_splits(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, cfg=CFG)
+    ag = model_from_splits(scheme=IdScheme.parse("id+ag"), hidden=16, splits=splits, id_table=None, cfg=CFG)
+    assert "artist" not in plain.encoder.field_names and "artist" in ag.encoder.field_names
+    table = semantic_table(splits.vocab)
+    v1 = model_from_splits(scheme=IdScheme.parse("v1-k8"), hidden=16, splits=splits, id_table=table, cfg=CFG)
+    hyb = model_from_splits(scheme=IdScheme.parse("hybrid-k8"), hidden=16, splits=splits, id_table=table, cfg=CFG)
+    assert "track" not in v1.encoder.field_names
+    assert hyb.encoder.field_names == [*v1.encoder.field_names, "track"]
