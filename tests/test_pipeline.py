@@ -133,6 +133,10 @@ def test_grid_partitions_train_evaluate_and_report(world):
     assert rep["partitions_evaluated"].value == 2
     html = Path(rep["report_html"].value).read_text()
     assert "32|v1-k64" in html and "data:image/png;base64" in html
+    assert html.index("Verdict on this data") < html.index("<h2>Partitions</h2>") and "oracle" in html
+    records = [json.loads(p.read_text()) for p in root.rglob("evaluations/*/*.json")]
+    assert len(records) == 2  # a synthetic world: every record carries the oracle ceiling on its test pairs
+    assert all(r["oracle"]["ci_lo"] <= r["oracle"]["auc"] <= r["oracle"]["ci_hi"] for r in records)
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):
