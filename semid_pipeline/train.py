@@ -393,10 +393,13 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     hidden = config["hidden"]
     n_tok = splits_vocab.n_tokens
     fields = {name: (np.zeros(n_tok, dtype=np.int64), size) for name, size in config["fields"]}
-    encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias=cfg.item_bias)  # codes come from the state_dict
+    state = torch.load(out_dir / MODEL, map_location="cpu", weights_only=True)
+    # the weights say whether there are item biases: a model saved before the switch existed has none,
+    # while its config.json (no item_bias key) would read as the new default (on)
+    encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout, use_sequence=cfg.use_sequence)
-    model.load_state_dict(torch.load(out_dir / MODEL, map_location="cpu", weights_only=True))
+    model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves
         sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=scheme.k)

@@ -346,3 +346,17 @@ def test_scheme_variants_switch_the_encoder(splits):
     hyb = model_from_splits(scheme=IdScheme.parse("hybrid-k8"), hidden=16, splits=splits, id_table=table, cfg=CFG)
     assert "track" not in v1.encoder.field_names
     assert hyb.encoder.field_names == [*v1.encoder.field_names, "track"]
+
+
+def test_a_model_saved_without_item_biases_still_loads(splits, tmp_path):
+    """config.json of an older model has no item_bias key (the default is now on): the weights decide."""
+    cfg = replace(CFG, item_bias=False, epochs=1)
+    res = train_recommender(scheme=IdScheme(family="id"), hidden=16, splits=splits, id_table=None, id_table_hash=None,
+                            cfg=cfg, out_dir=tmp_path, log=QUIET)
+    conf = json.loads((tmp_path / "config.json").read_text())
+    del conf["train"]["item_bias"]
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    loaded = load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
+    assert not loaded.encoder.has_bias
+    np.testing.assert_allclose(score_eval_set(res.model, splits.val)["score"].to_numpy(),
+                               score_eval_set(loaded, splits.val)["score"].to_numpy(), rtol=1e-5, atol=1e-6)
