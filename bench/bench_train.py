@@ -11,6 +11,7 @@ steps interleaved contender by contender so a noisy shared machine hurts all ali
 * ``ours-id``         semid SASRec, one embedding row per track, cfg.sampled_negatives negatives
 * ``ours-<k>``        semid SASRec, random 4-level semantic IDs with codebook k (+ tie level)
 * ``ours-id-neg1``    semid SASRec (id), one sampled negative per position (the reference's work)
+* (each at every ``--max-lens`` history length: default the configured max_len and 400 events)
 * ``reference``       SASRec written the usual way (per-item nn.Embedding, nn.MultiheadAttention,
                       pre-LN blocks with the same 4h MLP, one sampled negative, BCE on pos/neg logits)
 
@@ -248,15 +249,25 @@ def main() -> None:
     ap.add_argument("--batches")
     ap.add_argument("--n-tracks", type=int)
     ap.add_argument("--cfg")
+    ap.add_argument("--max-lens", type=int, nargs="+", default=[TrainConfig().max_len, 400],
+                    help="history lengths to compare at (the paper's per-user inputs reach 400 events)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
         return memory_worker(args)
 
     t_start = time.perf_counter()
-    cfg = TrainConfig()
-    device = torch.device(args.device)
     seqs, n_tracks, label = load_bench_sequences(print)
+    for max_len in args.max_lens:
+        print(f"\n=== history length (max_len) {max_len} ===")
+        run_length(args, replace(TrainConfig(), max_len=max_len), seqs, n_tracks, label)
+    print(f"total bench time {time.perf_counter() - t_start:.0f}s")
+
+
+def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
+    """Every contender on the same batches of windows of ``cfg.max_len`` events; prints the table."""
+    t_start = time.perf_counter()
+    device = torch.device(args.device)
     batches, n_windows = draw_batches(seqs, n_tracks, cfg, args.warmup + args.steps)
     print(f"batches: {args.warmup} warm-up + {args.steps} timed steps of {cfg.batch_size} windows × ≤{cfg.max_len} "
           f"(from {n_windows:,} windows); h={args.hidden}, layers={cfg.layers}, heads={cfg.heads}, "
@@ -323,7 +334,7 @@ def main() -> None:
     print(f"ours id (S={cfg.sampled_negatives} negatives) / reference:   {ratio('ours-id', 'reference')}  (aim ≥ 1.0)")
     print(f"ours id (S=1, same work) / reference:     {ratio('ours-id-neg1', 'reference')}")
     print(f"parameters semantic / id:                 {df.loc[f'ours-k{args.k}', 'params'] / df.loc['ours-id', 'params']:.3f}")
-    print(f"data: {label}; total bench time {time.perf_counter() - t_start:.0f}s")
+    print(f"data: {label}; max_len {cfg.max_len}; {time.perf_counter() - t_start:.0f}s")
 
 
 if __name__ == "__main__":

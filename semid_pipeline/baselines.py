@@ -1,13 +1,34 @@
-"""Model-free baselines on the test period: track popularity and content-only logistic regression."""
+"""Model-free baselines scored on the same evaluated pairs as the models (issue 10).
+
+A model is worth shipping only if it beats the strongest of these on the same test pairs:
+
+* ``popularity_scores`` / ``content_baseline_scores``  the record's ``popularity`` and
+                        ``content_logreg`` (track-id keyed rate; content-only logistic regression).
+* ``positive_rate``     Beta-smoothed positive rate of each track over the training period
+                        (the paper-style popularity baseline; tracks unseen → global rate).
+* ``trailing_rate``     the same, over the last ``window_days`` of events known before the
+                        period starts, shrunk toward the training-period rate (recency matters:
+                        tastes and releases drift, real catalogues have trends).
+* ``gbdt``              scikit-learn ``HistGradientBoostingClassifier`` on track popularity
+                        (both rates and counts), content (similarity to the listener's liked /
+                        disliked history, a few raw dimensions) and a summary of the listener's
+                        history (length, positive rate, repeats of the track / its artist).
+                        Fitted on the VALIDATION period (features from events before it), scored
+                        on the test period: nothing of the test period is seen.
+
+Everything is computed from ``Splits`` (no warehouse access) and is deterministic given a seed.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .evaluation import require_columns
+from .splits import EvalSet, Splits
 
 
 # --------------------------------------------------------------------------------------
@@ -111,3 +132,149 @@ def content_baseline_scores(
     clf = LogisticRegression(C=C, max_iter=1000, random_state=seed)
     clf.fit(scaler.transform(x_tr), y_tr.astype(int))
     return clf.predict_proba(scaler.transform(x_ev))[:, 1]
+
+
+# --------------------------------------------------------------------------------------
+# Stronger baselines (issue 10): trailing-window rate, boosted non-sequential model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    prior_strength: float = 10.0  # Beta prior weight (pseudo-events) of the smoothed rates
+    window_days: int = 14  # trailing-window length
+    content_dims: int = 8  # raw content dimensions given to the boosted model
+    max_iter: int = 200
+    learning_rate: float = 0.05
+    seed: int = 0
+
+
+def smoothed_rate(track_idx: np.ndarray, feedback: np.ndarray, n_tokens: int, *, prior: np.ndarray | float,
+                  strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rate (n_tokens,), count (n_tokens,)): (positives + a·prior) / (events + a) per track index."""
+    pos = np.bincount(track_idx, weights=feedback.astype(np.float64), minlength=n_tokens)[:n_tokens]
+    cnt = np.bincount(track_idx, minlength=n_tokens)[:n_tokens].astype(np.float64)
+    return (pos + strength * np.asarray(prior, dtype=np.float64)) / (cnt + strength), cnt
+
+
+def _train_arrays(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    if not splits.train:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return (np.concatenate([t for t, _ in splits.train]).astype(np.int64),
+            np.concatenate([f for _, f in splits.train]).astype(np.int64))
+
+
+def known_events(splits: Splits) -> pd.DataFrame:
+    """Timestamped events the splits carry (evaluation inputs + validation events), deduplicated:
+    the pool trailing windows are cut from (training sequences carry no timestamps)."""
+    parts = []
+    for es in (splits.val, splits.test):
+        for i, (t, f) in enumerate(es.inputs):
+            ts = es.input_ts[i] if i < len(es.input_ts) else None
+            if ts is None or len(ts) != len(t):
+                continue
+            parts.append(pd.DataFrame({"stratum_id": es.stratum_ids[i], "track_idx": t, "feedback": f,
+                                       "ts": pd.to_datetime(ts)}))
+    if len(splits.val.events):
+        parts.append(splits.val.events[["stratum_id", "track_idx", "feedback", "ts"]].assign(
+            ts=lambda d: pd.to_datetime(d["ts"])))
+    if not parts:
+        return pd.DataFrame({"stratum_id": [], "track_idx": [], "feedback": [], "ts": pd.to_datetime([])})
+    pool = pd.concat(parts, ignore_index=True)
+    return pool.drop_duplicates(["stratum_id", "ts", "track_idx"]).reset_index(drop=True)
+
+
+def _period_start(es: EvalSet) -> pd.Timestamp | None:
+    return pd.to_datetime(es.events["ts"]).min() if len(es.events) else None
+
+
+def trailing_rate(splits: Splits, es: EvalSet, cfg: BaselineConfig, train_rate: np.ndarray,
+                  pool: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-track rate over [start − window, start) of ``es``'s period, shrunk toward ``train_rate``."""
+    n_tok = splits.vocab.n_tokens
+    start = _period_start(es)
+    pool = known_events(splits) if pool is None else pool
+    if start is None or pool.empty:
+        return train_rate.copy(), np.zeros(n_tok)
+    w = pool[(pool["ts"] < start) & (pool["ts"] >= start - pd.Timedelta(days=cfg.window_days))]
+    return smoothed_rate(w["track_idx"].to_numpy(np.int64), w["feedback"].to_numpy(np.int64), n_tok,
+                         prior=train_rate, strength=cfg.prior_strength)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+
+def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, features: np.ndarray | None,
+                  artist: np.ndarray | None, content_dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(X (E, F), y (E,)) for the evaluated events of ``es`` in ``es.events`` row order."""
+    e = es.events
+    rows = e["row"].to_numpy(np.int64)
+    t = e["track_idx"].to_numpy(np.int64)
+    S = len(es)
+    hist_len = np.array([len(x) for x, _ in es.inputs], dtype=np.float64)
+    hist_pos = np.array([f.mean() if len(f) else np.nan for _, f in es.inputs], dtype=np.float64)
+    cols = [train_rate[t], np.log1p(train_cnt[t]), trail_rate[t], np.log1p(trail_cnt[t]),
+            np.log1p(hist_len[rows]), hist_pos[rows]]
+    # repeats: how often the listener met this track / its artist before, and liked it
+    rep_n, rep_pos, art_n, art_pos = (np.zeros(len(e)) for _ in range(4))
+    key = pd.DataFrame({"row": rows, "t": t, "i": np.arange(len(e))})
+    hist = pd.DataFrame({"row": np.repeat(np.arange(S), hist_len.astype(int)),
+                         "t": np.concatenate([x for x, _ in es.inputs]) if S else np.empty(0, np.int64),
+                         "f": np.concatenate([f for _, f in es.inputs]) if S else np.empty(0, np.int64)})
+    g = hist.groupby(["row", "t"])["f"].agg(["count", "mean"]).reset_index()
+    m = key.merge(g, on=["row", "t"], how="left")
+    rep_n[m["i"]], rep_pos[m["i"]] = m["count"].fillna(0), m["mean"].fillna(-1)
+    cols += [rep_n, rep_pos]
+    if artist is not None:
+        ha = hist.assign(a=artist[hist["t"].to_numpy(np.int64)])
+        ga = ha.groupby(["row", "a"])["f"].agg(["count", "mean"]).reset_index()
+        ma = key.assign(a=artist[t]).merge(ga, on=["row", "a"], how="left")
+        art_n[ma["i"]], art_pos[ma["i"]] = ma["count"].fillna(0), ma["mean"].fillna(-1)
+        cols += [art_n, art_pos]
+    if features is not None:
+        F_ = np.asarray(features, dtype=np.float64)
+        d = F_.shape[1]
+        pos_mean, neg_mean = np.zeros((S, d)), np.zeros((S, d))
+        for i, (x, f) in enumerate(es.inputs):
+            if (f == 1).any():
+                pos_mean[i] = F_[x[f == 1]].mean(0)
+            if (f == 0).any():
+                neg_mean[i] = F_[x[f == 0]].mean(0)
+        c = _unit(F_[t])
+        cols += [(c * _unit(pos_mean[rows])).sum(1), (c * _unit(neg_mean[rows])).sum(1)]
+        cols += [F_[t, j] for j in range(min(content_dims, d))]
+    X = np.column_stack(cols).astype(np.float64)
+    return X, e["feedback"].to_numpy(np.int64)
+
+
+def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artist: np.ndarray | None = None,
+                    cfg: BaselineConfig = BaselineConfig()) -> dict[str, dict[str, np.ndarray]]:
+    """name → {"val": scores, "test": scores}, each aligned with ``<period>.events`` rows.
+
+    The boosted model has no validation scores of its own (it is fitted there): its "val" entry
+    is absent. Tracks of the catalogue never played in training get the global rate."""
+    n_tok = splits.vocab.n_tokens
+    ti, tf = _train_arrays(splits)
+    p0 = float(tf.mean()) if len(tf) else 0.5
+    train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
+    pool = known_events(splits)
+    out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "trailing_rate": {}}
+    feats: dict[str, tuple] = {}
+    for period, es in (("val", splits.val), ("test", splits.test)):
+        if not len(es.events):
+            continue
+        t = es.events["track_idx"].to_numpy(np.int64)
+        tr, tc = trailing_rate(splits, es, cfg, train_rate, pool)
+        out["positive_rate"][period] = train_rate[t]
+        out["trailing_rate"][period] = tr[t]
+        feats[period] = gbdt_features(es, train_rate=train_rate, train_cnt=train_cnt, trail_rate=tr, trail_cnt=tc,
+                                      features=features, artist=artist, content_dims=cfg.content_dims)
+    if "val" in feats and "test" in feats and len(np.unique(feats["val"][1])) == 2:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        clf = HistGradientBoostingClassifier(max_iter=cfg.max_iter, learning_rate=cfg.learning_rate,
+                                             random_state=cfg.seed, early_stopping=False)
+        clf.fit(*feats["val"])
+        out["gbdt"] = {"test": clf.predict_proba(feats["test"][0])[:, 1]}
+    return out

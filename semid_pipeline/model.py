@@ -44,7 +44,7 @@ class TrackEncoder(nn.Module):
     """
 
     def __init__(self, *, fields: Mapping[str, tuple[np.ndarray | torch.Tensor, int]], hidden: int,
-                 init_std: float = 0.02) -> None:
+                 init_std: float = 0.02, with_bias: bool = False) -> None:
         super().__init__()
         assert fields, "a TrackEncoder needs at least one field"
         self.hidden = hidden
@@ -70,6 +70,22 @@ class TrackEncoder(nn.Module):
         nn.init.normal_(self.table, mean=0.0, std=init_std / math.sqrt(len(cols)))
         with torch.no_grad():
             self.table[0].zero_()
+        # One scalar per table row: a track's bias is the SUM of its fields' biases (per track for
+        # `id`; per codeword summed over levels + tie; per artist / genre with song decomposition).
+        # Popularity is the strongest model-free signal, and a dot product alone expresses it badly.
+        self.bias = nn.Parameter(torch.zeros(off)) if with_bias else None
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias is not None
+
+    def track_bias(self, track_idx: torch.Tensor) -> torch.Tensor:
+        """track_idx (...,) → (...,) summed field biases (zeros without biases)."""
+        if self.bias is None:
+            return torch.zeros(track_idx.shape, device=track_idx.device)
+        rows = self.codes[track_idx.reshape(-1)]  # (M, F)
+        out = F.embedding_bag(rows, self.bias.unsqueeze(1), mode="sum", padding_idx=0)  # (M, 1)
+        return out.view(track_idx.shape)
 
     def forward(self, track_idx: torch.Tensor) -> torch.Tensor:
         """track_idx (...,) long → (..., h); touches only the rows of the tracks asked for."""
@@ -89,6 +105,24 @@ class TrackEncoder(nn.Module):
             for name, off in self.field_offsets.items()
         }
 
+    def field_biases(self) -> dict[str, torch.Tensor]:
+        """name → (n_f + 1,) biases of the field's codes (row 0 = pad = 0); zeros without biases."""
+        out = {}
+        for name, off in self.field_offsets.items():
+            n = self.field_sizes[name]
+            b = self.bias[off: off + n].detach() if self.bias is not None else self.table.new_zeros(n).detach()
+            out[name] = torch.cat([b.new_zeros(1), b])
+        return out
+
+    def scoring_tables(self) -> dict[str, torch.Tensor]:
+        """name → (n_f + 1, h + 1): each code's embedding with its bias as an extra column.
+
+        Paired with ``SASRec.scoring_hidden`` (hidden with a trailing 1), decomposed full-catalogue
+        scoring Σ_f <[h, 1], [E_f, b_f]> equals naive scoring <h, vec(i)> + bias(i) exactly.
+        """
+        tables, biases = self.field_tables(), self.field_biases()
+        return {name: torch.cat([tables[name], biases[name].unsqueeze(1)], dim=1) for name in tables}
+
     def field_codes(self) -> dict[str, torch.Tensor]:
         """name → (N+1,) long indices into ``field_tables()[name]`` (0 = pad).
 
@@ -102,7 +136,7 @@ class TrackEncoder(nn.Module):
         return out
 
     def num_parameters(self) -> int:
-        return self.table.numel()
+        return self.table.numel() + (self.bias.numel() if self.bias is not None else 0)
 
 
 def semantic_fields(id_table: pd.DataFrame, track_ids: Sequence[str], *, k: int | None = None,
@@ -145,11 +179,15 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
                         track_ids: Sequence[str] | None = None, id_table: pd.DataFrame | None = None,
                         artist: np.ndarray | None = None, n_artists: int = 0,
                         genre: np.ndarray | None = None, n_genres: int = 0,
-                        song_decomposition: bool = False, max_tie_embeddings: int | None = None) -> TrackEncoder:
+                        song_decomposition: bool = False, max_tie_embeddings: int | None = None,
+                        with_track_field: bool = False, with_bias: bool = False) -> TrackEncoder:
     """The encoder of an ID scheme: ``id`` (one row per track) or a semantic-ID scheme (codes from ``id_table``).
 
     With ``song_decomposition`` the ``artist`` and ``genre`` fields are added when given; the tie
     table is capped at ``max_tie_embeddings`` rows (``semantic_fields``).
+    ``with_track_field`` adds a per-track field to a semantic-ID representation (the hybrid
+    "ID + summed codewords" encoder: codes share signal across similar tracks, the track row keeps
+    the identity of head tracks whose codes collide). ``with_bias`` adds one scalar per code.
     """
     scheme = scheme if isinstance(scheme, IdScheme) else IdScheme.parse(scheme)
     fields: dict[str, tuple[np.ndarray, int]] = {}
@@ -160,12 +198,14 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
             raise ValueError(f"ID scheme {scheme.key!r} needs id_table and track_ids")
         sem, _missing = semantic_fields(id_table, track_ids, k=scheme.k, max_tie_embeddings=max_tie_embeddings)
         fields.update(sem)
+        if with_track_field or scheme.hybrid:
+            fields["track"] = (np.arange(n_tracks + 1, dtype=np.int64), n_tracks)
     if song_decomposition:
         if artist is not None and n_artists > 0:
             fields["artist"] = (np.asarray(artist, dtype=np.int64), int(n_artists))
         if genre is not None and n_genres > 0:
             fields["genre"] = (np.asarray(genre, dtype=np.int64), int(n_genres))
-    return TrackEncoder(fields=fields, hidden=hidden)
+    return TrackEncoder(fields=fields, hidden=hidden, with_bias=with_bias)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,27 +277,31 @@ def semantic_field_sizes(*, k: int, levels: int, max_tie: int, max_tie_embedding
 
 
 def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], hidden: int, layers: int,
-                             max_len: int) -> dict[str, int]:
+                             max_len: int, with_bias: bool = False) -> dict[str, int]:
     """Trainable parameters of ``SASRec`` (documented formula, checked by tests).
 
     track_representation = (1 + Σ_f n_f) · h         one shared zero pad row + every field's codes
         id:            n_track = N                     → (N + 1) · h
         semantic:      L levels of k codes + tie (min(max_tie + 1, max_tie_embeddings) values: ties
                        beyond the cap share one row: ``semantic_field_sizes``) [+ artist A + genre G]
+        with_bias:     + (1 + Σ_f n_f) biases (one scalar per row, the pad row included)
     other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
     """
     sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)
-    track = (1 + sum(int(s) for s in sizes)) * hidden
+    track = (1 + sum(int(s) for s in sizes)) * (hidden + (1 if with_bias else 0))
     other = 2 * hidden + max_len * hidden + layers * block_parameter_count(hidden) + 2 * hidden
     return {"total": track + other, "track_representation": track, "other": other}
 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float) -> None:
+                 dropout: float, use_sequence: bool = True) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
+        # use_sequence=False is the bias-only diagnostic: the hidden state is 0, so a score is the
+        # candidate's bias alone (how much a representation gets from popularity, no sequence).
+        self.use_sequence = use_sequence
         self.max_len = max_len
         self.encoder = encoder
         self.feedback_emb = nn.Embedding(2, hidden)  # 0 = negative, 1 = positive
@@ -270,7 +314,7 @@ class SASRec(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
             elif p.ndim == 2 and not name.startswith("encoder."):
                 nn.init.normal_(p, mean=0.0, std=0.02)
-            elif name.endswith("bias"):
+            elif name.endswith("bias") and not name.startswith("encoder."):  # the encoder inits its own
                 nn.init.zeros_(p)
 
     def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
@@ -282,6 +326,8 @@ class SASRec(nn.Module):
         """
         B, T = track_idx.shape
         assert T <= self.max_len, f"sequence length {T} > max_len {self.max_len}"
+        if not self.use_sequence:
+            return torch.zeros(B, T, self.hidden, device=track_idx.device)
         valid = track_idx > 0  # (B, T)
         pos = torch.arange(self.max_len - T, self.max_len, device=track_idx.device)  # (T,)
         tok = self.encoder(track_idx) if track_vecs is None else track_vecs  # (B, T, h)
@@ -299,7 +345,12 @@ class SASRec(nn.Module):
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """hidden (B, h) with candidates (B, C) → (B, C); or (B, T, h) with (B, T, C) → (B, T, C)."""
         cand = self.encoder(candidates)  # (..., C, h)
-        return torch.einsum("...h,...ch->...c", hidden, cand.to(hidden.dtype))
+        dot = torch.einsum("...h,...ch->...c", hidden, cand.to(hidden.dtype))
+        return dot + self.encoder.track_bias(candidates).to(dot.dtype) if self.encoder.has_bias else dot
+
+    def scoring_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., h) → (..., h+1) with a trailing 1: the query side of ``encoder.scoring_tables()``."""
+        return torch.cat([hidden, hidden.new_ones(*hidden.shape[:-1], 1)], dim=-1)
 
     def parameter_counts(self) -> dict[str, int]:
         track = sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .report_quality import quality_sections
 from .report_plots import _bucket_frame, plot_auc_vs_k, plot_auc_vs_params, plot_lift_by_history
 from .schemes import GridCell
 
@@ -454,6 +455,8 @@ def render_report(
     div = diversity_table(df)
     base = baselines_table(df)
     hd = headline_numbers(df, production)
+    lead, tail = quality_sections(records, ReportSection)  # verdict + findings on top; ceiling, popularity
+    sections = [*tail, *sections]
     if fig3_h is None and production:
         fig3_h = GridCell.parse(production).h
     figs = {
@@ -470,6 +473,7 @@ def render_report(
     md_summary = to_markdown(summ)
     md = (
         f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
+        + "".join(f"## {sec.title}\n\n{sec.markdown}\n" for sec in lead)
         + "## Partitions\n\n" + md_summary
         + "\n## AUC lift over id by history bucket\n\n" + to_markdown(wide)
         + f"\n## Diversity of top-{_topk(df)} lists\n\n" + to_markdown(div)
@@ -482,6 +486,7 @@ def render_report(
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>Data set: <code>{html.escape(dataset)}</code></p>" if dataset else "",
+        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in lead),
         "<h2>Headline</h2>", _headline_html(hd),
         "<h2>Partitions</h2>",
         "<p class='note'>Test AUC = stratified AUC (mean over strata of the share of (positive, negative) "

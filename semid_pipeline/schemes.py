@@ -36,8 +36,11 @@ FAMILIES: dict[str, Family] = {
         Family(name="v0", sized=True, learned=False, description="uniform random L-tuples (the paper's control)"),
         Family(name="v1", sized=True, learned=True, description="RQ-VAE on content features (semantic IDs)"),
         Family(name="rqkmeans", sized=True, learned=True, description="residual k-means on content features"),
+        Family(name="hybrid", sized=True, learned=False,
+               description="per-track row + the v1-k<k> codewords, summed (not the paper's method)"),
     )
 }
+CODES_FROM = {"hybrid": "v1"}  # families that reuse another family's table (no fit of their own)
 DECOMPOSITION_SUFFIX = "+ag"  # song decomposition: artist + genre fields
 _KEY = re.compile(r"^(?P<family>[a-z][a-z0-9_]*)(?:-k(?P<k>\d+))?(?P<ag>\+ag)?$")
 _CODE_COLUMN = re.compile(r"^c(\d+)$")
@@ -91,6 +94,18 @@ class IdScheme:
     @property
     def learned(self) -> bool:
         return FAMILIES[self.family].learned
+
+    @property
+    def hybrid(self) -> bool:
+        """The encoder adds a per-track field to the codewords (``hybrid-k<k>``)."""
+        return self.family == "hybrid"
+
+    @property
+    def codes_scheme(self) -> IdScheme:
+        """The scheme whose ID table supplies this one's codes: ``v1-k<k>`` for ``hybrid-k<k>``, the
+        key without ``+ag`` for a decomposition variant (artist / genre come from the catalogue)."""
+        family = CODES_FROM.get(self.family, self.family)
+        return IdScheme(family=family, k=self.k)
 
     def code_columns(self, levels: int) -> list[str]:
         """The code columns of this scheme's table: ``c1`` for ``id``, ``c1..c<levels>`` otherwise."""

@@ -95,8 +95,12 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     was_training = model.training
     model.eval()
     for s in range(0, len(ev), step):
-        cand = model.encoder(tidx[s: s + step].to(device)).float()  # (E, h)
-        scores[s: s + step] = (hid[rows[s: s + step]].to(device) * cand).sum(-1).cpu()
+        t = tidx[s: s + step].to(device)
+        cand = model.encoder(t).float()  # (E, h)
+        sc = (hid[rows[s: s + step]].to(device) * cand).sum(-1)
+        if model.encoder.has_bias:  # the same score the loss trained: dot product + summed code biases
+            sc = sc + model.encoder.track_bias(t).float()
+        scores[s: s + step] = sc.cpu()
     model.train(was_training)
     hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
     if train_track_counts is not None:
@@ -264,12 +268,26 @@ def topk_naive(
 
 def top_k_lists(model: SASRec, eval_set: EvalSet, *, k: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Full-catalogue top-k per stratum, scoring each field's codewords once (decomposed)."""
-    hidden = final_hidden(model, eval_set, max_len=max_len)  # (S, h)
-    tables = model.encoder.field_tables()
-    codes = model.encoder.field_codes()
-    names = list(tables)
+    hidden = scoring_query(model, final_hidden(model, eval_set, max_len=max_len))  # (S, h[+1])
+    tables, codes = scoring_fields(model)
     with torch.no_grad():
-        return topk_decomposed(
-            hidden, [tables[n].float().cpu() for n in names], [codes[n].cpu() for n in names],
-            k=k, exclude=torch.tensor([0]),
-        )
+        return topk_decomposed(hidden, tables, codes, k=k, exclude=torch.tensor([0]))
+
+
+def scoring_fields(model: SASRec) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per field: its (n_f+1, h[+1]) codeword table and (N+1,) codes, float32 on CPU.
+
+    With item biases each table carries the code's bias as a last column (``scoring_tables``), so
+    every decomposed scorer (evaluation top-k, serving) stays exact: Σ_f <[h, 1], [E_f, b_f]> =
+    <h, vec(i)> + bias(i). Pair with ``scoring_query``.
+    """
+    enc = model.encoder
+    tables = enc.scoring_tables() if enc.has_bias else enc.field_tables()
+    codes = enc.field_codes()
+    names = list(tables)
+    return [tables[n].detach().float().cpu() for n in names], [codes[n].cpu() for n in names]
+
+
+def scoring_query(model: SASRec, hidden: torch.Tensor) -> torch.Tensor:
+    """(..., h) → the query side of ``scoring_fields``: a trailing 1 when the encoder has biases."""
+    return model.scoring_hidden(hidden) if model.encoder.has_bias else hidden

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from .model import SASRec
-from .scoring import stack_fields
+from .scoring import scoring_fields, stack_fields
 from .splits import TrackVocab
 
 History = Sequence[tuple[str, int]]  # (track_id, feedback 1|0), oldest first
@@ -83,10 +83,7 @@ class PartitionBundle:
 
 def decomposition(model: SASRec) -> tuple[torch.Tensor, torch.Tensor]:
     """(K_tot, h) stacked codeword table and (N+1, F) rows of it per track, from the encoder."""
-    tables = model.encoder.field_tables()
-    codes = model.encoder.field_codes()
-    names = list(tables)
-    table, offs = stack_fields([tables[n].detach().float().cpu() for n in names], [codes[n].cpu() for n in names])
+    table, offs = stack_fields(*scoring_fields(model))  # (K_tot, h), or (K_tot, h+1) with biases
     return table.contiguous(), offs.contiguous()
 
 
@@ -95,10 +92,13 @@ def codeword_scores(hidden: torch.Tensor, table: torch.Tensor, offs: torch.Tenso
                     offs_t: torch.Tensor | None = None) -> torch.Tensor:
     """(B, h) hidden states → (B, N+1) scores of every track: codewords once, gather-sum per track.
 
-    Row 0 of every field table is the zero pad, so a track's unused fields add exactly 0. One
+    Row 0 of every field table is the zero pad, so a track's unused fields add exactly 0. A table
+    one column wider than ``hidden`` carries the item biases (score = dot product + bias). One
     listener (an HTTP request): F passes of a 1-D gather (``offs_t`` = offs.T, contiguous) beat
     ``embedding_bag`` about 2× on a CPU; batches use ``embedding_bag`` over (N+1, B) columns.
     """
+    if table.shape[1] == hidden.shape[1] + 1:  # the bias column (``scoring_fields``): query gets a 1
+        hidden = torch.cat([hidden, hidden.new_ones(hidden.shape[0], 1)], dim=1)
     w = (table @ hidden.T).contiguous()  # (K_tot, B): each codeword scored once per listener
     if hidden.shape[0] == 1 and offs_t is not None:
         w1 = w[:, 0].contiguous()

@@ -80,7 +80,7 @@ def load_partition(*, warehouse: str | Path, layout: ArtifactLayout, cell: GridC
 
 
 def random_bundle(*, n_tracks: int, k: int = 1024, levels: int = 4, hidden: int = 64, n_artists: int = 0,
-                  cold_share: float = 0.1, seed: int = 0, max_len: int = 50) -> PartitionBundle:
+                  cold_share: float = 0.1, seed: int = 0, max_len: int = 50, with_bias: bool = False) -> PartitionBundle:
     """An untrained partition of a synthetic catalogue (random codes, random weights): benchmarks and
     tests of the serving path at any catalogue size, without training anything."""
     import numpy as np
@@ -99,7 +99,10 @@ def random_bundle(*, n_tracks: int, k: int = 1024, levels: int = 4, hidden: int 
     torch.manual_seed(seed)
     cfg = TrainConfig(max_len=max_len)
     enc = build_track_encoder(scheme=IdScheme(family="v1", k=k), hidden=hidden, n_tracks=n_tracks, track_ids=track_ids,
-                              id_table=table)
+                              id_table=table, with_bias=with_bias)
+    if with_bias:  # random, not zero: a test then sees whether the scorer adds them
+        with torch.no_grad():
+            enc.bias.normal_()
     model = SASRec(encoder=enc, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout).eval()
     counts = np.r_[0, (rng.random(n_tracks) >= cold_share).astype(np.int64)]

@@ -170,7 +170,7 @@ def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> 
     with connect(warehouse, read_only=True) as con:
         dataset, dataset_fp = str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")
         splits = splits_mod.load_splits(con, cfg.split)
-        id_table, id_hash = sid.read_semantic_ids(con, scheme)
+        id_table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
     return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,
                           id_table=None if scheme.is_id else id_table, id_table_hash=id_hash)
 
@@ -239,8 +239,25 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     record = experiment.partition_record(cell, result, baselines=baselines, dataset=inputs.dataset,
                                          dataset_fingerprint=inputs.dataset_fingerprint,
                                          id_table_hash=inputs.id_table_hash)
+    record["oracle"] = oracle_record(warehouse, inputs, cfg)
     path = atomic_write_json(layout.evaluation_record(inputs.dataset_fingerprint, cell), record)
     return CellEvaluation(record=record, record_path=path, result=result, baselines=baselines)
+
+
+def oracle_record(warehouse: str, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:
+    """Test AUC (+ CI) of a synthetic world's own P(positive) on the same test pairs: the ceiling a
+    model could reach. None for a data set without an oracle (every real one)."""
+    from .datasets import ORACLE_META
+
+    with connect(warehouse, read_only=True) as con:
+        path = get_meta(con, ORACLE_META, "") or ""
+    if not path or not len(inputs.splits.test.events):
+        return None
+    from .diagnostics import oracle_auc
+    from .synthetic import load_oracle
+
+    return oracle_auc(inputs.splits.test.events, load_oracle(path), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed,
+                      source=path)
 
 
 def _dataset_keys(warehouse: str) -> tuple[str, str]:

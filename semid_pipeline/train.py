@@ -1,8 +1,10 @@
 """Training and checkpoint/resume for ``SASRec`` (scoring lives in ``scoring``).
 
 Loss: binary cross-entropy of each NEXT event's feedback — the hidden state at t scores the track
-at t+1 with label = its feedback (positive 1, negative 0) — plus ``cfg.sampled_negatives``
-catalogue tracks per position drawn uniformly as extra negatives (label 0). Padding is masked.
+at t+1 with label = its feedback (positive 1, negative 0) — the main term, plus
+``cfg.negative_weight`` × the mean BCE of ``cfg.sampled_negatives`` catalogue tracks per position
+drawn uniformly (label 0), an optional extra term (see ``next_event_loss``). Padding is masked.
+Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
 
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
 history); a re-run with the same configuration resumes after the last completed epoch and ends
@@ -73,27 +75,60 @@ def make_windows(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tup
     return torch.from_numpy(tracks), torch.from_numpy(fb), torch.from_numpy(lengths)
 
 
+def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
+                            pool_batches: int = 32) -> list[torch.Tensor]:
+    """Shuffled batches of window indices, each drawn from windows of similar length.
+
+    A batch is padded to its longest window; with long histories (max_len 400) one long user in
+    a random batch pads 127 short ones to 400. Windows are shuffled, cut into pools of
+    ``pool_batches`` batches, sorted by length inside a pool, batched, and the batches shuffled:
+    still random, little padding. Deterministic given ``gen``.
+    """
+    W = len(lengths)
+    perm = torch.randperm(W, generator=gen)
+    pool = batch_size * pool_batches
+    batches: list[torch.Tensor] = []
+    for p in range(0, W, pool):
+        chunk = perm[p: p + pool]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches.extend(chunk[b: b + batch_size] for b in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(batches), generator=gen)
+    return [batches[i] for i in order]
+
+
 # ------------------------------------------------------------------------------------------------
 # loss
 
 
-def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor
-                    ) -> tuple[torch.Tensor, int]:
-    """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) → (mean BCE, #events)."""
+def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
+                    *, negative_weight: float = 1.0) -> tuple[torch.Tensor, int]:
+    """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
+
+    loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
+         + negative_weight · mean over events of mean_S BCE(negative logit, 0)   (optional extra)
+
+    The main term asks what the AUC asks: which of the listener's plays are liked. Uniform
+    catalogue negatives teach "played vs random track" (which popularity answers better); they
+    are kept as a weighted extra term. Being uniform, their logQ correction is a constant and is
+    not applied. ``negative_weight = 1`` with S negatives weighs each negative like the observed
+    event divided by S.
+    """
     x, fx = tracks[:, :-1], feedback[:, :-1]  # (B, T) inputs
     y, fy = tracks[:, 1:], feedback[:, 1:]  # (B, T) next events
-    mask = (x > 0) & (y > 0)  # (B, T): a real next event with a real history
+    mask = ((x > 0) & (y > 0)).float()  # (B, T): a real next event with a real history
     vecs = model.encoder(tracks)  # (B, T+1, h): one lookup serves inputs and next-event targets
     h = model(x, fx, track_vecs=vecs[:, :-1])  # (B, T, h)
-    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1, keepdim=True)  # (B, T, 1)
-    logits = torch.cat([pos_logit, model.score(h, negatives)], dim=-1).float()  # (B, T, 1+S)
-    labels = torch.zeros_like(logits)
-    labels[..., 0] = (fy > 0).float()
-    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, T, 1+S)
-    m = mask.unsqueeze(-1).float()
-    n_events = int(mask.sum())
-    loss = (bce * m).sum() / (m.sum() * logits.shape[-1]).clamp_min(1.0)
-    return loss, n_events
+    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1)  # (B, T)
+    if model.encoder.has_bias:
+        pos_logit = pos_logit + model.encoder.track_bias(y).to(pos_logit.dtype)
+    n = mask.sum().clamp_min(1.0)
+    obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
+    loss = (obs * mask).sum() / n
+    if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
+        neg_logit = model.score(h, negatives).float()  # (B, T, S)
+        neg = F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
+        loss = loss + negative_weight * (neg.mean(-1) * mask).sum() / n
+    return loss, int(mask.sum())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,10 +167,12 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         track_ids=splits.vocab.track_ids, id_table=id_table,
         artist=splits.track_artist, n_artists=splits.n_artists,
         genre=splits.track_genre, n_genres=splits.n_genres,
-        song_decomposition=cfg.song_decomposition, max_tie_embeddings=max_tie_embeddings,
+        song_decomposition=cfg.song_decomposition or scheme.decomposition, max_tie_embeddings=max_tie_embeddings,
+        with_track_field=scheme.hybrid,
+        with_bias=cfg.item_bias,
     )
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                  dropout=cfg.dropout)
+                  dropout=cfg.dropout, use_sequence=cfg.use_sequence)
 
 
 def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
@@ -156,10 +193,21 @@ def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: 
     }
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None,
+                  bias_lr_scale: float = 1.0) -> list[dict]:
+    """Decay on matrices / tables; the per-code biases (``encoder.bias``) in a group of their own
+    with ``lr · bias_lr_scale``: they start at 0 and must reach popularity logits of ±1–2, which at
+    the transformer's learning rate takes longer than the transformer needs to overfit."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    item_bias = [p for n, p in model.named_parameters() if n == "encoder.bias"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and n != "encoder.bias"]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if item_bias:
+        g = {"params": item_bias, "weight_decay": 0.0}
+        if lr is not None:
+            g["lr"] = lr * bias_lr_scale
+        groups.append(g)
+    return groups
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -168,7 +216,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     The fused kernel does one pass over each parameter instead of ~10: with an ``id`` table of
     N·h parameters updated densely every step, that is most of the optimizer's cost on a CPU.
     """
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg.weight_decay, cfg.lr, cfg.bias_lr_scale)
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -246,16 +294,16 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         while not finished and epoch < cfg.epochs:
             model.train()
             t0 = time.perf_counter()
-            perm = torch.randperm(W, generator=gen)
             loss_sum, loss_n, n_events = 0.0, 0, 0
-            for b in range(0, W, cfg.batch_size):
-                idx = perm[b: b + cfg.batch_size]
+            for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
                 T1 = int(lengths[idx].max())  # longest window in the batch (left-padded)
                 x = tracks[idx.to(dev)][:, -T1:]  # (B, T+1)
                 f = fbs[idx.to(dev)][:, -T1:]
-                negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)
+                negs = None
+                if S > 0 and cfg.negative_weight > 0:
+                    negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)
                 with amp:
-                    loss, n = next_event_loss(model, x, f, negs)
+                    loss, n = next_event_loss(model, x, f, negs, negative_weight=cfg.negative_weight)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -353,10 +401,13 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     hidden = config["hidden"]
     n_tok = splits_vocab.n_tokens
     fields = {name: (np.zeros(n_tok, dtype=np.int64), size) for name, size in config["fields"]}
-    encoder = TrackEncoder(fields=fields, hidden=hidden)  # codes come from the state_dict
+    state = torch.load(out_dir / MODEL, map_location="cpu", weights_only=True)
+    # the weights say whether there are item biases: a model saved before the switch existed has none,
+    # while its config.json (no item_bias key) would read as the new default (on)
+    encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout)
-    model.load_state_dict(torch.load(out_dir / MODEL, map_location="cpu", weights_only=True))
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
+    model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves
         sem, _ = semantic_fields(id_table, splits_vocab.track_ids, k=scheme.k,

@@ -163,3 +163,81 @@ def test_capped_tie_table_is_what_the_encoder_holds_and_the_formula_counts(cap):
     tie = enc.field_codes()["tie"][1:]  # 1-based rows per track (0 = pad)
     if cap is not None:  # ties ≥ cap − 1 share the last row; the smaller ones keep their own
         assert int(tie.max()) == cap and (tie[cap - 1:] == cap).all() and len(set(tie[: cap - 1].tolist())) == cap - 1
+
+
+# ------------------------------------------------------------------------------------------------
+# bias terms, hybrid encoder, bias-only model (issue 10)
+
+
+def make_biased(representation="v1-k8", *, n=50, k=8, decomposition=False, track_field=False, use_sequence=True):
+    torch.manual_seed(0)
+    tbl = id_table(n, k) if representation != "id" else None
+    enc = build_track_encoder(scheme=representation, hidden=H, n_tracks=n,
+                              track_ids=[f"t{i:05d}" for i in range(n)], id_table=tbl,
+                              artist=np.r_[0, np.arange(n) % 5 + 1], n_artists=5,
+                              genre=np.r_[0, np.arange(n) % 3 + 1], n_genres=3,
+                              song_decomposition=decomposition, with_track_field=track_field, with_bias=True)
+    with torch.no_grad():
+        enc.bias.normal_()  # trained biases are not zero: make every check see them
+        enc.bias[0] = 0
+    return SASRec(encoder=enc, hidden=H, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=0.0,
+                  use_sequence=use_sequence).eval()
+
+
+@pytest.mark.parametrize("representation,decomposition,track_field",
+                         [("id", False, False), ("v1-k8", False, False), ("v1-k8", True, False), ("v1-k8", False, True),
+                          ("hybrid-k8", False, False)])
+def test_parameter_formula_includes_biases_and_hybrid_track_field(representation, decomposition, track_field):
+    model = make_biased(representation, decomposition=decomposition, track_field=track_field)
+    sizes = model.encoder.field_sizes
+    expect = expected_parameter_count(field_sizes=sizes, hidden=H, layers=LAYERS, max_len=MAX_LEN, with_bias=True)
+    assert model.parameter_counts() == expect
+    without = expected_parameter_count(field_sizes=sizes, hidden=H, layers=LAYERS, max_len=MAX_LEN)
+    assert expect["total"] - without["total"] == 1 + sum(sizes.values())
+    assert ("track" in sizes) == (representation in ("id", "hybrid-k8") or track_field)
+
+
+def test_track_bias_is_sum_of_code_biases_and_enters_the_score():
+    model = make_biased("v1-k8", decomposition=True)
+    enc = model.encoder
+    cand = torch.randint(1, 51, (3, 4))
+    with torch.no_grad():
+        b = enc.track_bias(cand)
+        expect = enc.bias[enc.codes[cand]].sum(-1)  # pad rows (0) have bias 0
+        h = torch.randn(3, H)
+        s = model.score(h, cand)
+        dot = torch.einsum("bh,bch->bc", h, enc(cand))
+    torch.testing.assert_close(b, expect)
+    torch.testing.assert_close(s, dot + expect)
+    assert len(enc.field_names) == 7  # 4 levels + tie + artist + genre: each contributes a bias
+
+
+def test_decomposed_topk_with_biases_equals_naive_scoring():
+    from semid_pipeline.scoring import topk_decomposed, topk_naive
+
+    model = make_biased("v1-k8", decomposition=True)
+    enc = model.encoder
+    hidden = torch.randn(6, H)
+    with torch.no_grad():
+        tables, codes = enc.scoring_tables(), enc.field_codes()
+        names = list(tables)
+        vd, idd = topk_decomposed(model.scoring_hidden(hidden), [tables[n] for n in names], [codes[n] for n in names],
+                                  k=5, exclude=torch.tensor([0]))
+        naive = hidden @ enc.all_embeddings().T + enc.track_bias(torch.arange(51))  # (6, N+1)
+        vn, idn = topk_naive(model.scoring_hidden(hidden), torch.cat([enc.all_embeddings(), enc.track_bias(torch.arange(51))[:, None]], 1),
+                             k=5, exclude=torch.tensor([0]))
+    naive[:, 0] = -torch.inf
+    assert torch.equal(idd, idn)
+    torch.testing.assert_close(vd, naive.topk(5, dim=1).values, rtol=1e-5, atol=1e-5)
+
+
+def test_bias_only_model_ignores_the_history():
+    model = make_biased("id", use_sequence=False)
+    x1, x2 = torch.randint(1, 51, (2, 6)), torch.randint(1, 51, (2, 6))
+    f = torch.randint(0, 2, (2, 6))
+    cand = torch.randint(1, 51, (2, 3))
+    with torch.no_grad():
+        s1 = model.score(model(x1, f)[:, -1], cand)
+        s2 = model.score(model(x2, 1 - f)[:, -1], cand)
+    torch.testing.assert_close(s1, s2)
+    torch.testing.assert_close(s1, model.encoder.track_bias(cand))

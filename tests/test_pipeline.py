@@ -125,12 +125,19 @@ def test_grid_partitions_train_evaluate_and_report(world):
     v1_params = runs["32|v1-k64"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     n_tracks = 300  # the tiny preset's catalogue
     max_tie = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata["quality/max_tie"].value
-    assert id_params == 32 * (1 + n_tracks)  # one row per track (+ the shared pad row)
-    assert v1_params == 32 * (1 + 4 * 64 + max_tie + 1) < id_params  # 4 levels of k=64 + the tie level
+    from semid_pipeline.config import load_config
+
+    row = 32 + int(load_config().train.item_bias)  # h per row (+ the row's bias with item_bias)
+    assert id_params == row * (1 + n_tracks)  # one row per track (+ the shared pad row)
+    assert v1_params == row * (1 + 4 * 64 + max_tie + 1) < id_params  # 4 levels of k=64 + the tie level
     rep = runs["report"].asset_materializations_for_node("experiment_report")[0].metadata
     assert rep["partitions_evaluated"].value == 2
     html = Path(rep["report_html"].value).read_text()
     assert "32|v1-k64" in html and "data:image/png;base64" in html
+    assert html.index("Verdict on this data") < html.index("<h2>Partitions</h2>") and "oracle" in html
+    records = [json.loads(p.read_text()) for p in root.rglob("evaluations/*/*.json")]
+    assert len(records) == 2  # a synthetic world: every record carries the oracle ceiling on its test pairs
+    assert all(r["oracle"]["ci_lo"] <= r["oracle"]["auc"] <= r["oracle"]["ci_hi"] for r in records)
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):

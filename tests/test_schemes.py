@@ -59,3 +59,13 @@ def test_config_lists_scheme_keys_through_the_one_definition():
     assert sem.partition_keys() == ["v0-k8", "v1-k8", "v1-k16"]
     with pytest.raises(ConfigError):
         SemanticIdConfig(schemes={"v9": (8,)}).partition_keys()
+
+
+def test_hybrid_and_decomposition_keys_read_their_codes_from_the_plain_table():
+    hyb = IdScheme.parse("hybrid-k256")
+    assert hyb.hybrid and not hyb.is_id and hyb.codes_scheme == IdScheme.parse("v1-k256")
+    ag = IdScheme.parse("v1-k64+ag")
+    assert ag.decomposition and ag.codes_scheme.key == "v1-k64" and not ag.hybrid
+    assert IdScheme.parse("id+ag").codes_scheme.key == "id"
+    with pytest.raises(ConfigError):
+        IdScheme.parse("hybrid")  # sized: needs k

@@ -36,6 +36,22 @@ def test_decomposed_scores_equal_the_models_dot_products(rec):
     torch.testing.assert_close(decomposed, naive[0], rtol=1e-5, atol=1e-5)
 
 
+def test_decomposed_scores_include_the_item_biases():
+    bundle = random_bundle(n_tracks=300, k=16, levels=3, hidden=16, seed=5, with_bias=True)
+    rec = serving.Recommender(bundle=bundle)
+    idx, fb, _ = rec.encode_history(_history(rec, 7))
+    h = rec.hidden([(idx, fb)])
+    cand = torch.arange(1, rec.n_tracks + 1).unsqueeze(0)
+    with torch.no_grad():
+        naive = rec.model.score(h, cand)[0]  # dot product + summed code biases
+        no_bias = h[0] @ rec.model.encoder.all_embeddings()[1:].T
+    decomposed = serving.codeword_scores(h, rec.table, rec.offs)[0, 1:]
+    single = serving.codeword_scores(h, rec.table, rec.offs, rec.offs_t)[0, 1:]
+    torch.testing.assert_close(decomposed, naive, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(single, naive, rtol=1e-5, atol=1e-5)
+    assert (decomposed - no_bias).abs().max() > 0.1
+
+
 def test_list_is_the_top_of_eligible_tracks_and_keeps_the_policy(rec):
     hist = _history(rec, 1)
     out = rec.recommend(hist, n=20, policy=serving.ServePolicy(artist_cap=0))

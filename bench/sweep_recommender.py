@@ -1,0 +1,147 @@
+"""Recommender-quality sweep: TrainConfig switches on the demo world, val/test AUC next to the baselines.
+
+    nice -n 10 .venv/bin/python bench/sweep_recommender.py --format users \
+        --runs base 'bias:item_bias=true' 'bias_nw0:item_bias=true,negative_weight=0' \
+        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines]
+
+Each run is ``name:key=value,...`` (TrainConfig overrides on top of the repository's [train]
+settings). The world (``synthetic:demo:<format>``) is written, ingested, featurised and its
+``v1-k1024`` IDs fitted ONCE into a cache folder (``SEMID_SWEEP_CACHE``, default /tmp/semid_sweep);
+trained models are cached by configuration (a rerun of the same run resumes / reuses its checkpoint).
+Prints one line per (run, scheme): validation AUC, test AUC [95% CI], best epoch, events/s.
+Choose defaults on the VALIDATION column; test is reported for the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from semid_pipeline import evaluation as ev  # noqa: E402
+from semid_pipeline import experiment, features, semantic_ids as sid  # noqa: E402
+from semid_pipeline import warehouse as wh  # noqa: E402
+from semid_pipeline.config import IngestConfig, TrainConfig, load_config, parse_dataset_spec  # noqa: E402
+from semid_pipeline.diagnostics import shuffle_splits  # noqa: E402
+from semid_pipeline.ingest import ingest_dataset  # noqa: E402
+from semid_pipeline.splits import load_splits  # noqa: E402
+from semid_pipeline.schemes import IdScheme  # noqa: E402
+from semid_pipeline.scoring import score_eval_set  # noqa: E402
+from semid_pipeline.train import train_recommender  # noqa: E402
+
+CACHE = Path(os.environ.get("SEMID_SWEEP_CACHE", Path(tempfile.gettempdir()) / "semid_sweep"))
+
+
+def prepare(fmt: str, scheme_keys: list[str]):
+    """(warehouse path, {scheme: id table}) for synthetic:demo:<fmt>, built once."""
+    cfg = load_config()
+    root = CACHE / fmt
+    root.mkdir(parents=True, exist_ok=True)
+    db = root / "warehouse.duckdb"
+    if not db.exists():
+        t0 = time.perf_counter()
+        tmp = root / "warehouse.tmp.duckdb"
+        tmp.unlink(missing_ok=True)
+        ingest_dataset(parse_dataset_spec(f"synthetic:demo:{fmt}"), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
+        with wh.connect(tmp) as con:
+            features.build_content_features(con, root / "features")
+        os.replace(tmp, db)
+        print(f"# built {db} in {time.perf_counter() - t0:.0f}s", flush=True)
+    tables = {}
+    for key in scheme_keys:
+        if key == "id":
+            tables[key] = None
+            continue
+        pq = root / f"ids_{key}.parquet"
+        if not pq.exists():
+            with wh.connect(db, read_only=True) as con:
+                track_ids, X = features.read_content_features(con)
+            res = sid.fit_semantic_ids(scheme=IdScheme.parse(key), track_ids=track_ids, X=X, cfg=cfg.semantic_ids,
+                                       artifact_dir=root / f"sid_{key}")
+            res.table.sort_values("track_id").reset_index(drop=True).to_parquet(pq)
+        tables[key] = pd.read_parquet(pq)
+    return db, tables
+
+
+def parse_run(spec: str, base: TrainConfig) -> tuple[str, TrainConfig]:
+    name, _, rest = spec.partition(":")
+    kw = {}
+    for item in filter(None, rest.split(",")):
+        k, _, v = item.partition("=")
+        default = getattr(base, k)
+        if isinstance(default, bool):
+            kw[k] = v.lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            kw[k] = int(v)
+        elif isinstance(default, float):
+            kw[k] = float(v)
+        else:
+            kw[k] = v
+    return name, replace(base, **kw)
+
+
+def record(name, key, h, res, splits, cfg_eval, max_len):
+    out = {"run": name, "scheme": key, "h": h, "best_epoch": res.best_epoch, "epochs": len(res.history),
+           "events_per_s": round(res.events_per_s), "params": res.parameter_counts["total"]}
+    for period, es in (("val", splits.val), ("test", splits.test)):
+        sc = score_eval_set(res.model, es, max_len=max_len, train_track_counts=splits.train_track_counts)
+        r = ev.evaluate_scored(sc, n_boot=cfg_eval.bootstrap, seed=0)
+        out[f"{period}_auc"], out[f"{period}_lo"], out[f"{period}_hi"] = r["auc"], r["ci_lo"], r["ci_hi"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--format", default="users", choices=["users", "sessions"])
+    ap.add_argument("--runs", nargs="+", default=["base:"])
+    ap.add_argument("--schemes", nargs="+", default=["id", "v1-k1024"])
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--shuffle", action="store_true", help="also train each run on shuffled histories")
+    ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="append JSON lines here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config()
+    # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
+    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}))
+    with wh.connect(db, read_only=True) as con:
+        splits = load_splits(con, cfg.split)
+        view = experiment.catalog_view(con, splits)
+    if args.baselines:
+        for name, b in experiment.baseline_records(splits, view, cfg.eval).items():
+            print(f"baseline {name:<24} test {b['auc']:.4f} [{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
+                  + (f"  val {b['val_auc']:.4f}" if b.get("val_auc") is not None else ""), flush=True)
+    variants = [("", splits)] + ([("+shuffled", shuffle_splits(splits, seed=0))] if args.shuffle else [])
+    for spec in args.runs:
+        name, tc = parse_run(spec, cfg.train)
+        for suffix, sp in variants:
+            for key in args.schemes:
+                fp = hashlib.sha256(json.dumps([args.format, key, args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
+                scheme = IdScheme.parse(key)
+                res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
+                                        id_table=tables.get(scheme.codes_scheme.key), id_table_hash=key, cfg=tc,
+                                        out_dir=CACHE / args.format / "runs" / fp, log=lambda m: None)
+                r = record(name + suffix, key, args.hidden, res, sp, cfg.eval, tc.max_len)
+                print(f"{args.format:<8} {r['run']:<22} {key:<10} val {r['val_auc']:.4f} "
+                      f"test {r['test_auc']:.4f} [{r['test_lo']:.4f}, {r['test_hi']:.4f}] "
+                      f"epoch {r['best_epoch']}/{r['epochs']} {r['events_per_s']:,} ev/s", flush=True)
+                if args.out:
+                    with open(args.out, "a") as fh:
+                        fh.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

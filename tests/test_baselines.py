@@ -1,0 +1,110 @@
+"""Stronger model-free baselines, AUC by track-popularity bucket, and the paper-findings table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from semid_pipeline import evaluation as ev
+from semid_pipeline.baselines import BaselineConfig, baseline_scores, smoothed_rate
+from semid_pipeline.config import SplitConfig
+from semid_pipeline.popularity import auc_by_popularity, popularity_buckets
+from semid_pipeline.findings import HELD, NOT_HELD, NOT_MEASURABLE, compare, findings_markdown, paper_findings
+from semid_pipeline.splits import build_splits
+
+T0 = pd.Timestamp("2024-01-01")
+
+
+def drifting_world(n_users=60, n_tracks=40, seed=0) -> pd.DataFrame:
+    """Tracks 0..19 are liked early and disliked late, 20..39 the reverse (a trend); users repeat."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        n = int(rng.integers(30, 50))
+        ts = np.sort(rng.uniform(0, 90, n))
+        for p, t in enumerate(ts):
+            k = int(rng.integers(0, n_tracks))
+            late = t > 55
+            p_like = 0.85 if (k < n_tracks // 2) != late else 0.15
+            rows.append((f"u{u:03d}", p + 1, n, T0 + pd.Timedelta(days=float(t)), f"t{k:03d}",
+                         int(rng.random() < p_like), None, f"a{k % 4}", None))
+    return pd.DataFrame(rows, columns=["stratum_id", "position", "stratum_length", "ts", "track_id", "feedback",
+                                       "context_type", "artist_id", "genre_id"])
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return build_splits(drifting_world(), None, SplitConfig(test_days=14, val_days=14))
+
+
+def test_smoothed_rate_shrinks_toward_the_prior():
+    rate, cnt = smoothed_rate(np.array([1, 1, 1, 2]), np.array([1, 1, 1, 0]), 4, prior=0.5, strength=2.0)
+    assert cnt.tolist() == [0, 3, 1, 0]
+    assert rate[1] == pytest.approx((3 + 1) / 5) and rate[2] == pytest.approx(1 / 3) and rate[3] == 0.5
+
+
+def test_trailing_window_follows_a_trend_the_training_rate_misses(splits):
+    scores = baseline_scores(splits, cfg=BaselineConfig(prior_strength=2.0))
+    test = splits.test.events
+    auc = {name: ev.stratified_auc(test["stratum_id"], test["feedback"], s["test"])[0] for name, s in scores.items()}
+    assert auc["trailing_rate"] > 0.7 > auc["positive_rate"]  # training-period rates point the wrong way
+    assert set(scores["gbdt"]) == {"test"}  # fitted on validation: no validation score of its own
+    assert auc["gbdt"] > 0.7
+    assert len(scores["gbdt"]["test"]) == len(test)
+
+
+def test_gbdt_never_sees_test_feedback(splits):
+    """Flipping every test label leaves the boosted model's test scores unchanged."""
+    from dataclasses import replace
+
+    flipped = replace(splits, test=replace(splits.test, events=splits.test.events.assign(
+        feedback=1 - splits.test.events["feedback"])))
+    a = baseline_scores(splits)["gbdt"]["test"]
+    b = baseline_scores(flipped)["gbdt"]["test"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_popularity_buckets_split_training_events_by_share():
+    counts = np.array([0, 50, 30, 10, 5, 5, 0])  # index 0 = padding
+    b = popularity_buckets(counts)
+    assert b[1] == "head" and b[2] == "torso" and set(b[3:6]) == {"tail"} and b[6] == "unseen"
+
+
+def test_auc_by_popularity_ranks_pairs_within_a_bucket_only():
+    counts = np.array([0, 100, 100, 1, 1, 0, 0])
+    scored = pd.DataFrame({"stratum_id": ["s"] * 6, "track_idx": [1, 2, 3, 4, 5, 6],
+                           "feedback": [1, 0, 0, 1, 1, 0], "score": [0.9, 0.1, 0.8, 0.2, 0.3, 0.4]})
+    rows = {r["bucket"]: r for r in auc_by_popularity(scored, counts, n_boot=20)}
+    assert rows["head"]["auc"] == 1.0 and rows["tail"]["auc"] == 0.0
+    assert rows["unseen"]["auc"] == 0.0 and rows["unseen"]["n_events"] == 2  # cold tracks 5 (pos) and 6 (neg)
+    assert rows["torso"]["auc"] is None and rows["torso"]["n_events"] == 0
+
+
+def _rec(key, h, auc, lo, hi, params, k=None, scheme=None, cold=None, baselines=None, by_history=None):
+    return {"scheme_key": key, "scheme": scheme or key.split("-")[0], "k": k, "h": h, "params_total": params,
+            "test": {"auc": auc, "ci_lo": lo, "ci_hi": hi, "cold_start": cold or {}, "by_history": by_history or []},
+            "baseline_details": baselines or {"popularity": {"auc": 0.65}}}
+
+
+def test_findings_verdicts_follow_the_numbers():
+    recs = [_rec("id", 64, 0.70, 0.68, 0.72, 1000), _rec("v1-k1024", 64, 0.69, 0.67, 0.71, 100, k=1024),
+            _rec("v0-k1024", 64, 0.60, 0.58, 0.62, 100, k=1024)]
+    f = {x.claim: x for x in paper_findings(recs)}
+    assert f["The sequence model beats every model-free baseline on the same test pairs"].verdict == HELD
+    v1id = next(x for c, x in f.items() if c.startswith("v1 semantic IDs"))
+    assert v1id.verdict == HELD and "90% fewer" in v1id.evidence
+    assert next(x for c, x in f.items() if c.startswith("Song-only")).verdict == HELD
+    assert next(x for c, x in f.items() if c.startswith("With song decomposition")).verdict == NOT_MEASURABLE
+    assert next(x for c, x in f.items() if c.startswith("Per parameter")).verdict == NOT_MEASURABLE
+    weak = [_rec("id", 64, 0.64, 0.62, 0.66, 1000)]
+    assert paper_findings(weak)[0].verdict == NOT_HELD
+    md = findings_markdown(paper_findings(recs))
+    assert md.count("\n") == 2 + len(paper_findings(recs)) and "**held**" in md
+
+
+def test_compare_uses_the_ci_against_the_point_estimate():
+    assert compare((0.7, 0.66, 0.74), 0.65) == "better"
+    assert compare((0.7, 0.64, 0.74), 0.65) == "tie"
+    assert compare((0.6, 0.58, 0.62), 0.65) == "worse"
+    assert compare((float("nan"),) * 3, 0.65) == "n/a"

@@ -1,0 +1,82 @@
+"""The report's quality sections: headline verdict, ceiling table, popularity buckets, findings on
+top, and the oracle ceiling wired from a synthetic world's ingestion to an AUC on the test pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semid_pipeline import report_quality as rq
+from semid_pipeline.report import render_report
+
+
+def _rec(key: str, auc: float, half: float, *, baselines: dict, oracle: dict | None = None, buckets=None) -> dict:
+    h, scheme_key = key.split("|")
+    return {"partition_key": key, "scheme": scheme_key.split("-")[0], "scheme_key": scheme_key,
+            "k": None, "h": int(h), "test": {"auc": auc, "ci_lo": auc - half, "ci_hi": auc + half,
+                                             "by_popularity": buckets or []},
+            "baseline_details": baselines, "baselines": {f"{n}_auc": b["auc"] for n, b in baselines.items()},
+            "oracle": oracle}
+
+
+BASE = {"popularity": {"auc": 0.60, "ci_lo": 0.58, "ci_hi": 0.62},
+        "gbdt": {"auc": 0.65, "ci_lo": 0.63, "ci_hi": 0.67,
+                 "by_popularity": [{"bucket": "tail", "auc": 0.55}, {"bucket": "head", "auc": 0.7}]}}
+ORACLE = {"auc": 0.76, "ci_lo": 0.75, "ci_hi": 0.77}
+
+
+def test_headline_says_beats_only_when_the_models_ci_clears_the_best_baseline():
+    win = [_rec("64|id", 0.70, 0.01, baselines=BASE, oracle=ORACLE), _rec("64|v1-k8", 0.66, 0.01, baselines=BASE)]
+    line = rq.headline(win)
+    assert "64|id" in line and "beats the best baseline gbdt" in line and "0.7600" in line
+    tie = [_rec("64|id", 0.655, 0.02, baselines=BASE)]
+    assert "does not beat" in rq.headline(tie)
+    lose = [_rec("64|id", 0.60, 0.01, baselines=BASE)]
+    assert "is below" in rq.headline(lose)
+    assert "not measurable" in rq.headline([_rec("64|id", 0.6, 0.01, baselines={})])
+
+
+def test_ceiling_table_lists_oracle_baselines_and_models_side_by_side():
+    recs = [_rec("64|v1-k8", 0.66, 0.01, baselines=BASE, oracle=ORACLE), _rec("64|id", 0.70, 0.01, baselines=BASE)]
+    t = rq.ceiling_table(recs)
+    assert list(t["kind"]) == ["ceiling", "baseline", "baseline", "model", "model"]
+    assert list(t["name"])[1:] == ["gbdt", "popularity", "64|id", "64|v1-k8"]  # best first within a kind
+    assert t.loc[0, "test AUC"] == pytest.approx(0.76)
+    assert "ceiling" not in set(rq.ceiling_table([_rec("64|id", 0.7, 0.01, baselines=BASE)])["kind"])
+
+
+def test_popularity_table_has_models_and_baselines_by_bucket():
+    buckets = [{"bucket": "head", "auc": 0.8}, {"bucket": "unseen", "auc": 0.52}]
+    t = rq.popularity_table([_rec("64|id", 0.7, 0.01, baselines=BASE, buckets=buckets)])
+    row = t.set_index("name").loc["64|id"]
+    assert row["head"] == pytest.approx(0.8) and row["unseen"] == pytest.approx(0.52) and np.isnan(row["tail"])
+    assert t.set_index("name").loc["baseline gbdt", "tail"] == pytest.approx(0.55)
+
+
+def test_report_opens_with_the_verdict_and_findings(tmp_path):
+    recs = [_rec("64|id", 0.70, 0.01, baselines=BASE, oracle=ORACLE)]
+    art = render_report(recs, tmp_path / "out", dataset="synthetic:tiny")
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert md.index("Verdict on this data") < md.index("## Partitions")
+    assert "Paper's finding" in md and "Ceiling, baselines and models" in md and "AUC by track popularity" in md
+    page = art.html_path.read_text()
+    assert page.index("Verdict on this data") < page.index("<h2>Headline</h2>")
+
+
+def test_synthetic_ingestion_records_an_oracle_that_covers_every_test_pair(tmp_path):
+    from semid_pipeline import warehouse as wh
+    from semid_pipeline.config import IngestConfig, load_config, parse_dataset_spec
+    from semid_pipeline.datasets import ORACLE_META, ingest_dataset
+    from semid_pipeline.diagnostics import oracle_auc
+    from semid_pipeline.splits import load_splits
+    from semid_pipeline.synthetic import load_oracle
+
+    db = tmp_path / "w.duckdb"
+    ingest_dataset(parse_dataset_spec("synthetic:tiny"), warehouse=db, cfg=IngestConfig(), data_dir=tmp_path / "data")
+    with wh.connect(db, read_only=True) as con:
+        path = wh.get_meta(con, ORACLE_META)
+        splits = load_splits(con, load_config().split)
+    assert path and (tmp_path / "data") in __import__("pathlib").Path(path).parents
+    rec = oracle_auc(splits.test.events, load_oracle(path), n_boot=50)
+    assert rec["n_matched"] == len(splits.test.events) > 0
+    assert rec["ci_lo"] <= rec["auc"] <= rec["ci_hi"] and rec["auc"] > 0.5
