@@ -209,7 +209,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class GridConfig:
-    hidden_sizes: tuple[int, ...] = (32, 64)
+    hidden_sizes: tuple[int, ...] = (32, 64, 128)
     include_id_baseline: bool = True
 
     def model_schemes(self, semantic: SemanticIdConfig) -> list[str]:
