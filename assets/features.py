@@ -33,7 +33,7 @@ def content_features(
         built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit,
                                               cfg=settings().features)
     finally:  # the end of this run's ingestion (see raw_feedback)
-        claims.release(warehouse.file, owner=context.run_id)
+        claims.release(warehouse.file, owner=context.run.run_id)
     result, X, dataset, reuse = built.result, built.X, built.dataset, built.reused
     context.log.info(
         f"content features: {result.n_tracks} tracks × {result.dim} dims ({'reused' if reuse else 'fitted'} transform)"

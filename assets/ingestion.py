@@ -50,12 +50,12 @@ def raw_feedback(
     """
     spec = dataset.parsed()
     cfg = dataset.ingest_config(settings().ingest)
-    claims.acquire(warehouse.file, owner=context.run_id, what=spec.key,
+    claims.acquire(warehouse.file, owner=context.run.run_id, what=spec.key,
                    is_active=lambda held: run_is_active(context.instance, held.owner))
     try:
         result = _ingest(context, config, warehouse, dataset, spec, cfg)
     except BaseException:
-        claims.release(warehouse.file, owner=context.run_id)  # nothing was published
+        claims.release(warehouse.file, owner=context.run.run_id)  # nothing was published
         raise
     yield from _materializations(result, warehouse)
 

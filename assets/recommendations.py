@@ -142,7 +142,6 @@ def recommendations_policy(context: dg.AssetCheckExecutionContext, warehouse: Du
 recommendations_job = dg.define_asset_job(
     "recommendations_job",
     selection=dg.AssetSelection.assets("recommendations"),
-    partitions_def=grid_partitions,
     description="Rebuild one partition's recommendations table (and its blocking checks).",
 )
 

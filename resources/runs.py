@@ -18,9 +18,10 @@ def process_tags() -> dict[str, str]:
 
 def register_run_process(context: dg.InitResourceContext) -> None:
     """Tag the current run with this process, once."""
-    instance, run_id = context.instance, context.run_id
-    if instance is None or run_id is None:
+    instance, dagster_run = context.instance, context.run
+    if instance is None or dagster_run is None:
         return
+    run_id = dagster_run.run_id
     run = instance.get_run_by_id(run_id)
     if run is None or run.tags.get(PID_TAG) == str(os.getpid()):
         return

@@ -65,7 +65,8 @@ def _first_positive_targets(eval_set: EvalSet) -> torch.Tensor:
     order = e.sort_values(["row", "ts"] + (["position"] if "position" in e else []), kind="stable")
     first = order[order["feedback"] == 1].drop_duplicates("row")
     t = torch.full((len(eval_set),), -1, dtype=torch.long)
-    t[torch.as_tensor(first["row"].to_numpy(dtype=np.int64))] = torch.as_tensor(first["track_idx"].to_numpy(dtype=np.int64))
+    rows = first["row"].to_numpy(dtype=np.int64, copy=True)
+    t[torch.from_numpy(rows)] = torch.from_numpy(first["track_idx"].to_numpy(dtype=np.int64, copy=True))
     return t
 
 
