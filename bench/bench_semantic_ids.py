@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from semid_pipeline import kmeans as km  # noqa: E402
 from semid_pipeline import rqvae as rq  # noqa: E402
 from semid_pipeline.config import RQVAEConfig  # noqa: E402
 from semid_pipeline.semantic_ids import add_tie_level, codebook_quality, make_table  # noqa: E402
@@ -112,9 +113,9 @@ def main() -> None:
     t = time.perf_counter()
     g = torch.Generator().manual_seed(0)
     sub = xt[torch.randperm(len(xt), generator=g)[:50_000]]
-    books, _ = rq.residual_kmeans(sub, levels=L, k=K, iters=cfg.kmeans_iters, seed=0)
+    books, _ = km.residual_kmeans(sub, levels=L, k=K, iters=cfg.kmeans_iters, seed=0)
     fit_s = time.perf_counter() - t
-    codes, tps = timed_assign(lambda a: rq.residual_assign(a, books).numpy(), X)
+    codes, tps = timed_assign(lambda a: km.residual_assign(a, books).numpy(), X)
     ct = torch.from_numpy(codes)
     recon = float(((sum(books[l][ct[:, l]] for l in range(L)) - xt) ** 2).sum(1).mean())
     rows.append(summarize("semid rqkmeans", codes, X, recon, fit_s, tps, args.tracks))

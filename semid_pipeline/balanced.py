@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .rqvae import deterministic
+from .determinism import deterministic
 
 DIST_BLOCK = 8192  # rows per distance block (bounded memory for (rows, K) matrices)
 

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from . import balanced as bal
+from . import kmeans as km
 from . import rqvae as rq
 from .config import SemanticIdConfig
 from .determinism import deterministic
@@ -156,9 +157,9 @@ def _fit_rqkmeans(ids, X, *, levels, seed, d, meta, k, cfg):
     xt = torch.from_numpy(X)
     fit_rows = xt if len(xt) <= RQKMEANS_MAX_FIT else xt[torch.randperm(len(xt), generator=g)[:RQKMEANS_MAX_FIT]]
     with deterministic():
-        books, _ = rq.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=seed)
+        books, _ = km.residual_kmeans(fit_rows, levels=levels, k=k, iters=cfg.rqvae.kmeans_iters, seed=seed)
         balanced = meta.get("balanced_last_level")
-        codes_t = torch.from_numpy(bal.balanced_codes(xt, books)) if balanced else rq.residual_assign(xt, books)
+        codes_t = torch.from_numpy(bal.balanced_codes(xt, books)) if balanced else km.residual_assign(xt, books)
     x_hat = sum(books[level][codes_t[:, level]] for level in range(levels))
     recon = float(((x_hat - xt) ** 2).sum(1).mean())
     _write_config(d, {"format": "semid-rqkmeans/1", **meta})
@@ -227,7 +228,7 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, e
     books = torch.from_numpy(np.load(d / "codebooks.npz")["codebooks"])
     if balanced:
         return bal.balanced_codes(X, books, existing_codes=existing_codes)
-    return rq.residual_assign(X, books).numpy()
+    return km.residual_assign(X, books).numpy()
 
 
 def _fresh_ids(existing: pd.DataFrame, ids: list[str]) -> tuple[list[str], dict[str, int]]:

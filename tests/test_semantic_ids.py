@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from dataclasses import replace
 
-from semid_pipeline import balanced, id_gates, rqvae, semantic_ids as sid
+from semid_pipeline import balanced, id_gates, kmeans, rqvae, semantic_ids as sid
 from semid_pipeline.config import RQVAEConfig, SemanticIdConfig
 from semid_pipeline.errors import SemidError
 from semid_pipeline.model import semantic_fields
@@ -55,8 +55,8 @@ def test_rqvae_save_load_roundtrip(tmp_path):
 
 def test_kmeans_is_seeded():
     X, labels = blobs(1000)
-    c1, l1 = rqvae.kmeans(X, 8, 20, seed=3)
-    c2, l2 = rqvae.kmeans(X, 8, 20, seed=3)
+    c1, l1 = kmeans.kmeans(X, 8, 20, seed=3)
+    c2, l2 = kmeans.kmeans(X, 8, 20, seed=3)
     assert torch.equal(c1, c2) and torch.equal(l1, l2)
     assert adjusted_rand_score(labels, l1.numpy()) > 0.9
 
@@ -254,7 +254,7 @@ def test_balanced_prefix_is_the_greedy_prefix_and_deterministic():
     a = balanced.balanced_codes(z, books)
     b = balanced.balanced_codes(z.clone(), books.clone())
     np.testing.assert_array_equal(a, b)
-    greedy = rqvae.residual_assign(z, books).numpy()
+    greedy = kmeans.residual_assign(z, books).numpy()
     np.testing.assert_array_equal(a[:, :2], greedy[:, :2])
     assert a.min() >= 0 and a.max() < 8
     df = pd.DataFrame(a, columns=["p1", "p2", "c"])
