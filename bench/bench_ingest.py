@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -39,15 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from peak_memory import peak_rss_mb  # noqa: E402 (bench/, the script's own folder)
 
 
 # ------------------------------------------------------------------------------------------
@@ -169,7 +160,7 @@ def events_worker(mode: str, path: Path, work: Path) -> dict:
     con.close()
     db.unlink(missing_ok=True)
     return {"mode": mode, "seconds": secs, "rows": rows, "rows_per_s": rows / secs, "span": span,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_events(rows: int, tmp: Path) -> dict:
@@ -222,7 +213,7 @@ def worker(mode: str, folder: Path, work: Path) -> dict:
     db.unlink(missing_ok=True)
     Path(str(db) + ".wal").unlink(missing_ok=True)
     return {"mode": mode, "seconds": secs, "rows": rows, "kept": kept, "rows_per_s": rows / secs,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

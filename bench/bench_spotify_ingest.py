@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,15 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from peak_memory import peak_rss_mb  # noqa: E402 (bench/, the script's own folder)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -70,7 +61,7 @@ def _child(mode: str, folder: str, wh_path: str) -> None:
         rows, kept = sum(f.rows_read for f in res.files), res.n_events
         con.close()
     dt = time.perf_counter() - t0
-    print(json.dumps({"mode": mode, "rows": int(rows), "kept": int(kept), "seconds": dt, "peak_mb": _peak_rss_mb()}))
+    print(json.dumps({"mode": mode, "rows": int(rows), "kept": int(kept), "seconds": dt, "peak_mb": peak_rss_mb()}))
 
 
 def _measure(mode: str, folder: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,3 +59,11 @@ def create_feedback_events(con, events: pd.DataFrame) -> None:
                    feedback::TINYINT AS feedback, context_type::VARCHAR AS context_type, artist_id, genre_id,
                    'x.csv' AS source_file FROM ev_df""")
     con.unregister("ev_df")
+
+
+@pytest.fixture
+def con(tmp_path):
+    """An open DuckDB warehouse file in the test's own folder (closed afterwards)."""
+    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    yield c
+    c.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -19,13 +18,6 @@ from semid_pipeline.ingest import ingest_events
 from semid_pipeline.schema import FEEDBACK_EVENTS_COLUMNS, TRACK_KEY_COLUMNS
 
 ALL = IngestConfig(context_filter="all")
-
-
-@pytest.fixture
-def con(tmp_path: Path):
-    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
-    yield c
-    c.close()
 
 
 # ------------------------------------------------------------------------------------------

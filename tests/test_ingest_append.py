@@ -21,13 +21,6 @@ KEY_MSSD = "synthetic:demo:sessions"
 
 
 @pytest.fixture
-def con(tmp_path: Path):
-    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def land(tmp_path: Path) -> Path:
     d = tmp_path / "landing"
     d.mkdir()

@@ -32,13 +32,6 @@ EXP_RADIO = expected(context="radio")
 
 
 @pytest.fixture
-def con(tmp_path: Path):
-    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def log0(tmp_path: Path) -> Path:
     d = tmp_path / "mssd"
     d.mkdir()

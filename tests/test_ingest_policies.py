@@ -7,7 +7,6 @@ import gzip
 import json
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -21,13 +20,6 @@ from semid_pipeline.ingest.events import DUPLICATE, MISSING_TRACK
 ALL = IngestConfig(context_filter="all")
 DROP = IngestConfig(context_filter="all", on_duplicate="drop")
 HEADER = "user_id,track_id,timestamp,feedback\n"
-
-
-@pytest.fixture
-def con(tmp_path: Path):
-    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
-    yield c
-    c.close()
 
 
 def write(path: Path, rows: list[str]) -> Path:

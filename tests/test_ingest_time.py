@@ -18,13 +18,6 @@ from semid_pipeline.ingest import ingest_events, ingest_mssd
 ALL = IngestConfig(context_filter="all")
 
 
-@pytest.fixture
-def con(tmp_path: Path):
-    c = duckdb.connect(str(tmp_path / "wh.duckdb"))
-    yield c
-    c.close()
-
-
 def write_events(path: Path, stamps: list, *, users: list[str] | None = None) -> Path:
     df = pd.DataFrame({
         "user_id": users or [f"u{i % 2}" for i in range(len(stamps))],
