@@ -14,21 +14,16 @@ import numpy as np
 
 from .config import WorldConfig
 from .sampling import hex_ids, sigmoid, uuids
+from .titles import ADJ, NOUN
 
 ACOUSTIC_DIM = 8
 GENRE_NAMES = (
     "rock", "pop", "jazz", "blues", "country", "folk", "hiphop", "rnb", "soul", "funk",
     "house", "techno", "ambient", "metal", "punk", "reggae", "latin", "classical", "indie", "disco",
 )
-# The default world's two-word titles (only 400 combinations: titles repeat, on purpose of v1).
-_TITLE_A = (
-    "Blue", "Golden", "Silent", "Electric", "Midnight", "Broken", "Wild", "Velvet", "Lonely", "Neon",
-    "Crimson", "Summer", "Winter", "Hollow", "Burning", "Paper", "Silver", "Distant", "Sweet", "Heavy",
-)
-_TITLE_B = (
-    "River", "Heart", "Road", "Sky", "Dream", "Fire", "Rain", "Train", "Light", "City",
-    "Ocean", "Garden", "Mirror", "Shadow", "Highway", "Morning", "Echo", "Stone", "Wave", "Song",
-)
+# The default world's two-word titles: 20 × 20 = 400 combinations, so titles repeat on purpose.
+_TITLE_A = ADJ[:20]
+_TITLE_B = NOUN[:20]
 # Spotify-style attributes: (name, low, high, logit shift). value = low + (high-low)·sigmoid(...).
 ATTRIBUTES = (
     ("acousticness", 0.0, 1.0, -0.5),
