@@ -67,3 +67,11 @@ def con(tmp_path):
     c = duckdb.connect(str(tmp_path / "wh.duckdb"))
     yield c
     c.close()
+
+
+def assert_names_the_problem(err, needles) -> None:
+    """An InputDataError that says what is wrong (every needle) and names the file and column."""
+    msg = str(err)
+    for n in needles:
+        assert n in msg, f"{n!r} not in message:\n{msg}"
+    assert err.file and err.column

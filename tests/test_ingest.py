@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import assert_names_the_problem
 from semid_pipeline import warehouse as wh
 from semid_pipeline.config import DatasetSpec, IngestConfig
 from semid_pipeline.datasets import ingest_dataset
@@ -227,10 +228,7 @@ def test_bad_events_input_leaves_warehouse_unchanged(con, tmp_path, case):
     ev, tr, cfg, needles = _bad_event_cases(d)[case]
     with pytest.raises(InputDataError) as ei:
         ingest_events(con, [ev], [tr] if tr else [], dataset_key="events:bad", cfg=cfg)
-    msg = str(ei.value)
-    for n in needles:
-        assert n in msg, f"{n!r} not in message:\n{msg}"
-    assert ei.value.file and ei.value.column
+    assert_names_the_problem(ei.value, needles)
     assert wh.snapshot(con) == before
     # the connection is still usable afterwards
     assert con.execute("SELECT count(*) FROM feedback_events").fetchone()[0] == 3

@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from conftest import assert_names_the_problem
 from semid_pipeline import warehouse as wh
 from semid_pipeline.config import IngestConfig
 from semid_pipeline.errors import InputDataError
@@ -245,10 +246,7 @@ def test_bad_landed_file_leaves_warehouse_unchanged(con, users, land, case):
         needles = ["events.json", "neither"]
     with pytest.raises(InputDataError) as ei:
         append_files(con, [ok, bad], cfg=ALL)
-    msg = str(ei.value)
-    for n in needles:
-        assert n in msg, f"{n!r} not in:\n{msg}"
-    assert ei.value.file and ei.value.column
+    assert_names_the_problem(ei.value, needles)
     assert wh.snapshot(con) == before
     assert wh.get_meta(con, "appended_files") == "[]"
 

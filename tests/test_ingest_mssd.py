@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from mssd_fixture import FIRST_SESSION, default_sessions, expected, write_log, write_tf
+from conftest import assert_names_the_problem
 from semid_pipeline import warehouse as wh
 from semid_pipeline.config import DatasetSpec, IngestConfig
 from semid_pipeline.datasets import ingest_dataset
@@ -264,10 +265,7 @@ def test_bad_mssd_input_leaves_warehouse_unchanged(con, log0, tmp_path, case):
     # the good file goes first, so the bad one must not leak in half-way either
     with pytest.raises(InputDataError) as ei:
         ingest_mssd(con, [log0, *files], [], dataset_key="mssd:bad", cfg=ALL)
-    msg = str(ei.value)
-    for n in needles:
-        assert n in msg, f"{n!r} not in message:\n{msg}"
-    assert ei.value.file and ei.value.column
+    assert_names_the_problem(ei.value, needles)
     assert wh.snapshot(con) == before
     assert wh.get_meta(con, "dataset") == "mssd:good"
 
