@@ -36,64 +36,11 @@ from .model import SASRec, TrackEncoder, build_track_encoder, semantic_fields
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
 from .splits import Splits, TrackVocab
+from .windows import TrainingWindows, length_bucketed_batches
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 CONFIG = "config.json"
-
-
-# ------------------------------------------------------------------------------------------------
-# data: training windows
-
-
-def make_windows(seqs: list[tuple[np.ndarray, np.ndarray]], max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chunk sequences into left-padded windows of max_len + 1 events (max_len inputs, shifted targets).
-
-    Windows are cut from the most recent event backwards and overlap by one event, so every
-    transition (t → t+1) is trained exactly once. Returns tracks (W, max_len+1), feedback
-    (W, max_len+1) and lengths (W,). Sequences of a single event carry no transition and are skipped.
-    """
-    span = max_len + 1
-    bounds: list[tuple[int, int, int]] = []
-    for i, (t, _) in enumerate(seqs):
-        end = len(t)
-        while end >= 2:
-            start = max(0, end - span)
-            bounds.append((i, start, end))
-            end = start + 1  # overlap one event
-            if start == 0:
-                break
-    W = len(bounds)
-    tracks = np.zeros((W, span), dtype=np.int64)
-    fb = np.zeros((W, span), dtype=np.int64)
-    lengths = np.zeros(W, dtype=np.int64)
-    for w, (i, s, e) in enumerate(bounds):
-        n = e - s
-        tracks[w, span - n:] = seqs[i][0][s:e]
-        fb[w, span - n:] = seqs[i][1][s:e]
-        lengths[w] = n
-    return torch.from_numpy(tracks), torch.from_numpy(fb), torch.from_numpy(lengths)
-
-
-def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator,
-                            pool_batches: int = 32) -> list[torch.Tensor]:
-    """Shuffled batches of window indices, each drawn from windows of similar length.
-
-    A batch is padded to its longest window; with long histories (max_len 400) one long user in
-    a random batch pads 127 short ones to 400. Windows are shuffled, cut into pools of
-    ``pool_batches`` batches, sorted by length inside a pool, batched, and the batches shuffled:
-    still random, little padding. Deterministic given ``gen``.
-    """
-    W = len(lengths)
-    perm = torch.randperm(W, generator=gen)
-    pool = batch_size * pool_batches
-    batches: list[torch.Tensor] = []
-    for p in range(0, W, pool):
-        chunk = perm[p: p + pool]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches.extend(chunk[b: b + batch_size] for b in range(0, len(chunk), batch_size))
-    order = torch.randperm(len(batches), generator=gen)
-    return [batches[i] for i in order]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,11 +228,11 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                     stale.unlink(missing_ok=True)
         atomic_write_json(out_dir / CONFIG, config, indent=2, sort_keys=True)
 
-        tracks, fbs, lengths = make_windows(splits.train, cfg.max_len)
-        if len(tracks) == 0:
+        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len)
+        if len(windows) == 0:
             raise SemidError("no training sequence has two or more events: nothing to train on")
-        tracks, fbs = tracks.to(dev), fbs.to(dev)
-        W, N, S = len(tracks), splits.vocab.n_tracks, cfg.sampled_negatives
+        windows = windows.to(dev)
+        W, N, S = len(windows), splits.vocab.n_tracks, cfg.sampled_negatives
         if start_epoch == 0:
             log(f"{tag} {counts['total']:,} parameters ({counts['track_representation']:,} track representation); "
                 f"{W:,} windows, {N:,} tracks, device {dev.type}")
@@ -295,10 +242,9 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             model.train()
             t0 = time.perf_counter()
             loss_sum, loss_n, n_events = 0.0, 0, 0
-            for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
-                T1 = int(lengths[idx].max())  # longest window in the batch (left-padded)
-                x = tracks[idx.to(dev)][:, -T1:]  # (B, T+1)
-                f = fbs[idx.to(dev)][:, -T1:]
+            for idx in length_bucketed_batches(windows.lengths, cfg.batch_size, gen):
+                x, f = windows.batch(idx)  # (B, T+1): cut to the batch's longest window (left-padded)
+                T1 = x.shape[1]
                 negs = None
                 if S > 0 and cfg.negative_weight > 0:
                     negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)

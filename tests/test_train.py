@@ -17,7 +17,8 @@ from semid_pipeline.splits import EvalSet, Splits, TrackVocab, build_splits
 from semid_pipeline.evaluation import stratified_auc
 from semid_pipeline.schemes import IdScheme
 from semid_pipeline.scoring import final_hidden, score_eval_set
-from semid_pipeline.train import load_recommender, make_windows, train_recommender
+from semid_pipeline.train import load_recommender, train_recommender
+from semid_pipeline.windows import make_windows
 
 QUIET = lambda _msg: None  # noqa: E731
 CFG = TrainConfig(layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
@@ -318,7 +319,7 @@ def test_oracle_auc_on_a_hand_built_frame():
 
 
 def test_length_bucketed_batches_cover_every_window_once_with_little_padding():
-    from semid_pipeline.train import length_bucketed_batches
+    from semid_pipeline.windows import length_bucketed_batches
 
     rng = np.random.default_rng(0)
     lengths = torch.as_tensor(np.where(rng.random(5000) < 0.05, 401, rng.integers(2, 30, 5000)))
