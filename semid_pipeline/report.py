@@ -201,6 +201,91 @@ def _headline_html(hd: dict) -> str:
     return "<ul class='headline'>" + "".join(items) + "</ul>"
 
 
+@dataclass(frozen=True)
+class _Content:
+    """Everything a report shows, computed once; rendered as Markdown and as HTML."""
+
+    df: pd.DataFrame
+    tables: dict[str, pd.DataFrame]  # summary, lifts, lifts_wide, diversity, baselines
+    headline: dict
+    figures: dict[str, Path]  # fig1..fig3 (+ fig4 with ID quality)
+    lead: list  # ReportSections above the partitions (verdict, findings)
+    tail: list  # ReportSections below the tables
+
+
+def _content(records: Sequence[dict], out: Path, *, dataset: str, production: str | None, fig3_h: int | None,
+             sections: Sequence[ReportSection], id_quality: pd.DataFrame | None) -> _Content:
+    df = records_frame(records)
+    lifts = lift_table(df)
+    tables = {"summary": summary_table(df), "lifts": lifts, "lifts_wide": _lift_wide(lifts),
+              "diversity": diversity_table(df), "baselines": baselines_table(df)}
+    lead, tail = quality_sections(records, ReportSection)  # verdict + findings on top; ceiling, popularity
+    if fig3_h is None and production:
+        fig3_h = GridCell.parse(production).h
+    figs = {
+        "fig1": plot_auc_vs_k(df, out / FIG1, dataset=dataset),
+        "fig2": plot_auc_vs_params(df, out / FIG2, dataset=dataset),
+        "fig3": plot_lift_by_history(df, lifts, out / FIG3, h=fig3_h, dataset=dataset),
+    }
+    if id_quality is not None:
+        from . import id_quality_report as iqr  # semantic_ids (torch) only when asked for
+
+        merged = iqr.merge_id_quality(df, id_quality)
+        tables["summary"] = iqr.with_quality_columns(tables["summary"], merged)
+        figs["fig4"] = iqr.plot_auc_vs_unique_share(merged, out / FIG4, dataset=dataset)
+    return _Content(df=df, tables=tables, headline=headline_numbers(df, production), figures=figs,
+                    lead=list(lead), tail=[*tail, *sections])
+
+
+def _markdown(c: _Content, *, title: str, dataset: str) -> str:
+    t = c.tables
+    return (
+        f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
+        + "".join(f"## {sec.title}\n\n{sec.markdown}\n" for sec in c.lead)
+        + "## Partitions\n\n" + to_markdown(t["summary"])
+        + "\n## AUC lift over id by history bucket\n\n" + to_markdown(t["lifts_wide"])
+        + f"\n## Diversity of top-{_topk(c.df)} lists\n\n" + to_markdown(t["diversity"])
+        + "\n## Model-free baselines\n\n" + to_markdown(t["baselines"])
+        + "".join(f"\n## {sec.title}\n\n{sec.markdown}\n" for sec in c.tail)
+    )
+
+
+_FIGURE_TITLES = {
+    "fig1": "Figure 1 — AUC vs codebook size",
+    "fig2": "Figure 2 — AUC vs trainable parameters",
+    "fig3": "Figure 3 — lift over id by history length",
+    "fig4": "Figure 4 — AUC vs unique-tuple share",
+}
+
+
+def _html_page(c: _Content, *, title: str, dataset: str) -> str:
+    t = c.tables
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Data set: <code>{html.escape(dataset)}</code></p>" if dataset else "",
+        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in c.lead),
+        "<h2>Headline</h2>", _headline_html(c.headline),
+        "<h2>Partitions</h2>",
+        "<p class='note'>Test AUC = stratified AUC (mean over strata of the share of (positive, negative) "
+        "pairs ranked correctly, ties ½), 95% bootstrap CI over strata. Parameter reduction is relative "
+        "to the id model at the same h.</p>",
+        _to_html(t["summary"]),
+        *(f"<h2>{_FIGURE_TITLES[name]}</h2>\n<img alt='{name}' src='{png_data_uri(path)}'>"
+          for name, path in c.figures.items()),
+        "<h2>AUC lift over id by history bucket</h2>",
+        "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
+        _to_html(t["lifts_wide"]),
+        f"<h2>Diversity of top-{_topk(c.df)} lists</h2>", _to_html(t["diversity"]),
+        "<h2>Model-free baselines</h2>", _to_html(t["baselines"]),
+        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in c.tail),
+    ]
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body) + "</body></html>"
+    )
+
+
 def render_report(
     records: Sequence[dict],
     out_dir: str | Path,
@@ -219,79 +304,18 @@ def render_report(
     partitions table, and Fig 4 (AUC vs unique-tuple share)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = records_frame(records)
-    summ = summary_table(df)
-    lifts = lift_table(df)
-    wide = _lift_wide(lifts)
-    div = diversity_table(df)
-    base = baselines_table(df)
-    hd = headline_numbers(df, production)
-    lead, tail = quality_sections(records, ReportSection)  # verdict + findings on top; ceiling, popularity
-    sections = [*tail, *sections]
-    if fig3_h is None and production:
-        fig3_h = GridCell.parse(production).h
-    figs = {
-        "fig1": plot_auc_vs_k(df, out / FIG1, dataset=dataset),
-        "fig2": plot_auc_vs_params(df, out / FIG2, dataset=dataset),
-        "fig3": plot_lift_by_history(df, lifts, out / FIG3, h=fig3_h, dataset=dataset),
-    }
-    if id_quality is not None:
-        from . import id_quality_report as iqr  # semantic_ids (torch) only when asked for
-
-        merged = iqr.merge_id_quality(df, id_quality)
-        summ = iqr.with_quality_columns(summ, merged)
-        figs["fig4"] = iqr.plot_auc_vs_unique_share(merged, out / FIG4, dataset=dataset)
-    md_summary = to_markdown(summ)
-    md = (
-        f"# {title}\n\n" + (f"Data set: `{dataset}`\n\n" if dataset else "")
-        + "".join(f"## {sec.title}\n\n{sec.markdown}\n" for sec in lead)
-        + "## Partitions\n\n" + md_summary
-        + "\n## AUC lift over id by history bucket\n\n" + to_markdown(wide)
-        + f"\n## Diversity of top-{_topk(df)} lists\n\n" + to_markdown(div)
-        + "\n## Model-free baselines\n\n" + to_markdown(base)
-        + "".join(f"\n## {sec.title}\n\n{sec.markdown}\n" for sec in sections)
-    )
+    c = _content(records, out, dataset=dataset, production=production, fig3_h=fig3_h, sections=sections,
+                 id_quality=id_quality)
     md_path = out / "summary.md"
-    md_path.write_text(md)
-    tables = {"summary": summ, "lifts": lifts, "lifts_wide": wide, "diversity": div, "baselines": base}
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='note'>Data set: <code>{html.escape(dataset)}</code></p>" if dataset else "",
-        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in lead),
-        "<h2>Headline</h2>", _headline_html(hd),
-        "<h2>Partitions</h2>",
-        "<p class='note'>Test AUC = stratified AUC (mean over strata of the share of (positive, negative) "
-        "pairs ranked correctly, ties ½), 95% bootstrap CI over strata. Parameter reduction is relative "
-        "to the id model at the same h.</p>",
-        _to_html(summ),
-        "<h2>Figure 1 — AUC vs codebook size</h2>",
-        f"<img alt='fig1' src='{png_data_uri(figs['fig1'])}'>",
-        "<h2>Figure 2 — AUC vs trainable parameters</h2>",
-        f"<img alt='fig2' src='{png_data_uri(figs['fig2'])}'>",
-        "<h2>Figure 3 — lift over id by history length</h2>",
-        f"<img alt='fig3' src='{png_data_uri(figs['fig3'])}'>",
-        *(["<h2>Figure 4 — AUC vs unique-tuple share</h2>", f"<img alt='fig4' src='{png_data_uri(figs['fig4'])}'>"]
-          if "fig4" in figs else []),
-        "<h2>AUC lift over id by history bucket</h2>",
-        "<p class='note'>lift = bucket AUC − id bucket AUC at the same h.</p>",
-        _to_html(wide),
-        f"<h2>Diversity of top-{_topk(df)} lists</h2>", _to_html(div),
-        "<h2>Model-free baselines</h2>", _to_html(base),
-        *(f"<h2>{html.escape(sec.title)}</h2>\n{sec.html}" for sec in sections),
-    ]
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body) + "</body></html>"
-    )
+    md_path.write_text(_markdown(c, title=title, dataset=dataset))
     html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
+    html_path.write_text(_html_page(c, title=title, dataset=dataset), encoding="utf-8")
+    fig_files = {FIG1: "fig1", FIG2: "fig2", FIG3: "fig3", FIG4: "fig4"}
     return ReportArtifacts(
         html_path=html_path,
-        figure_paths={FIG1: figs["fig1"], FIG2: figs["fig2"], FIG3: figs["fig3"],
-                      **({FIG4: figs["fig4"]} if "fig4" in figs else {})},
+        figure_paths={name: c.figures[key] for name, key in fig_files.items() if key in c.figures},
         markdown_path=md_path,
-        markdown=md_summary,
-        headline=hd,
-        tables=tables,
+        markdown=to_markdown(c.tables["summary"]),
+        headline=c.headline,
+        tables=c.tables,
     )
