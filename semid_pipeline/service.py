@@ -14,6 +14,7 @@ started with, so none is dropped.
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Literal
 
 from fastapi import Body, FastAPI, HTTPException
@@ -26,12 +27,8 @@ from .serving import Recommender, RecommenderHolder, policy_from_config
 Loader = Callable[[str], Recommender]  # partition key → a loaded Recommender
 
 
-def create_app(*, loader: Loader, partition_key: str, cfg: ServeConfig,
-               recommender: Recommender | None = None) -> FastAPI:
-    """The app for one partition; ``loader`` is also what ``/reload`` calls."""
-    holder = RecommenderHolder(recommender or loader(partition_key))
-    policy = policy_from_config(cfg)
-    reload_lock = threading.Lock()  # one reload at a time; requests never wait on it
+def api_models(cfg: ServeConfig) -> SimpleNamespace:
+    """The request / response models; the limits (``max_n``, ``max_history``) come from ``[serve]``."""
 
     class HistoryItem(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -62,6 +59,20 @@ def create_app(*, loader: Loader, partition_key: str, cfg: ServeConfig,
     class ReloadRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         partition: StrictStr | None = Field(None, description="another grid partition, e.g. '64|v1-k1024'")
+
+    return SimpleNamespace(HistoryItem=HistoryItem, RecommendRequest=RecommendRequest, Item=Item,
+                           RecommendResponse=RecommendResponse, ReloadRequest=ReloadRequest)
+
+
+def create_app(*, loader: Loader, partition_key: str, cfg: ServeConfig,
+               recommender: Recommender | None = None) -> FastAPI:
+    """The app for one partition; ``loader`` is also what ``/reload`` calls."""
+    holder = RecommenderHolder(recommender or loader(partition_key))
+    policy = policy_from_config(cfg)
+    reload_lock = threading.Lock()  # one reload at a time; requests never wait on it
+    m = api_models(cfg)
+    RecommendRequest, RecommendResponse, ReloadRequest, Item = (m.RecommendRequest, m.RecommendResponse,
+                                                                 m.ReloadRequest, m.Item)
 
     app = FastAPI(title="semid recommendations", version="1",
                   description="Next tracks of a listener from one trained semantic-ID partition.")
