@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .no_content import POLICIES as WITHOUT_CONTENT_POLICIES
 from .schemes import scheme_keys
 from .synthetic.presets import CONTENT_MODES as SYNTHETIC_CONTENT_MODES
 from .synthetic.presets import DEFAULT_CONTENT as SYNTHETIC_DEFAULT_CONTENT
@@ -160,6 +161,12 @@ class SemanticIdConfig:
     max_tie_embeddings: int = 16  # rows of the model's tie table; ties >= cap-1 share the last row
     min_unique_tuple_share: float = 0.9  # quality gate, applied when k^L >= 10 x tracks
     max_tie_limit: int = 15  # quality gate on the largest tie value
+    without_content: str = "random"  # event tracks without content features: random | error (no_content.py)
+
+    def __post_init__(self) -> None:
+        if self.without_content not in WITHOUT_CONTENT_POLICIES:
+            raise ConfigError(f"[semantic_ids] without_content = {self.without_content!r}: expected one of "
+                              f"{', '.join(WITHOUT_CONTENT_POLICIES)}")
 
     def partition_keys(self) -> list[str]:
         return scheme_keys(self.schemes, include_id=False)

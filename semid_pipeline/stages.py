@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import experiment, features, id_gates, semantic_ids as sid, splits as splits_mod, train as train_mod
+from . import experiment, features, id_gates, no_content, semantic_ids as sid, splits as splits_mod, train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
 from .config import FeaturesConfig, SemanticIdConfig, SemidConfig
 from .errors import SemidError
@@ -85,6 +85,19 @@ def _extend(scheme: IdScheme, layout: ArtifactLayout, existing: pd.DataFrame, tr
     return table, f"cold-start: {len(new_ids)} new tracks"
 
 
+def _without_content(table: pd.DataFrame, event_ids, scheme: IdScheme, cfg: SemidConfig) -> tuple[pd.DataFrame, int]:
+    """The table (sorted by track_id) with IDs for event tracks that have no content, per
+    ``[semantic_ids] without_content`` (``no_content``), and how many there are."""
+    table = table.sort_values("track_id").reset_index(drop=True)
+    missing = no_content.tracks_without_content(event_ids, table)
+    if not missing or cfg.semantic_ids.without_content == "error":
+        return table, len(missing)
+    table = no_content.add_tracks_without_content(
+        table, missing, scheme=scheme, seed=cfg.semantic_ids.seed, n_event_tracks=len(set(map(str, event_ids))),
+        min_feature_coverage=cfg.ingest.min_feature_coverage)
+    return table, len(missing)
+
+
 def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdScheme, cfg: SemidConfig,
                        refit: bool, log: Log = print) -> IdBuild:
     """Extend the scheme's table when it was built on the current data set (and ``refit`` is off), else fit it.
@@ -97,6 +110,7 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
         base = get_meta(con, "dataset_base_fingerprint")
         track_ids, X = features.read_content_features(con)
         existing = sid.read_semantic_ids(con, scheme)[0] if sid.has_semantic_ids(con, scheme) else None
+        event_ids = sid.event_track_ids(con)
     reuse = (existing is not None and not refit and base is not None
              and layout.read_provenance(scheme).get("dataset_base_fingerprint") == base)
     recon = None
@@ -106,16 +120,18 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
         res = sid.fit_semantic_ids(scheme=scheme, track_ids=track_ids, X=X, cfg=cfg.semantic_ids,
                                    artifact_dir=layout.semantic_ids_dir(scheme))
         table, mode, recon = res.table, f"fit in {res.fit_seconds:.1f}s", res.metrics.get("reconstruction_error")
-    table = table.sort_values("track_id").reset_index(drop=True)
+    table, without = _without_content(table, event_ids, scheme, cfg)
     metrics = sid.codebook_quality(table, sid.codebook_size(scheme, table), X=None if scheme.is_id else X,
                                    recon_error=recon, max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
+    metrics["tracks_without_content"] = without
     if not scheme.is_id:
         fitted = read_json(layout.semantic_ids_dir(scheme) / "config.json", default={})  # the artifact's own record
         metrics["balanced_last_level"] = bool(fitted.get("balanced_last_level", False))
     with connect(warehouse) as con:
         content_hash = sid.write_semantic_ids(con, scheme, table)
     layout.write_provenance(scheme, dataset=str(dataset), base_fingerprint=base, content_hash=content_hash)
-    log(f"semantic_ids[{scheme.key}]: {mode}; {len(table)} tracks; hash {content_hash[:12]}")
+    log(f"semantic_ids[{scheme.key}]: {mode}; {len(table)} tracks"
+        + (f" ({without} without content: random tuples)" if without else "") + f"; hash {content_hash[:12]}")
     return IdBuild(table=table, content_hash=content_hash, metrics=metrics, mode=mode)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from semid_pipeline import semantic_ids as sid
 from semid_pipeline import stages
 from semid_pipeline.artifacts import ArtifactLayout
 from semid_pipeline.config import SemidConfig, SemanticIdConfig
@@ -75,3 +76,54 @@ def test_missing_evaluation_record_names_the_cell(tmp_path):
         set_meta(con, "dataset_fingerprint", "0" * 64)
     with pytest.raises(SemidError, match="64\\|v1-k8"):
         stages.read_evaluation_record(wh, ArtifactLayout(root=tmp_path), GridCell.parse("64|v1-k8"))
+
+
+def _add_event_tracks(path, track_ids) -> None:
+    with connect(path) as con:
+        con.executemany("INSERT INTO feedback_events VALUES (?)", [(t,) for t in track_ids])
+
+
+@pytest.mark.parametrize("key", ["id", "v0-k8", "v1-k8"])
+def test_event_tracks_without_content_get_seeded_random_ids_within_the_one_limit(tmp_path, key):
+    """[ingest] min_feature_coverage is the one limit: ingestion blocks below it, and above it the
+    remaining event tracks get IDs (seeded random tuples) so ids_cover_events passes."""
+    wh, layout, scheme = str(tmp_path / "w.duckdb"), ArtifactLayout(root=tmp_path / "art"), IdScheme.parse(key)
+    _warehouse(wh, 60)
+    _add_event_tracks(wh, ["zz-no-content-1", "zz-no-content-2"])  # 2 of 62 = 3.2% < 5%
+    built = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
+    assert built.metrics["tracks_without_content"] == 2 and len(built.table) == 62
+    ok, details = stages.check_ids_cover_events(wh, scheme)
+    assert ok and details["missing"] == 0
+    assert sid.check_one_to_one(built.table)[0]  # the added rows collide with nothing
+    again = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=True, log=print)
+    assert again.table.equals(built.table)  # seeded: the same IDs on a refit
+
+
+def test_without_content_error_policy_leaves_them_to_the_coverage_check(tmp_path):
+    from dataclasses import replace
+
+    wh, layout, scheme = str(tmp_path / "w.duckdb"), ArtifactLayout(root=tmp_path / "art"), IdScheme.parse("v0-k8")
+    _warehouse(wh, 60)
+    _add_event_tracks(wh, ["zz-no-content"])
+    cfg = replace(CFG, semantic_ids=replace(CFG.semantic_ids, without_content="error"))
+    built = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=cfg, refit=False, log=print)
+    assert built.metrics["tracks_without_content"] == 1 and len(built.table) == 60
+    ok, details = stages.check_ids_cover_events(wh, scheme)
+    assert not ok and details["missing_examples"] == ["zz-no-content"]
+
+
+def test_more_tracks_without_content_than_the_limit_is_an_error_naming_them(tmp_path):
+    from semid_pipeline.errors import InputDataError
+
+    wh, layout, scheme = str(tmp_path / "w.duckdb"), ArtifactLayout(root=tmp_path / "art"), IdScheme.parse("v0-k8")
+    _warehouse(wh, 20)
+    _add_event_tracks(wh, [f"zz-{i}" for i in range(3)])  # 3 of 23 = 13% > 5%
+    with pytest.raises(InputDataError, match=r"3 of 23 event tracks .*min_feature_coverage = 0.95.*zz-0"):
+        stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=scheme, cfg=CFG, refit=False, log=print)
+
+
+def test_unknown_without_content_policy_is_a_config_error():
+    from semid_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="without_content = 'zero'"):
+        SemanticIdConfig(without_content="zero")
