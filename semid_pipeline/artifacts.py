@@ -50,6 +50,7 @@ class ArtifactLayout:
         return p
 
     def feature_transform_dir(self, dataset: str) -> Path:
+        """The fitted feature transform of a data set (keyed by its base fingerprint, or its spec)."""
         return self._dir("features", hashlib.sha256(str(dataset).encode()).hexdigest()[:12])
 
     def has_feature_transform(self, dataset: str) -> bool:

@@ -52,8 +52,11 @@ def build_content_features(*, warehouse: str, layout: ArtifactLayout, refit: boo
     Text embeddings are cached by content hash under ``layout.text_embeddings_dir()``."""
     with connect(warehouse) as con:
         dataset = str(get_meta(con, "dataset"))
-        reuse = layout.has_feature_transform(dataset) and not refit
-        result = features.build_content_features(con, layout.feature_transform_dir(dataset), reuse_transform=reuse,
+        # the transform belongs to the data set (its base fingerprint: appends keep it), not to the spec
+        # string: a fixed file re-ingested under the same spec is fitted afresh
+        key = get_meta(con, "dataset_base_fingerprint") or dataset
+        reuse = layout.has_feature_transform(key) and not refit
+        result = features.build_content_features(con, layout.feature_transform_dir(key), reuse_transform=reuse,
                                                  cfg=cfg, cache_dir=layout.text_embeddings_dir())
         _, X = features.read_content_features(con)
     return FeatureBuild(result=result, X=X, dataset=dataset, reused=reuse)

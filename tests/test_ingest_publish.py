@@ -124,3 +124,37 @@ def test_killed_ingestion_leaves_old_or_new_never_a_mix(tmp_path):
         if state == "new":  # start again from the old data set for the next kill point
             ingest_dataset(spec(tmp_path / "old"), warehouse=whp, cfg=CFG, data_dir=tmp_path)
     assert "old" in outcomes  # at least one kill landed mid-ingestion
+
+
+def test_reingesting_a_changed_file_under_the_same_spec_refits_the_feature_transform(tmp_path):
+    """The transform is the data set's (base fingerprint), not the spec string's: a fixed file is
+    standardised on its own tracks, not through the old file's fitted statistics."""
+    whp, layout = tmp_path / "wh.duckdb", ArtifactLayout(tmp_path / "artifacts")
+    folder = tmp_path / "same"
+    reused = []
+    for seed in (1, 4):
+        write_dataset(folder, seed=seed)
+        ingest_dataset(spec(folder), warehouse=whp, cfg=CFG, data_dir=tmp_path)
+        reused.append(stages.build_content_features(warehouse=str(whp), layout=layout, refit=False).reused)
+    assert reused == [False, False]
+    again = stages.build_content_features(warehouse=str(whp), layout=layout, refit=False)
+    assert again.reused  # the same data set: its own transform is reused
+
+
+def test_artifacts_that_cannot_be_written_leave_no_features_of_another_data_set(tmp_path):
+    """An artifacts folder that cannot be written (here: a file in its place; chmod does not stop
+    root) fails `content_features` with the path named, and no stage can read the previous data
+    set's features meanwhile: the new ingestion already dropped them."""
+    whp = tmp_path / "wh.duckdb"
+    ingest_dataset(spec(write_dataset(tmp_path / "a", seed=1)), warehouse=whp, cfg=CFG, data_dir=tmp_path)
+    stages.build_content_features(warehouse=str(whp), layout=ArtifactLayout(tmp_path / "artifacts"), refit=False)
+    ingest_dataset(spec(write_dataset(tmp_path / "b", seed=3)), warehouse=whp, cfg=CFG, data_dir=tmp_path)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    with pytest.raises(OSError, match="blocked"):
+        stages.build_content_features(warehouse=str(whp), layout=ArtifactLayout(blocked), refit=False)
+    with wh.connect(whp, read_only=True) as con:
+        assert not wh.table_exists(con, "content_features")
+    with pytest.raises(Exception, match="content_features"):
+        stages.build_semantic_ids(warehouse=str(whp), layout=ArtifactLayout(blocked), scheme=IdScheme.parse("v0-k16"),
+                                  cfg=SemidConfig(), refit=False, log=lambda m: None)
