@@ -142,6 +142,73 @@ def _coverage_frame(con) -> pd.DataFrame:
     return con.execute(sql).df()
 
 
+def _columns_frame(con, table: str, expected: dict) -> Frame:
+    """GX on a zero-row frame of the whole table: exactly the expected columns."""
+    empty = con.execute(f"SELECT * FROM {table} LIMIT 0").df()
+    spec = ExpectationSpec("expect_table_columns_to_match_set", {"column_set": list(expected), "exact_match": True},
+                           description="exactly the columns of schema.FEEDBACK_EVENTS_COLUMNS")
+    return Frame("columns", empty, [spec])
+
+
+def _types_frame(expected: dict, actual: dict) -> Frame:
+    """DuckDB types as a frame, one row per column: actual == expected."""
+    names = list(expected) + [c for c in actual if c not in expected]
+    schema_df = pd.DataFrame({"column": names, "expected_type": [expected.get(c) for c in names],
+                              "actual_type": [actual.get(c) for c in names]}, dtype=object)
+    spec = ExpectationSpec(
+        "expect_column_pair_values_to_be_equal",
+        {"column_A": "actual_type", "column_B": "expected_type", "ignore_row_if": "either_value_is_missing"},
+        description="DuckDB column types match schema.py", column_from="column", unit="columns",
+    )
+    return Frame("schema", schema_df, [spec], key_columns=("column",))
+
+
+def _event_specs() -> list[ExpectationSpec]:
+    specs = [
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": c}, description=f"{c} is never null")
+        for c in ("stratum_id", "track_id", "position", "ts", "feedback")
+    ]
+    return specs + [
+        ExpectationSpec("expect_column_values_to_be_in_set", {"column": "feedback", "value_set": [0, 1]},
+                        description="feedback is 0 (negative) or 1 (positive)"),
+        ExpectationSpec("expect_compound_columns_to_be_unique", {"column_list": ["stratum_id", "position"]},
+                        description="one event per (stratum_id, position)"),
+        ExpectationSpec("expect_column_values_to_be_between", {"column": "position", "min_value": 1},
+                        description="position ≥ 1"),
+        ExpectationSpec(
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            {"column_A": "stratum_length", "column_B": "position", "or_equal": True,
+             "ignore_row_if": "either_value_is_missing"},
+            description="position ≤ stratum_length",
+        ),
+        ExpectationSpec("expect_column_distinct_values_to_contain_set", {"column": "feedback", "value_set": [0, 1]},
+                        description="both labels (0 and 1) occur"),
+    ]
+
+
+def _events_frame(con, table: str, actual: dict) -> Frame:
+    """The events themselves: only the columns the expectations need."""
+    wanted = ["stratum_id", "position", "stratum_length", "track_id", "ts", "feedback"]
+    present = [c for c in wanted if c in actual]
+    events = con.execute(f"SELECT {', '.join(ident(c) for c in present)} FROM {table}").df() if present else pd.DataFrame()
+    keys = tuple(c for c in ("stratum_id", "position", "track_id") if c in present)
+    return Frame("events", events, _event_specs(), key_columns=keys)
+
+
+def _coverage_check_frame(con, cfg: IngestConfig) -> Frame:
+    """Content-feature coverage of the event tracks (joined in DuckDB) ≥ ``min_feature_coverage``."""
+    counted = (_coverage_kind(con)[1] if table_exists(con, schema.TRACK_CATALOG)
+               and "track_id" in table_columns(con, schema.TRACK_CATALOG) else "features: no track_catalog")
+    spec = ExpectationSpec(
+        "expect_column_mean_to_be_between",
+        {"column": "has_features", "min_value": float(cfg.min_feature_coverage), "max_value": 1.0},
+        description=(f"share of event tracks with {counted} in track_catalog "
+                     f"≥ min_feature_coverage ({cfg.min_feature_coverage:g})"),
+        examples_where=lambda d: d["has_features"] == 0,
+    )
+    return Frame("coverage", _coverage_frame(con), [spec], key_columns=("track_id", "events", "in_catalog"))
+
+
 def validate_feedback_events(con, *, cfg: IngestConfig | None = None) -> ValidationReport:
     """Columns and types, non-null keys, labels, (stratum, position) keys, feature coverage."""
     cfg = cfg or IngestConfig()
@@ -151,122 +218,9 @@ def validate_feedback_events(con, *, cfg: IngestConfig | None = None) -> Validat
         return _missing_table(suite, table)
     actual = table_columns(con, table)
     expected = schema.FEEDBACK_EVENTS_COLUMNS
-    frames: list[Frame] = []
-
-    # 1. columns: GX on a zero-row frame of the whole table
-    empty = con.execute(f"SELECT * FROM {table} LIMIT 0").df()
-    frames.append(
-        Frame(
-            "columns",
-            empty,
-            [
-                ExpectationSpec(
-                    "expect_table_columns_to_match_set",
-                    {"column_set": list(expected), "exact_match": True},
-                    description="exactly the columns of schema.FEEDBACK_EVENTS_COLUMNS",
-                )
-            ],
-        )
-    )
-
-    # 2. DuckDB types, as a frame: one row per column
-    names = list(expected) + [c for c in actual if c not in expected]
-    schema_df = pd.DataFrame(
-        {
-            "column": names,
-            "expected_type": [expected.get(c) for c in names],
-            "actual_type": [actual.get(c) for c in names],
-        },
-        dtype=object,
-    )
-    frames.append(
-        Frame(
-            "schema",
-            schema_df,
-            [
-                ExpectationSpec(
-                    "expect_column_pair_values_to_be_equal",
-                    {"column_A": "actual_type", "column_B": "expected_type", "ignore_row_if": "either_value_is_missing"},
-                    description="DuckDB column types match schema.py",
-                    column_from="column",
-                    unit="columns",
-                )
-            ],
-            key_columns=("column",),
-        )
-    )
-
-    # 3. the events themselves: only the columns the expectations need
-    wanted = ["stratum_id", "position", "stratum_length", "track_id", "ts", "feedback"]
-    present = [c for c in wanted if c in actual]
-    events = (
-        con.execute(f"SELECT {', '.join(ident(c) for c in present)} FROM {table}").df()
-        if present
-        else pd.DataFrame()
-    )
-    specs = [
-        ExpectationSpec("expect_column_values_to_not_be_null", {"column": c}, description=f"{c} is never null")
-        for c in ("stratum_id", "track_id", "position", "ts", "feedback")
-    ]
-    specs += [
-        ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": "feedback", "value_set": [0, 1]},
-            description="feedback is 0 (negative) or 1 (positive)",
-        ),
-        ExpectationSpec(
-            "expect_compound_columns_to_be_unique",
-            {"column_list": ["stratum_id", "position"]},
-            description="one event per (stratum_id, position)",
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "position", "min_value": 1},
-            description="position ≥ 1",
-        ),
-        ExpectationSpec(
-            "expect_column_pair_values_a_to_be_greater_than_b",
-            {
-                "column_A": "stratum_length",
-                "column_B": "position",
-                "or_equal": True,
-                "ignore_row_if": "either_value_is_missing",
-            },
-            description="position ≤ stratum_length",
-        ),
-        ExpectationSpec(
-            "expect_column_distinct_values_to_contain_set",
-            {"column": "feedback", "value_set": [0, 1]},
-            description="both labels (0 and 1) occur",
-        ),
-    ]
-    frames.append(
-        Frame("events", events, specs, key_columns=tuple(c for c in ("stratum_id", "position", "track_id") if c in present))
-    )
-
-    # 4. content-feature coverage of the event tracks (joined in DuckDB)
+    frames = [_columns_frame(con, table, expected), _types_frame(expected, actual), _events_frame(con, table, actual)]
     if "track_id" in actual:
-        coverage = _coverage_frame(con)
-        counted = (_coverage_kind(con)[1] if table_exists(con, schema.TRACK_CATALOG)
-                   and "track_id" in table_columns(con, schema.TRACK_CATALOG) else "features: no track_catalog")
-        frames.append(
-            Frame(
-                "coverage",
-                coverage,
-                [
-                    ExpectationSpec(
-                        "expect_column_mean_to_be_between",
-                        {"column": "has_features", "min_value": float(cfg.min_feature_coverage), "max_value": 1.0},
-                        description=(
-                            f"share of event tracks with {counted} in track_catalog "
-                            f"≥ min_feature_coverage ({cfg.min_feature_coverage:g})"
-                        ),
-                        examples_where=lambda d: d["has_features"] == 0,
-                    )
-                ],
-                key_columns=("track_id", "events", "in_catalog"),
-            )
-        )
+        frames.append(_coverage_check_frame(con, cfg))
     return validate_frames(suite, frames)
 
 
