@@ -266,6 +266,101 @@ def _lr_at(step: int, total: int, lr: float, warmup: int = 50) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _batches(x: torch.Tensor, bs: int, g: torch.Generator):
+    """One shuffled epoch of (B, F) batches (draws a permutation from ``g``)."""
+    n = len(x)
+    perm = torch.randperm(n, generator=g)
+    for s in range(0, n, bs):
+        yield x[perm[s : s + bs]]
+
+
+def _warm_up(model: RQVAE, x: torch.Tensor, *, epochs: int, bs: int, lr: float, g: torch.Generator, log) -> None:
+    """Phase 1: a plain autoencoder (no quantization)."""
+    opt = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr=lr)
+    loss = None
+    for _ in range(epochs):
+        for xb in _batches(x, bs, g):
+            loss = ((model.decoder(model.encoder(xb)) - xb) ** 2).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    if loss is not None:
+        log(f"rqvae: warm-up done, recon {float(loss.detach()):.3f}")
+
+
+@torch.no_grad()
+def _kmeans_init(model: RQVAE, x: torch.Tensor, *, cfg: RQVAEConfig, levels: int, k: int, seed: int,
+                 g: torch.Generator) -> None:
+    """Phase 2: residual k-means of every level on a large sample of latents."""
+    sample = torch.randperm(len(x), generator=g)[: min(len(x), cfg.kmeans_sample)]
+    r = model.encoder(x[sample])  # (S, D)
+    for level in range(levels):
+        c, lab = kmeans(r, k, cfg.kmeans_iters, seed + 1009 * level)
+        model.quantizer.codebooks.data[level] = c
+        r = r - c[lab]
+
+
+def _train_quantized(model: RQVAE, x: torch.Tensor, *, cfg: RQVAEConfig, bs: int, g: torch.Generator,
+                     history: dict, log) -> None:
+    """Phase 3: RQ-VAE training (reconstruction + commitment) with dead-code reset, cosine lr."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(x) / bs)
+    total, step = cfg.epochs * steps_per_epoch, 0
+    model.train()
+    for epoch in range(cfg.epochs):
+        ep_loss = ep_recon = 0.0
+        for xb in _batches(x, bs, g):
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total, cfg.lr)
+            z = model.encoder(xb)  # (B, D)
+            z_q, codes, q_loss, residuals = model.quantizer(z)
+            recon = ((model.decoder(z_q) - xb) ** 2).sum(-1).mean()
+            loss = recon + q_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            history["dead_code_resets"] += model.quantizer.reset_dead_codes(codes, residuals, cfg.dead_code_patience, g)
+            ep_loss += float(loss.detach())
+            ep_recon += float(recon.detach())
+            step += 1
+        history["loss"].append(ep_loss / steps_per_epoch)
+        history["recon"].append(ep_recon / steps_per_epoch)
+        log(f"rqvae: epoch {epoch + 1}/{cfg.epochs} loss {history['loss'][-1]:.3f} recon {history['recon'][-1]:.3f}")
+
+
+@torch.no_grad()
+def _refine(model: RQVAE, x: torch.Tensor, *, levels: int, k: int, iters: int, seed: int) -> torch.Tensor:
+    """Phase 4a: Lloyd steps of residual k-means on ALL latents (encoder frozen). → (N, D) quantized latents."""
+    model.eval()
+    z_all = torch.cat([model.encoder(x[s : s + ENCODE_BATCH]) for s in range(0, len(x), ENCODE_BATCH)])  # (N, D)
+    if iters > 0:
+        r = z_all
+        for level in range(levels):
+            c, lab = kmeans(r, k, iters, seed, init=model.quantizer.codebooks.data[level])
+            model.quantizer.codebooks.data[level] = c
+            r = r - c[lab]
+    return model.quantizer.lookup(residual_assign(z_all, model.quantizer.codebooks.detach()))
+
+
+def _finetune_decoder(model: RQVAE, x: torch.Tensor, z_q: torch.Tensor, *, epochs: int, bs: int, lr: float,
+                      g: torch.Generator) -> None:
+    """Phase 4b: decoder-only training on the final codes."""
+    opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
+    n = len(x)
+    total, step = epochs * math.ceil(n / bs), 0
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for s in range(0, n, bs):
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total, lr, warmup=0)
+            i = perm[s : s + bs]
+            loss = ((model.decoder(z_q[i]) - x[i]) ** 2).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+
+
 def fit_rqvae(
     X: np.ndarray | torch.Tensor,
     *,
@@ -284,7 +379,7 @@ def fit_rqvae(
     plain autoencoder (default 1); (2) k-means init of every level on ``cfg.kmeans_sample`` latents; (3)
     ``cfg.epochs`` of RQ-VAE training with dead-code reset; (4) ``refine_iters`` Lloyd steps of
     residual k-means on all latents (encoder frozen) and ``finetune_epochs`` (default epochs // 6)
-    of decoder-only training on the final codes.
+    of decoder-only training on the final codes. One seeded generator drives every phase, in order.
     """
     t0 = time.perf_counter()
     log = log or (lambda s: None)
@@ -302,85 +397,12 @@ def fit_rqvae(
         )
         model.init_linear_paths(x[torch.randperm(n, generator=g)[: min(n, 50_000)]])
         bs = max(1, min(cfg.batch_size, n))
-        steps_per_epoch = math.ceil(n / bs)
-
-        def batches():
-            perm = torch.randperm(n, generator=g)
-            for s in range(0, n, bs):
-                yield x[perm[s : s + bs]]  # (B, F)
-
-        # (1) autoencoder warm-up (no quantization)
-        ae_params = list(model.encoder.parameters()) + list(model.decoder.parameters())
-        opt = torch.optim.Adam(ae_params, lr=cfg.lr)
-        for epoch in range(warmup_epochs):
-            for xb in batches():
-                loss = ((model.decoder(model.encoder(xb)) - xb) ** 2).sum(-1).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        if warmup_epochs:
-            log(f"rqvae: warm-up done, recon {float(loss.detach()):.3f}")
-
-        # (2) k-means init of every level on a large sample of latents
-        with torch.no_grad():
-            sample = torch.randperm(n, generator=g)[: min(n, cfg.kmeans_sample)]
-            r = model.encoder(x[sample])  # (S, D)
-            for level in range(levels):
-                c, lab = kmeans(r, codebook_size, cfg.kmeans_iters, seed + 1009 * level)
-                model.quantizer.codebooks.data[level] = c
-                r = r - c[lab]
-
-        # (3) RQ-VAE training with dead-code reset
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        total = cfg.epochs * steps_per_epoch
-        step = 0
-        model.train()
-        for epoch in range(cfg.epochs):
-            ep_loss = ep_recon = 0.0
-            for xb in batches():
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total, cfg.lr)
-                z = model.encoder(xb)  # (B, D)
-                z_q, codes, q_loss, residuals = model.quantizer(z)
-                recon = ((model.decoder(z_q) - xb) ** 2).sum(-1).mean()
-                loss = recon + q_loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                history["dead_code_resets"] += model.quantizer.reset_dead_codes(codes, residuals, cfg.dead_code_patience, g)
-                ep_loss += float(loss.detach())
-                ep_recon += float(recon.detach())
-                step += 1
-            history["loss"].append(ep_loss / steps_per_epoch)
-            history["recon"].append(ep_recon / steps_per_epoch)
-            log(f"rqvae: epoch {epoch + 1}/{cfg.epochs} loss {history['loss'][-1]:.3f} recon {history['recon'][-1]:.3f}")
-
-        # (4) refine codebooks on all latents (encoder frozen), then fine-tune the decoder on the final codes
-        model.eval()
-        with torch.no_grad():
-            z_all = torch.cat([model.encoder(x[s : s + ENCODE_BATCH]) for s in range(0, n, ENCODE_BATCH)])  # (N, D)
-            if refine_iters > 0:
-                r = z_all
-                for level in range(levels):
-                    c, lab = kmeans(r, codebook_size, refine_iters, seed, init=model.quantizer.codebooks.data[level])
-                    model.quantizer.codebooks.data[level] = c
-                    r = r - c[lab]
-            z_q_all = model.quantizer.lookup(residual_assign(z_all, model.quantizer.codebooks.detach()))  # (N, D)
+        _warm_up(model, x, epochs=warmup_epochs, bs=bs, lr=cfg.lr, g=g, log=log)
+        _kmeans_init(model, x, cfg=cfg, levels=levels, k=codebook_size, seed=seed, g=g)
+        _train_quantized(model, x, cfg=cfg, bs=bs, g=g, history=history, log=log)
+        z_q = _refine(model, x, levels=levels, k=codebook_size, iters=refine_iters, seed=seed)
         if finetune_epochs > 0:
-            opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr * 0.3)
-            total = finetune_epochs * steps_per_epoch
-            step = 0
-            for epoch in range(finetune_epochs):
-                perm = torch.randperm(n, generator=g)
-                for s in range(0, n, bs):
-                    for group in opt.param_groups:
-                        group["lr"] = _lr_at(step, total, cfg.lr * 0.3, warmup=0)
-                    i = perm[s : s + bs]
-                    loss = ((model.decoder(z_q_all[i]) - x[i]) ** 2).sum(-1).mean()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
+            _finetune_decoder(model, x, z_q, epochs=finetune_epochs, bs=bs, lr=cfg.lr * 0.3, g=g)
         model.eval()
     history["fit_seconds"] = time.perf_counter() - t0
     history["config"] = asdict(cfg)
