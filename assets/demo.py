@@ -1,4 +1,5 @@
-"""``make demo``: materialize every asset, every partition, on the configured data set.
+"""``make demo``: materialize every asset, every partition, on the configured data set
+(the ``[grid] variants`` rows only at the production h).
 
 Runs each stage as a real Dagster run on the persistent instance in ``DAGSTER_HOME`` (the same
 one ``dagster dev`` shows), so the UI afterwards holds the whole history, checks and metadata.
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "ids":
         return
     grid = defs.resolve_job_def(operations.grid_job.name)
-    for key in partitions.grid_partitions.get_partition_keys():
+    for key in demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG):
         _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
     if args.only == "grid":
         return
@@ -135,6 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[demo] done in {time.time() - t0:.0f}s")
     print(f"[demo] experiment report: {ArtifactStore().layout().report_dir() / 'report.html'}")
     print("[demo] browse it all with `make dev` (http://127.0.0.1:3000)")
+
+
+def demo_grid_keys(keys, cfg) -> list:
+    """The grid cells the demo trains: every paper cell, and the ``[grid] variants`` (hybrid, +ag)
+    at the production h only, to keep ``make demo`` within its time. ``make backfill SCHEME=<variant>``
+    fills a variant's row."""
+    from semid_pipeline.schemes import GridCell
+
+    variants = {s for s in cfg.grid.variants}
+    return [k for k in keys if GridCell.parse(k).scheme.key not in variants or GridCell.parse(k).h == cfg.production.hidden]
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ class ArtifactLayout:
         return self._dir("text_embeddings")
 
     def semantic_ids_dir(self, scheme: IdScheme) -> Path:
-        return self._dir("semantic_ids", scheme.key)
+        """Codebooks + provenance of a scheme's ID table (a variant shares its ``codes_scheme``'s)."""
+        return self._dir("semantic_ids", scheme.codes_scheme.key)
 
     def read_provenance(self, scheme: IdScheme) -> dict:
         """What the scheme's ID table was built from (``{}`` before the first build)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .no_content import POLICIES as WITHOUT_CONTENT_POLICIES
-from .schemes import scheme_keys
+from .schemes import IdScheme, scheme_keys
 from .synthetic.presets import CONTENT_MODES as SYNTHETIC_CONTENT_MODES
 from .synthetic.presets import DEFAULT_CONTENT as SYNTHETIC_DEFAULT_CONTENT
 from .synthetic.presets import FORMATS as SYNTHETIC_FORMATS
@@ -218,10 +218,26 @@ class TrainConfig:
 class GridConfig:
     hidden_sizes: tuple[int, ...] = (32, 64, 128)
     include_id_baseline: bool = True
+    # extra rows that reuse a fitted scheme's table: ``hybrid-k<k>`` (per-track row + the v1-k<k>
+    # codewords) and ``<scheme>+ag`` (song decomposition: + artist and genre fields)
+    variants: tuple[str, ...] = ()
 
     def model_schemes(self, semantic: SemanticIdConfig) -> list[str]:
-        """Partition keys of the grid's ``scheme`` dimension: ``id`` (if included), then every configured scheme."""
-        return scheme_keys(semantic.schemes, include_id=self.include_id_baseline)
+        """Partition keys of the grid's ``scheme`` dimension: ``id`` (if included), every configured
+        scheme, then the variants (each checked: its codes come from a scheme of the grid)."""
+        base = scheme_keys(semantic.schemes, include_id=self.include_id_baseline)
+        out = list(base)
+        for key in self.variants:
+            scheme = IdScheme.parse(key)
+            if scheme.key in out:
+                raise ConfigError(f"[grid] variants: {key!r} is already a row of the grid")
+            if scheme.codes_scheme.key == scheme.key or scheme.codes_scheme.key not in base:
+                raise ConfigError(
+                    f"[grid] variants: {key!r} must reuse the table of a scheme in the grid "
+                    f"({', '.join(base)}): e.g. hybrid-k<k> needs v1-k<k>, v1-k<k>+ag needs v1-k<k>"
+                )
+            out.append(scheme.key)
+        return out
 
 
 @dataclass(frozen=True)

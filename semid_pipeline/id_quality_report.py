@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import semantic_ids as sid
 from .schema import SEMANTIC_ID_REGISTRY
-from .schemes import IdScheme
+from .schemes import GridCell, IdScheme
 from .warehouse import table_exists
 
 QUALITY_COLUMNS = ["scheme_key", "tracks", "unique_tuple_share", "max_tie", "share_in_groups_over_2", "tie_table_rows"]
@@ -43,14 +43,10 @@ def id_quality_from_warehouse(con, *, max_tie_embeddings: int | None = 16) -> pd
     return id_quality_table(tables, max_tie_embeddings=max_tie_embeddings)
 
 
-def _scheme_key(scheme: str, k) -> str:
-    return "id" if scheme == "id" or k is None or (isinstance(k, float) and np.isnan(k)) else f"{scheme}-k{int(k)}"
-
-
 def merge_id_quality(partitions: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
     """``report.records_frame`` rows + the quality columns of their ID scheme (NaN when unknown)."""
     df = partitions.copy()
-    df["scheme_key"] = [_scheme_key(s, k) for s, k in zip(df["scheme"], df["k"])]
+    df["scheme_key"] = [GridCell.parse(pk).scheme.codes_scheme.key for pk in df["partition_key"]]  # the table it uses
     return df.merge(quality.drop(columns=["tracks"], errors="ignore"), on="scheme_key", how="left")
 
 

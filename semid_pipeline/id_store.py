@@ -48,7 +48,9 @@ def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def write_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme, table: pd.DataFrame) -> str:
-    """Replace the scheme's table and its registry row in one transaction; returns the content hash."""
+    """Replace the scheme's table and its registry row in one transaction; returns the content hash.
+    A variant (``hybrid-k<k>``, ``…+ag``) has no table of its own: it is its ``codes_scheme``'s."""
+    scheme = scheme.codes_scheme
     cols = code_columns(table)
     partition_key = scheme.key
     name = semantic_id_table(partition_key)
@@ -78,7 +80,7 @@ def write_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme, table: 
 
 
 def has_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> bool:
-    return table_exists(con, semantic_id_table(scheme.key))
+    return table_exists(con, semantic_id_table(scheme.codes_scheme.key))
 
 
 def event_track_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -87,8 +89,9 @@ def event_track_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def read_semantic_ids(con: duckdb.DuckDBPyConnection, scheme: IdScheme) -> tuple[pd.DataFrame, str]:
-    """(table sorted by track_id with int64 codes, content hash); refuses a table that no longer matches its registry hash."""
-    partition_key = scheme.key
+    """(table sorted by track_id with int64 codes, content hash); refuses a table that no longer matches its registry hash.
+    A variant reads its ``codes_scheme``'s table."""
+    partition_key = scheme.codes_scheme.key
     name = semantic_id_table(partition_key)
     if not table_exists(con, name):
         raise SemidError(f"semantic-ID table {name} for partition {partition_key!r} does not exist: materialize it first")

@@ -48,7 +48,7 @@ def normalize_record(rec: dict) -> dict:
     ndcg, _ = _at_k(ranking, "ndcg")
     return {
         "partition_key": cell.partition_key,
-        "scheme": cell.scheme.family,
+        "scheme": cell.scheme.series,  # v1 and v1+ag are separate rows / lines
         "k": cell.scheme.k,
         "h": cell.h,
         "test_auc": _num(test.get("auc")),

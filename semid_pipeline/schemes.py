@@ -88,6 +88,11 @@ class IdScheme:
         return base + (DECOMPOSITION_SUFFIX if self.decomposition else "")
 
     @property
+    def series(self) -> str:
+        """The grid row without its size: ``v1``, ``v1+ag``, ``hybrid``, ``id`` (a line in the report's figures)."""
+        return self.family + (DECOMPOSITION_SUFFIX if self.decomposition else "")
+
+    @property
     def is_id(self) -> bool:
         return self.family == "id"
 

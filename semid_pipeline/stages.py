@@ -107,7 +107,11 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
 
     "The current data set" is decided by ``dataset_base_fingerprint`` (the full ingestion it
     started from; appends keep it), not the spec string: re-ingesting a fixed file under the same
-    spec is a new data set and refits, so a table never mixes tracks of two data sets."""
+    spec is a new data set and refits, so a table never mixes tracks of two data sets.
+
+    A grid variant (``hybrid-k<k>``, ``…+ag``) builds (or finds unchanged) its ``codes_scheme``'s
+    table: the same seeds give the same table whichever partition builds it first."""
+    variant, scheme = scheme, scheme.codes_scheme
     with connect(warehouse, read_only=True) as con:
         dataset = get_meta(con, "dataset")
         base = get_meta(con, "dataset_base_fingerprint")
@@ -133,7 +137,9 @@ def build_semantic_ids(*, warehouse: str, layout: ArtifactLayout, scheme: IdSche
     with connect(warehouse) as con:
         content_hash = sid.write_semantic_ids(con, scheme, table)
     layout.write_provenance(scheme, dataset=str(dataset), base_fingerprint=base, content_hash=content_hash)
-    log(f"semantic_ids[{scheme.key}]: {mode}; {len(table)} tracks"
+    if variant != scheme:
+        mode = f"{mode} (variant {variant.key}: the table of {scheme.key})"
+    log(f"semantic_ids[{variant.key}]: {mode}; {len(table)} tracks"
         + (f" ({without} without content: random tuples)" if without else "") + f"; hash {content_hash[:12]}")
     return IdBuild(table=table, content_hash=content_hash, metrics=metrics, mode=mode)
 

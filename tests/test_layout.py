@@ -77,9 +77,10 @@ def test_repo_config_matches_partitions():
     cfg = load_config(ROOT / "semid.toml")
     from assets import partitions
 
-    assert partitions.scheme_partitions.get_partition_keys() == ["id", *cfg.semantic_ids.partition_keys()]
+    rows = ["id", *cfg.semantic_ids.partition_keys(), *cfg.grid.variants]
+    assert partitions.scheme_partitions.get_partition_keys() == rows
     keys = partitions.grid_partitions.get_partition_keys()
-    assert len(keys) == len(cfg.grid.hidden_sizes) * (1 + len(cfg.semantic_ids.partition_keys()))
+    assert len(keys) == len(cfg.grid.hidden_sizes) * len(rows)
     assert "64|v1-k256" in {str(k) for k in keys}
 
 

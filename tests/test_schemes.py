@@ -69,3 +69,14 @@ def test_hybrid_and_decomposition_keys_read_their_codes_from_the_plain_table():
     assert IdScheme.parse("id+ag").codes_scheme.key == "id"
     with pytest.raises(ConfigError):
         IdScheme.parse("hybrid")  # sized: needs k
+
+
+def test_grid_variants_are_rows_that_reuse_a_fitted_table():
+    sem = SemanticIdConfig(schemes={"v0": (8,), "v1": (8,)})
+    grid = GridConfig(variants=("hybrid-k8", "v1-k8+ag", "id+ag"))
+    assert grid.model_schemes(sem) == ["id", "v0-k8", "v1-k8", "hybrid-k8", "v1-k8+ag", "id+ag"]
+    assert [IdScheme.parse(k).codes_scheme.key for k in grid.model_schemes(sem)[3:]] == ["v1-k8", "v1-k8", "id"]
+    assert [IdScheme.parse(k).series for k in ("v1-k8", "v1-k8+ag", "hybrid-k8", "id")] == ["v1", "v1+ag", "hybrid", "id"]
+    for bad, why in (("hybrid-k16", "needs v1-k<k>"), ("v1-k8", "already a row"), ("rqkmeans-k8+ag", "must reuse")):
+        with pytest.raises(ConfigError, match=why):
+            GridConfig(variants=(bad,)).model_schemes(sem)

@@ -127,3 +127,17 @@ def test_unknown_without_content_policy_is_a_config_error():
 
     with pytest.raises(ConfigError, match="without_content = 'zero'"):
         SemanticIdConfig(without_content="zero")
+
+
+def test_a_grid_variant_builds_and_reads_the_table_of_its_codes_scheme(tmp_path):
+    wh, layout = str(tmp_path / "w.duckdb"), ArtifactLayout(root=tmp_path / "art")
+    _warehouse(wh, 40)
+    hybrid = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=IdScheme.parse("hybrid-k8"), cfg=CFG,
+                                       refit=False, log=print)
+    assert hybrid.mode.startswith("fit") and "variant hybrid-k8: the table of v1-k8" in hybrid.mode
+    base = stages.build_semantic_ids(warehouse=wh, layout=layout, scheme=IdScheme.parse("v1-k8"), cfg=CFG,
+                                     refit=False, log=print)
+    assert base.mode == "unchanged" and base.content_hash == hybrid.content_hash  # one table, built once
+    decomposed = stages.read_ids(wh, IdScheme.parse("v1-k8+ag"))
+    assert decomposed.equals(base.table)
+    assert layout.semantic_ids_dir(IdScheme.parse("v1-k8+ag")) == layout.semantic_ids_dir(IdScheme.parse("v1-k8"))
