@@ -27,6 +27,7 @@ def _resources(root: Path, spec: str = "synthetic:tiny") -> dict:
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "dataset": DatasetResource(spec=spec, data_dir=str(root / "data")),
         "compute": ComputeResource(threads=2),
+        "pipes_client": dg.PipesSubprocessClient(),  # training runs as an external process
     }
 
 
