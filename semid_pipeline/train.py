@@ -11,6 +11,11 @@ history); a re-run with the same configuration resumes after the last completed 
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``.
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
+
+Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
+batch (``distributed``); rank 0 validates and writes the files. On CUDA batches are copied from
+pinned memory without blocking and the forward pass runs in bf16 autocast (fp16 + loss scaling
+where bf16 is missing).
 """
 
 from __future__ import annotations

@@ -95,6 +95,15 @@ def test_a_killed_rank_fails_the_run_and_the_rerun_resumes_exactly(two_ranks, tm
     assert all(torch.equal(s_cut[k], s_full[k]) for k in s_full)
 
 
+def test_processes_must_be_a_positive_integer():
+    from semid_pipeline.config import TrainConfig
+    from semid_pipeline.errors import ConfigError
+
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="processes must be an integer >= 1"):
+            TrainConfig(processes=bad)
+
+
 def test_a_config_for_n_processes_refuses_to_run_in_one(tmp_path):
     cfg = replace(ddp_driver.CFG, processes=2)
     with pytest.raises(SemidError, match="processes = 2 but this run has 1"):
