@@ -7,15 +7,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from semid_pipeline.report_tables import head_markdown
+
 
 def md_table(df: pd.DataFrame, *, max_rows: int = 60, floatfmt: str = ".4g") -> dg.MetadataValue:
-    if df is None or len(df) == 0:
-        return dg.MetadataValue.md("_(empty)_")
-    shown = df.head(max_rows)
-    text = shown.to_markdown(index=False, floatfmt=floatfmt)
-    if len(df) > max_rows:
-        text += f"\n\n_{len(df) - max_rows} more rows not shown_"
-    return dg.MetadataValue.md(text)
+    return dg.MetadataValue.md(head_markdown(df, max_rows=max_rows, floatfmt=floatfmt))
 
 
 def number(x: Any) -> dg.MetadataValue:

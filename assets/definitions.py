@@ -39,6 +39,8 @@ defs = dg.Definitions(
         "artifacts": ArtifactStore(),
         "dataset": DatasetResource(),
         "compute": ComputeResource(),
+        # launches training (semid_workers.train_cell) as an external process through Dagster Pipes
+        "pipes_client": dg.PipesSubprocessClient(),
     },
     # Steps are short and share one DuckDB file: run them in one process, one after another.
     executor=dg.in_process_executor,

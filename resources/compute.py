@@ -17,6 +17,14 @@ class ComputeResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         register_run_process(context)
 
+    def device_name(self) -> str:
+        """``cpu`` or ``cuda`` (``auto``: CUDA when this host has it), without touching torch's threads."""
+        if self.device == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
     def configure_torch(self) -> str:
         import torch
 

@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import SplitConfig, TrainConfig
+from .config import SplitConfig, TrainConfig, train_identity
 from .fileutil import atomic_write_json, read_json
 from .schemes import GridCell, IdScheme
 
@@ -32,7 +32,7 @@ def run_fingerprint(*, dataset_fingerprint: str, id_table_hash: str, cell: GridC
     resumes its checkpoint."""
     payload = json.dumps(
         {"data": dataset_fingerprint, "ids": id_table_hash, "scheme": cell.scheme.key, "h": cell.h,
-         "train": asdict(train), "split": asdict(split), "max_tie_embeddings": max_tie_embeddings},
+         "train": train_identity(train), "split": asdict(split), "max_tie_embeddings": max_tie_embeddings},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

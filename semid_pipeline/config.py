@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,22 @@ class TrainConfig:
     negative_weight: float = 1.0  # weight of the sampled-catalogue-negative BCE term (0 = none)
     use_sequence: bool = True  # False: bias-only diagnostic (no transformer, score = bias)
     bias_lr_scale: float = 1.0  # learning rate of the item biases = lr × this
+    # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.processes, int) or self.processes < 1:
+            raise ConfigError(f"[train] processes must be an integer >= 1, got {self.processes!r}")
+
+
+def train_identity(cfg: TrainConfig) -> dict:
+    """``cfg`` as recorded in config.json and hashed into the run fingerprint. ``processes = 1``
+    (the default) is left out, so one-process runs keep the folders and checkpoints they had
+    before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run)."""
+    d = asdict(cfg)
+    if d["processes"] == 1:
+        del d["processes"]
+    return d
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,16 @@ def _fmt(v: Any, col: str = "") -> str:
     return str(v)
 
 
+def head_markdown(df: pd.DataFrame | None, *, max_rows: int = 60, floatfmt: str = ".4g") -> str:
+    """The first ``max_rows`` rows as a markdown table (pandas/tabulate), with a note of the rest."""
+    if df is None or len(df) == 0:
+        return "_(empty)_"
+    text = df.head(max_rows).to_markdown(index=False, floatfmt=floatfmt)
+    if len(df) > max_rows:
+        text += f"\n\n_{len(df) - max_rows} more rows not shown_"
+    return text
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub-style markdown table (no ``tabulate`` needed)."""
     if df is None or df.empty:

@@ -11,6 +11,11 @@ history); a re-run with the same configuration resumes after the last completed 
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``.
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
+
+Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
+batch (``distributed``); rank 0 validates and writes the files. On CUDA batches are copied from
+pinned memory without blocking and the forward pass runs in bf16 autocast (fp16 + loss scaling
+where bf16 is missing).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
+from . import distributed
+from .config import TrainConfig, train_identity
 from .determinism import deterministic
+from .distributed import Dist, shard
 from .errors import IdTableMismatchError, SemidError
 from .fileutil import atomic_write, atomic_write_json
 from .model import SASRec, TrackEncoder, build_track_encoder, semantic_fields
@@ -48,7 +55,7 @@ CONFIG = "config.json"
 
 
 def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
-                    *, negative_weight: float = 1.0) -> tuple[torch.Tensor, int]:
+                    *, negative_weight: float = 1.0, normaliser: int | None = None) -> tuple[torch.Tensor, int]:
     """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
 
     loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
@@ -58,7 +65,8 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     catalogue negatives teach "played vs random track" (which popularity answers better); they
     are kept as a weighted extra term. Being uniform, their logQ correction is a constant and is
     not applied. ``negative_weight = 1`` with S negatives weighs each negative like the observed
-    event divided by S.
+    event divided by S. ``normaliser``: divide by this event count instead of the batch's own
+    (data-parallel ranks pass the whole batch's count, so their partial losses sum to its mean).
     """
     x, fx = tracks[:, :-1], feedback[:, :-1]  # (B, T) inputs
     y, fy = tracks[:, 1:], feedback[:, 1:]  # (B, T) next events
@@ -68,7 +76,7 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1)  # (B, T)
     if model.encoder.has_bias:
         pos_logit = pos_logit + model.encoder.track_bias(y).to(pos_logit.dtype)
-    n = mask.sum().clamp_min(1.0)
+    n = mask.sum().clamp_min(1.0) if normaliser is None else float(max(normaliser, 1))
     obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
     loss = (obs * mask).sum() / n
     if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
@@ -128,7 +136,7 @@ def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: 
     return {
         "scheme": scheme.key,
         "hidden": hidden,
-        "train": asdict(cfg),
+        "train": train_identity(cfg),
         "vocab_size": splits.vocab.n_tracks,
         "vocab_fingerprint": splits.vocab.fingerprint(),
         "id_table_hash": id_table_hash,
@@ -170,6 +178,179 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=False)
 
 
+@dataclass
+class _Progress:
+    """What a checkpoint carries besides the tensors: the epochs so far and early-stopping state."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_auc: float = -math.inf
+    bad_epochs: int = 0
+    epoch: int = 0  # the next epoch to train (0-based)
+    finished: bool = False
+    resumed_from: int | None = None
+
+
+@dataclass(frozen=True)
+class _Trainer:
+    """The objects one training run updates (built once, shared by epochs and checkpoints)."""
+
+    model: SASRec
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator  # batching + negative sampling (same seed and draws on every rank)
+    dev: torch.device
+    dist: Dist
+
+
+def _resume(tr: _Trainer, *, config: dict, out_dir: Path, log: Callable[[str], None], tag: str) -> _Progress:
+    """Progress restored from ``out_dir/checkpoint.pt`` when it belongs to ``config`` (every rank
+    reads it); rank 0 removes a checkpoint of another configuration and writes config.json."""
+    ckpt_path, prog, stale = out_dir / CHECKPOINT, _Progress(), False
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("config") == config:
+            tr.model.load_state_dict(ckpt["model"])
+            tr.opt.load_state_dict(ckpt["optimizer"])
+            tr.scaler.load_state_dict(ckpt["scaler"])
+            torch.set_rng_state(ckpt["rng_torch"])
+            tr.gen.set_state(ckpt["rng_gen"])
+            if tr.dev.type == "cuda" and ckpt.get("rng_cuda") is not None and not tr.dist.active:
+                torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+            prog = _Progress(history=list(ckpt["history"]), best_epoch=ckpt["best_epoch"],
+                             best_auc=ckpt["best_val_auc"], bad_epochs=ckpt["bad_epochs"],
+                             epoch=ckpt["epoch"] + 1, finished=ckpt["finished"], resumed_from=ckpt["epoch"] + 1)
+            log(f"{tag} resuming after epoch {prog.epoch} from {ckpt_path}"
+                + (" (already finished)" if prog.finished else ""))
+        else:
+            log(f"{tag} {ckpt_path} belongs to a different configuration: starting over")
+            stale = True
+    tr.dist.barrier()  # every rank has read the checkpoint before rank 0 touches the folder
+    if tr.dist.is_main:
+        if stale:
+            for path in (ckpt_path, out_dir / MODEL):
+                path.unlink(missing_ok=True)
+        atomic_write_json(out_dir / CONFIG, config, indent=2, sort_keys=True)
+    tr.dist.barrier()
+    return prog
+
+
+def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A CPU batch on the training device: pinned memory + asynchronous copy on CUDA, as is on CPU."""
+    if dev.type != "cuda" or t.device.type == "cuda":
+        return t.to(dev)
+    return t.pin_memory().to(dev, non_blocking=True)
+
+
+def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """(b, w) → (b, width) with zeros on the left: a rank's shard padded to its whole batch's width."""
+    return t if t.shape[1] == width else F.pad(t, (width - t.shape[1], 0))
+
+
+def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, n_tracks: int,
+                 amp) -> tuple[float, int]:
+    """One pass over the windows → (Σ batch-mean loss × batch events, events), over all ranks.
+
+    Every rank draws the same batches and negatives and trains its shard of each batch; the
+    loss of a shard is its partial sum over the GLOBAL event count, the gradients are summed
+    over ranks: the step is the single-process step on the whole batch."""
+    tr.model.train()
+    d, S = tr.dist, cfg.sampled_negatives
+    params = [p for p in tr.model.parameters() if p.requires_grad]
+    loss_sum, n_events = 0.0, 0
+    for idx in length_bucketed_batches(windows.lengths, cfg.batch_size, tr.gen):
+        T1 = int(windows.lengths[idx].max())  # the whole batch's width (B, T+1)
+        negs = None
+        if S > 0 and cfg.negative_weight > 0:
+            negs = torch.randint(1, n_tracks + 1, (len(idx), T1 - 1, S), generator=tr.gen)  # (B, T, S)
+        mine = shard(idx, d)
+        n_batch = int((windows.lengths[idx] - 1).sum()) if d.active else None  # global events of the batch
+        tr.opt.zero_grad(set_to_none=True)
+        loss_val, n = 0.0, 0
+        if len(mine):
+            x, f = (_to_device(_left_pad(t, T1), tr.dev) for t in windows.batch(mine))  # (b, T+1) each
+            my_negs = None if negs is None else _to_device(shard(negs, d), tr.dev)  # (b, T, S)
+            with amp:
+                loss, n = next_event_loss(tr.model, x, f, my_negs, negative_weight=cfg.negative_weight,
+                                          normaliser=n_batch)
+            tr.scaler.scale(loss).backward()
+            loss_val = float(loss.detach())
+        d.sum_grads(params)
+        tr.scaler.step(tr.opt)
+        tr.scaler.update()
+        n_global = n if n_batch is None else n_batch
+        loss_sum += loss_val * n_global
+        n_events += n_global
+    if d.active:
+        loss_sum = d.sum_floats([loss_sum], tr.dev)[0]  # each rank holds its shards' part of every batch mean
+    return loss_sum, n_events
+
+
+def _save_checkpoint(tr: _Trainer, prog: _Progress, *, config: dict, epoch: int, path: Path) -> None:
+    _atomic_save({
+        "config": config,
+        "epoch": epoch,
+        "model": tr.model.state_dict(),
+        "optimizer": tr.opt.state_dict(),
+        "scaler": tr.scaler.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+        "rng_gen": tr.gen.get_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if tr.dev.type == "cuda" else None,
+        "history": prog.history,
+        "best_epoch": prog.best_epoch,
+        "best_val_auc": prog.best_auc,
+        "bad_epochs": prog.bad_epochs,
+        "finished": prog.finished,
+    }, path)
+
+
+def _run_epoch(tr: _Trainer, prog: _Progress, windows: TrainingWindows, *, splits: Splits, cfg: TrainConfig,
+               config: dict, out_dir: Path, eval_batch_size: int, amp, log: Callable[[str], None],
+               tag: str) -> dict:
+    """Train epoch ``prog.epoch``, validate (rank 0; the AUC is broadcast), keep the best weights,
+    checkpoint (rank 0) and advance ``prog``. Returns the epoch's history record."""
+    epoch, d = prog.epoch, tr.dist
+    d.seed_dropout(cfg.seed, epoch)
+    t0 = time.perf_counter()
+    loss_sum, n_events = _train_epoch(tr, windows, cfg=cfg, n_tracks=splits.vocab.n_tracks, amp=amp)
+    train_s = time.perf_counter() - t0
+    val_auc = math.nan
+    if d.is_main:
+        val_auc = evaluate_auc(tr.model, splits.val, max_len=cfg.max_len, batch_size=eval_batch_size)
+    val_auc = d.broadcast_float(val_auc, tr.dev)
+    seconds = time.perf_counter() - t0
+    record = {
+        "epoch": epoch + 1,
+        "loss": loss_sum / max(n_events, 1),
+        "val_auc": val_auc,
+        "events": n_events,
+        "events_per_s": n_events / max(train_s, 1e-9),
+        "train_seconds": train_s,
+        "seconds": seconds,
+    }
+    prog.history.append(record)
+    if math.isnan(val_auc) and len(splits.val.stratum_ids) > 0:
+        raise SemidError(
+            f"{tag} validation AUC is NaN after epoch {epoch + 1} (loss {record['loss']:.4g}): the model "
+            "diverged or the validation pairs are degenerate; lower [train] lr or check the data"
+        )
+    improved = math.isnan(val_auc) or val_auc > prog.best_auc  # no validation strata: keep the latest
+    if improved:
+        prog.best_epoch, prog.best_auc, prog.bad_epochs = epoch + 1, val_auc, 0
+        if d.is_main:
+            _atomic_save(tr.model.state_dict(), out_dir / MODEL)
+    else:
+        prog.bad_epochs += 1
+    prog.finished = prog.bad_epochs >= cfg.patience or epoch + 1 >= cfg.epochs
+    if d.is_main:
+        _save_checkpoint(tr, prog, config=config, epoch=epoch, path=out_dir / CHECKPOINT)
+    d.barrier()  # the checkpoint is on disk before any rank goes on
+    log(f"{tag} epoch {epoch + 1}/{cfg.epochs} loss {record['loss']:.4f} val AUC {val_auc:.4f} "
+        f"{record['events_per_s']:,.0f} events/s {seconds:.1f}s" + (" *" if improved else ""))
+    prog.epoch += 1
+    return record
+
+
 def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
                       id_table_hash: str | None, cfg: TrainConfig, out_dir: Path,
                       log: Callable[[str], None] = print, device: str | None = None,
@@ -180,13 +361,21 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     ``on_epoch_end(record)`` runs after each epoch's checkpoint is on disk (tests use it to
     simulate a crash). Returns the best-validation-AUC weights in ``TrainResult.model``. The tie
     table has at most ``max_tie_embeddings`` rows (``[semantic_ids] max_tie_embeddings``).
+    Under torchrun (``[train] processes`` > 1) every rank calls this; see ``distributed``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not scheme.is_id and id_table is None:
         raise ValueError(f"ID scheme {scheme.key!r} needs its semantic-ID table")
-    tag = f"[{scheme.key} h={hidden}]"
+    d = distributed.from_env(dev)
+    if d.world != cfg.processes:
+        raise SemidError(f"[train] processes = {cfg.processes} but this run has {d.world} process(es) "
+                         "(WORLD_SIZE): launch it with torchrun --nproc-per-node equal to [train] processes")
+    dev = distributed.device_for(d, dev)
+    tag = f"[{scheme.key} h={hidden}]" + (f"[rank {d.rank}/{d.world}]" if d.active else "")
+    if not d.is_main:
+        log = _quiet
 
     with deterministic(dev.type == "cpu"):
         torch.manual_seed(cfg.seed)
@@ -197,128 +386,49 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                             encoder=model.encoder, max_tie_embeddings=max_tie_embeddings)
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
-        opt = make_optimizer(model, cfg)
-        use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        amp = autocast(dev)
+        use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()  # bf16 needs no loss scaling
+        tr = _Trainer(model=model, opt=make_optimizer(model, cfg), gen=gen, dev=dev, dist=d,
+                      scaler=torch.amp.GradScaler("cuda", enabled=use_scaler))
+        prog = _resume(tr, config=config, out_dir=out_dir, log=log, tag=tag)
 
-        history: list[dict] = []
-        best_epoch, best_auc, bad_epochs, start_epoch, finished = -1, -math.inf, 0, 0, False
-        resumed_from = None
-        ckpt_path = out_dir / CHECKPOINT
-        if ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            if ckpt.get("config") == config:
-                model.load_state_dict(ckpt["model"])
-                opt.load_state_dict(ckpt["optimizer"])
-                scaler.load_state_dict(ckpt["scaler"])
-                torch.set_rng_state(ckpt["rng_torch"])
-                gen.set_state(ckpt["rng_gen"])
-                if dev.type == "cuda" and ckpt.get("rng_cuda") is not None:
-                    torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-                history = list(ckpt["history"])
-                best_epoch, best_auc = ckpt["best_epoch"], ckpt["best_val_auc"]
-                bad_epochs, finished = ckpt["bad_epochs"], ckpt["finished"]
-                start_epoch = resumed_from = ckpt["epoch"] + 1
-                log(f"{tag} resuming after epoch {start_epoch} from {ckpt_path}"
-                    + (" (already finished)" if finished else ""))
-            else:
-                log(f"{tag} {ckpt_path} belongs to a different configuration: starting over")
-                for stale in (ckpt_path, out_dir / MODEL):
-                    stale.unlink(missing_ok=True)
-        atomic_write_json(out_dir / CONFIG, config, indent=2, sort_keys=True)
-
-        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len)
+        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len)  # stays on the CPU
         if len(windows) == 0:
             raise SemidError("no training sequence has two or more events: nothing to train on")
-        windows = windows.to(dev)
-        W, N, S = len(windows), splits.vocab.n_tracks, cfg.sampled_negatives
-        if start_epoch == 0:
+        if prog.epoch == 0:
             log(f"{tag} {counts['total']:,} parameters ({counts['track_representation']:,} track representation); "
-                f"{W:,} windows, {N:,} tracks, device {dev.type}")
+                f"{len(windows):,} windows, {splits.vocab.n_tracks:,} tracks, device {dev.type}"
+                + (f", {d.world} processes" if d.active else ""))
 
-        epoch = start_epoch
-        while not finished and epoch < cfg.epochs:
-            model.train()
-            t0 = time.perf_counter()
-            loss_sum, loss_n, n_events = 0.0, 0, 0
-            for idx in length_bucketed_batches(windows.lengths, cfg.batch_size, gen):
-                x, f = windows.batch(idx)  # (B, T+1): cut to the batch's longest window (left-padded)
-                T1 = x.shape[1]
-                negs = None
-                if S > 0 and cfg.negative_weight > 0:
-                    negs = torch.randint(1, N + 1, (len(idx), T1 - 1, S), generator=gen).to(dev)  # (B, T, S)
-                with amp:
-                    loss, n = next_event_loss(model, x, f, negs, negative_weight=cfg.negative_weight)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                loss_sum += float(loss.detach()) * n
-                loss_n += n
-                n_events += n
-            train_s = time.perf_counter() - t0
-            val_auc = evaluate_auc(model, splits.val, max_len=cfg.max_len, batch_size=eval_batch_size)
-            seconds = time.perf_counter() - t0
-            record = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / max(loss_n, 1),
-                "val_auc": val_auc,
-                "events": n_events,
-                "events_per_s": n_events / max(train_s, 1e-9),
-                "train_seconds": train_s,
-                "seconds": seconds,
-            }
-            history.append(record)
-            if math.isnan(val_auc) and len(splits.val.stratum_ids) > 0:
-                raise SemidError(
-                    f"{tag} validation AUC is NaN after epoch {epoch + 1} (loss {record['loss']:.4g}): the model "
-                    "diverged or the validation pairs are degenerate; lower [train] lr or check the data"
-                )
-            improved = math.isnan(val_auc) or val_auc > best_auc  # no validation strata: keep the latest
-            if improved:
-                best_epoch, best_auc, bad_epochs = epoch + 1, val_auc, 0
-                _atomic_save(model.state_dict(), out_dir / MODEL)
-            else:
-                bad_epochs += 1
-            finished = bad_epochs >= cfg.patience or epoch + 1 >= cfg.epochs
-            _atomic_save({
-                "config": config,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng_torch": torch.get_rng_state(),
-                "rng_gen": gen.get_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if dev.type == "cuda" else None,
-                "history": history,
-                "best_epoch": best_epoch,
-                "best_val_auc": best_auc,
-                "bad_epochs": bad_epochs,
-                "finished": finished,
-            }, ckpt_path)
-            log(f"{tag} epoch {epoch + 1}/{cfg.epochs} loss {record['loss']:.4f} val AUC {val_auc:.4f} "
-                f"{record['events_per_s']:,.0f} events/s {seconds:.1f}s" + (" *" if improved else ""))
+        while not prog.finished and prog.epoch < cfg.epochs:
+            record = _run_epoch(tr, prog, windows, splits=splits, cfg=cfg, config=config, out_dir=out_dir,
+                                eval_batch_size=eval_batch_size, amp=autocast(dev), log=log, tag=tag)
             if on_epoch_end is not None:
                 on_epoch_end(record)
-            epoch += 1
-            if finished and bad_epochs >= cfg.patience and epoch < cfg.epochs:
+            if prog.finished and prog.bad_epochs >= cfg.patience and prog.epoch < cfg.epochs:
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
         model.eval()
+    return _result(prog, config=config, counts=counts, out_dir=out_dir, model=model)
 
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _result(prog: _Progress, *, config: dict, counts: dict, out_dir: Path, model: SASRec) -> TrainResult:
+    history = prog.history
     train_s = sum(r["train_seconds"] for r in history)
     return TrainResult(
         config=config,
         parameter_counts=counts,
         history=history,
-        best_epoch=int(best_epoch),
-        best_val_auc=float(best_auc),
+        best_epoch=int(prog.best_epoch),
+        best_val_auc=float(prog.best_auc),
         wall_seconds=float(sum(r["seconds"] for r in history)),
         events_per_s=float(sum(r["events"] for r in history) / max(train_s, 1e-9)),
         checkpoint=out_dir / MODEL,
-        resumed_from_epoch=resumed_from,
+        resumed_from_epoch=prog.resumed_from,
         model=model,
     )
 

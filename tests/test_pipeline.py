@@ -27,6 +27,7 @@ def _resources(root: Path, spec: str = "synthetic:tiny") -> dict:
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "dataset": DatasetResource(spec=spec, data_dir=str(root / "data")),
         "compute": ComputeResource(threads=2),
+        "pipes_client": dg.PipesSubprocessClient(),  # training runs as an external process
     }
 
 
@@ -138,6 +139,76 @@ def test_grid_partitions_train_evaluate_and_report(world):
     records = [json.loads(p.read_text()) for p in root.rglob("evaluations/*/*.json")]
     assert len(records) == 2  # a synthetic world: every record carries the oracle ceiling on its test pairs
     assert all(r["oracle"]["ci_lo"] <= r["oracle"]["auc"] <= r["oracle"]["ci_hi"] for r in records)
+
+
+def _recommender_md(result) -> dict:
+    return result.asset_materializations_for_node("recommender")[0].metadata
+
+
+def test_pipes_training_gives_the_in_process_model_and_metadata(world, tmp_path):
+    """The recommender trained through Dagster Pipes (an external process) = ``stages.train_cell``
+    called in this process: same weights, same metadata (timings aside), same data version."""
+    import torch
+
+    from semid_pipeline import stages
+    from semid_pipeline.artifacts import ArtifactLayout
+    from semid_pipeline.config import load_config
+    from semid_pipeline.schemes import GridCell
+
+    root, instance, runs = world
+    run = runs["32|v1-k64"]
+    md = _recommender_md(run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as the Pipes run (ComputeResource(threads=2))
+    try:
+        local = stages.train_cell(warehouse=str(root / "wh.duckdb"), layout=ArtifactLayout(root=tmp_path / "a"),
+                                  cell=GridCell.parse("32|v1-k64"), cfg=load_config(), device="cpu",
+                                  log=lambda _m: None)
+    finally:
+        torch.set_num_threads(threads)
+    piped = torch.load(Path(md["model_dir"].value) / "model.pt", weights_only=True)
+    mine = torch.load(local.model_dir / "model.pt", weights_only=True)
+    assert piped.keys() == mine.keys() and all(torch.equal(piped[k], mine[k]) for k in mine)
+    res = local.result
+    assert Path(md["model_dir"].value).name == local.model_dir.name  # the same fingerprint folder
+    assert md["params/total"].value == res.parameter_counts["total"]
+    assert md["params/track_representation"].value == res.parameter_counts["track_representation"]
+    assert md["best_epoch"].value == res.best_epoch and md["best_val_auc"].value == res.best_val_auc
+    assert md["config"].value == res.config and md["id_table_hash"].value == local.id_table_hash
+    assert md["wall_seconds"].value > 0 and md["events_per_s"].value > 0
+    assert all(f"{r['val_auc']:.4g}" in md["training_curve"].value for r in res.history)
+    assert md["training_curve_plot"].value.startswith("![training curve](data:image/png;base64,")
+    assert set(md) == {"model_dir", "params/total", "params/track_representation", "best_epoch", "best_val_auc",
+                       "wall_seconds", "events_per_s", "training_curve", "training_curve_plot",
+                       "training_curve_png", "config", "id_table_hash"}
+    mat = run.asset_materializations_for_node("recommender")[0]
+    assert mat.tags["dagster/data_version"] == local.fingerprint[:16]
+    logs = [e.user_message for e in instance.all_logs(run.run_id)]
+    assert any("epoch 1/" in m and "val AUC" in m for m in logs)  # progress streamed by pipes.log
+
+
+def test_two_processes_through_torchrun_train_within_the_ci(world, tmp_path, monkeypatch):
+    """``[train] processes = 2``: the asset launches torchrun (2 gloo ranks) through Pipes; the model
+    lands in its own folder and its test AUC lies inside the 1-process model's bootstrap CI."""
+    root, instance, runs = world
+    work = tmp_path / "w"
+    shutil.copytree(root, work)
+    toml = tmp_path / "semid.toml"
+    text = (Path(__file__).resolve().parents[1] / "semid.toml").read_text()
+    assert "\nprocesses = 1 " in text
+    toml.write_text(text.replace("\nprocesses = 1 ", "\nprocesses = 2 "))
+    monkeypatch.setenv("SEMID_CONFIG", str(toml))
+    two = _materialize("recommender evaluation", work, instance, partition_key="32|v1-k64")
+    md1, md2 = _recommender_md(runs["32|v1-k64"]), _recommender_md(two)
+    assert md2["config"].value["train"]["processes"] == 2
+    assert Path(md2["model_dir"].value).name != Path(md1["model_dir"].value).name
+    assert md2["params/total"].value == md1["params/total"].value
+    logs = [e.user_message for e in instance.all_logs(two.run_id)]
+    assert any("torch.distributed.run" in m and "--nproc-per-node=2" in m for m in logs)
+    assert any("2 processes" in m for m in logs)  # rank 0's start line, streamed through Pipes
+    ev1 = runs["32|v1-k64"].asset_materializations_for_node("evaluation")[0].metadata
+    ev2 = two.asset_materializations_for_node("evaluation")[0].metadata
+    assert ev1["test_ci_lo"].value <= ev2["test_auc"].value <= ev1["test_ci_hi"].value
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):

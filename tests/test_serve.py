@@ -51,6 +51,7 @@ def _resources(root: Path) -> dict:
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "dataset": DatasetResource(spec="synthetic:tiny", data_dir=str(root / "data")),
         "compute": ComputeResource(threads=2),
+        "pipes_client": dg.PipesSubprocessClient(),  # training runs as an external process
     }
 
 

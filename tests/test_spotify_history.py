@@ -254,6 +254,7 @@ def test_pipeline_by_session_writes_no_personal_field_anywhere(tmp_path):
         "dataset": DatasetResource(spec=f"spotify-history:{m.folder}", data_dir=str(tmp_path / "data"),
                                    stratum="session"),
         "compute": ComputeResource(threads=1),
+        "pipes_client": dg.PipesSubprocessClient(),  # training runs as an external process
     }
     instance = dg.DagsterInstance.ephemeral()
     texts = []
