@@ -1,0 +1,56 @@
+"""A grid backfill through a real Dagster instance: the daemon's run queue admits 2 runs at a time
+(``max_concurrent_runs: 2``), the ``training`` pool 2 steps, so 4 partitions train 2 at a time,
+each with 1 torch thread on 2 cores; no step of ``grid_job`` opens the DuckDB file for writing."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import pytest
+
+from resources.pools import parallel_training_steps, threads_per_step
+
+from grid_util import GRID_KEYS, LOCK_ERRORS, make_world, max_overlap, run_backfill, run_messages, use_home
+
+pytestmark = pytest.mark.slow
+
+
+def test_backfill_of_four_partitions_runs_two_at_a_time_without_lock_errors(tmp_path):
+    world = make_world(tmp_path)
+    use_home(world, "parallel", max_concurrent_runs=2, training_slots=2)
+    assert parallel_training_steps(world.instance()) == 2
+    # A read-only connection held for the whole backfill: a step that opened the file for writing
+    # would fail on DuckDB's lock (after warehouse.connect's retries) and show a lock error below.
+    with duckdb.connect(str(world.warehouse), read_only=True):
+        records = run_backfill(world, GRID_KEYS)
+
+    instance = world.instance()
+    by_key = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.status for r in records}
+    assert by_key == {k: dg.DagsterRunStatus.SUCCESS for k in GRID_KEYS}, by_key
+    for asset in ("recommender", "evaluation"):
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) >= set(GRID_KEYS), asset
+    messages = run_messages(instance, records)
+    locks = [m for m in messages if any(s in m for s in LOCK_ERRORS)]
+    assert not locks, locks[:3]
+    assert max_overlap(records) == 2, [(r.start_time, r.end_time) for r in records]
+    threads = [m for m in messages if m.startswith("torch threads:")]
+    assert threads and all(m.startswith("torch threads: 1 ") for m in threads), threads[:4]
+
+
+def test_threads_are_cores_split_among_parallel_training_steps():
+    assert threads_per_step(cores=2, parallel=2) == 1
+    assert threads_per_step(cores=2, parallel=1) == 2
+    assert threads_per_step(cores=16, parallel=4) == 4
+    assert threads_per_step(cores=2, parallel=4) == 1  # never 0
+
+
+def test_training_steps_at_once_is_the_smaller_of_pool_limit_and_run_queue(tmp_path):
+    from grid_util import GridWorld
+
+    world = GridWorld(root=tmp_path, env={})
+    use_home(world, "a", max_concurrent_runs=2)
+    assert parallel_training_steps(world.instance()) == 1  # default_limit 1: the pool admits one
+    use_home(world, "b", max_concurrent_runs=2, training_slots=4)
+    assert parallel_training_steps(world.instance()) == 2  # the run queue admits two
+    use_home(world, "c", max_concurrent_runs=1, training_slots=2)
+    assert parallel_training_steps(world.instance()) == 1
