@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
+from resources.environments import GPU_TRAINING_TAGS
 from semid_pipeline import report as report_mod
 from semid_pipeline import stages
 from semid_pipeline.report_plots import plot_training_curve
@@ -26,6 +27,7 @@ with warnings.catch_warnings():  # the mapping is marked beta; it is the documen
     group_name="recommender",
     kinds={"pytorch"},
     pool="training",
+    op_tags=GPU_TRAINING_TAGS,  # on Kubernetes: the training pod requests one GPU (deploy/README.md)
     description="SASRec over positive/negative feedback with the partition's ID scheme "
     "(`id` = one row per track; semantic IDs = sum of per-level codeword embeddings + tie).",
 )
