@@ -54,3 +54,37 @@ def test_training_steps_at_once_is_the_smaller_of_pool_limit_and_run_queue(tmp_p
     assert parallel_training_steps(world.instance()) == 2  # the run queue admits two
     use_home(world, "c", max_concurrent_runs=1, training_slots=2)
     assert parallel_training_steps(world.instance()) == 1
+
+
+HOLD_WRITER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_a_reader_waits_while_another_process_writes_and_says_so_when_it_gives_up(tmp_path):
+    import subprocess
+    import sys
+
+    from semid_pipeline import warehouse as wh
+
+    path = tmp_path / "wh.duckdb"
+    duckdb.connect(str(path)).execute("CREATE TABLE t AS SELECT 1 AS x").close()
+
+    def hold(seconds: float) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_WRITER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "holding"
+        return proc
+
+    writer = hold(3.0)
+    with pytest.raises(duckdb.IOException, match="lock"):  # a raw read-only open fails while it writes
+        duckdb.connect(str(path), read_only=True)
+    with pytest.raises(duckdb.IOException, match="lock"):  # ... and connect gives up after wait_s
+        with wh.connect(path, read_only=True, wait_s=0.2):
+            pass
+    with wh.connect(path, read_only=True) as con:  # waits for the writer to finish
+        assert con.execute("SELECT x FROM t").fetchone() == (1,)
+    writer.wait(timeout=30)
