@@ -9,7 +9,8 @@ It submits a Dagster backfill of ``grid_job`` (recommender + evaluation) through
 ``dagster job backfill``; the runs are queued and execute while ``dagster dev`` (or
 ``dagster-daemon run``) is running, within the concurrency pools of ``dagster.yaml``: before
 submitting it sets the ``training`` pool of the instance to ``--training-slots`` (default: one per
-GPU, else one per core), so on 2 cores 2 partitions train at a time with 1 thread each.
+GPU, else one per core, unless a limit was set before), so on 2 cores 2 partitions train at a time
+with 1 thread each.
 ``--pools-only`` sets the pool and submits nothing (``make dev``).
 Run ``make report`` (or materialize ``experiment_report``) afterwards.
 """

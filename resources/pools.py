@@ -60,7 +60,12 @@ def threads_per_step(*, cores: int, parallel: int) -> int:
 
 
 def ensure_training_pool(instance: dg.DagsterInstance, slots: int | None = None) -> int:
-    """Set the ``training`` pool's limit (``slots``, default :func:`default_training_slots`) and return it."""
-    slots = slots or default_training_slots()
+    """Set the ``training`` pool's limit to ``slots``; without ``slots``, keep a limit set before
+    (by hand or an earlier call) and otherwise use :func:`default_training_slots`. Returns the limit."""
+    if slots is None:
+        info = instance.event_log_storage.get_concurrency_info(TRAINING_POOL)
+        if info.limit is not None and not info.using_default_limit:
+            return info.limit
+        slots = default_training_slots()
     instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, slots)
     return slots

@@ -88,3 +88,17 @@ def test_a_reader_waits_while_another_process_writes_and_says_so_when_it_gives_u
     with wh.connect(path, read_only=True) as con:  # waits for the writer to finish
         assert con.execute("SELECT x FROM t").fetchone() == (1,)
     writer.wait(timeout=30)
+
+
+def test_the_training_pool_limit_is_set_once_and_then_kept(tmp_path):
+    from grid_util import GridWorld
+
+    from resources.pools import default_training_slots, ensure_training_pool
+
+    world = GridWorld(root=tmp_path, env={})
+    use_home(world, "home", max_concurrent_runs=2)
+    instance = world.instance()
+    assert ensure_training_pool(instance) == default_training_slots()  # unset: one per GPU, else per core
+    assert ensure_training_pool(instance, 3) == 3  # asked for: set
+    assert ensure_training_pool(instance) == 3  # not asked: the limit set before is kept
+    assert instance.event_log_storage.get_concurrency_info("training").limit == 3
