@@ -19,6 +19,8 @@ import dagster as dg
 REPO = Path(__file__).resolve().parent.parent
 # 2 schemes (id, v0-k16: random tuples, no RQ-VAE fit) × h in {8, 16} = 4 grid partitions.
 TINY_GRID = """
+[features]
+text_encoder = "hashed"
 [semantic_ids.schemes]
 v0 = [16]
 [grid]
