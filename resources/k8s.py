@@ -10,6 +10,7 @@ is replaced by the image's working directory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,23 +21,18 @@ from .environments import K8S_CONFIG_TAG
 VOLUME = "semid-data"
 
 
-def container_resources(op_tags: Mapping[str, Any]) -> dict:
-    """``resources`` of the ``dagster-k8s/config`` op tag (a dict, or its JSON string form)."""
+def _k8s_config(op_tags: Mapping[str, Any]) -> dict:
+    """The ``dagster-k8s/config`` op tag (Dagster stores a dict tag as its JSON string)."""
     tag = op_tags.get(K8S_CONFIG_TAG) or {}
-    if isinstance(tag, str):
-        import json
+    return json.loads(tag) if isinstance(tag, str) else dict(tag)
 
-        tag = json.loads(tag)
-    return dict((tag.get("container_config") or {}).get("resources") or {})
+
+def container_resources(op_tags: Mapping[str, Any]) -> dict:
+    return dict((_k8s_config(op_tags).get("container_config") or {}).get("resources") or {})
 
 
 def pod_spec_config(op_tags: Mapping[str, Any]) -> dict:
-    tag = op_tags.get(K8S_CONFIG_TAG) or {}
-    if isinstance(tag, str):
-        import json
-
-        tag = json.loads(tag)
-    return dict(tag.get("pod_spec_config") or {})
+    return dict(_k8s_config(op_tags).get("pod_spec_config") or {})
 
 
 class TrainingPodClient(PipesK8sClient):

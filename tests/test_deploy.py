@@ -1,6 +1,5 @@
 """The production (Kubernetes) configuration loads and builds the right pods; nothing is contacted."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -89,3 +88,41 @@ def test_urls_and_motherduck_strings_are_refused_with_the_reason():
         ArtifactStore(root="s3://bucket/artifacts").layout()
     with pytest.raises(ValueError, match="MotherDuck"):
         DuckDBWarehouse(path="md:semid").file
+
+
+class _PodCreated(Exception):
+    pass
+
+
+def test_the_recommender_call_reaches_kubernetes_with_the_gpu_pod(monkeypatch):
+    """``pipes_client.run(context=..., command=..., extras=...)`` (the recommender's call) on the
+    production client creates one pod with the GPU; the Kubernetes API is a stub that records it."""
+    import dagster_k8s.pipes as k8s_pipes
+
+    from resources.k8s import TrainingPodClient
+
+    created = []
+
+    class CoreApi:
+        def create_namespaced_pod(self, namespace, body):
+            created.append((namespace, body))
+            raise _PodCreated()
+
+    monkeypatch.setattr(TrainingPodClient, "_load_k8s_config", lambda self: None)
+    monkeypatch.setattr(k8s_pipes.DagsterKubernetesClient, "production_client",
+                        staticmethod(lambda: type("Client", (), {"core_api": CoreApi()})()))
+
+    @dg.asset(op_tags=GPU_TRAINING_TAGS)
+    def trains(context: dg.AssetExecutionContext, pipes_client: dg.PipesSubprocessClient):  # as the recommender
+        return pipes_client.run(context=context, command=["python", "-m", "semid_workers.train_cell"],
+                                extras={"partition_key": "64|id"}).get_materialize_result()
+
+    client = TrainingPodClient(image="semid:test", volume_claim="semid-data", mount_path="/data", namespace="semid")
+    result = dg.materialize([trains], resources={PIPES_CLIENT: client}, raise_on_error=False)
+    assert not result.success and len(created) == 1
+    namespace, pod = created[0]
+    container = pod.spec.containers[0]
+    assert namespace == "semid" and container.image == "semid:test"
+    assert container.command == ["python", "-m", "semid_workers.train_cell"]
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert "DAGSTER_PIPES_CONTEXT" in {e.name for e in container.env}  # the Pipes bootstrap
