@@ -1,6 +1,6 @@
 """Wall time of a 4-partition grid backfill, sequential vs 2 runs at a time, on this host.
 
-    .venv/bin/python bench/bench_grid.py [--epochs 3]
+    .venv/bin/python bench/bench_grid.py [--epochs 3] [--rounds 2]
 
 World: the tiny synthetic world (``synthetic:tiny``), grid ``{id, v0-k16} × h {8, 16}`` = 4
 partitions of ``grid_job`` (recommender + evaluation + checks), built once with
@@ -13,7 +13,8 @@ per run, on its own copy of the artifacts (so no mode finds the other's models):
 
 Wall time = first run's creation to last run's end (instance timestamps), so process start-up of
 each run (importing torch + the code location) is included in both. Throughput ratio = sequential /
-parallel wall time. Needs a quiet machine; the load average is printed before and after.
+parallel wall time, per round and over all rounds; rounds alternate the order (seq→par, par→seq)
+so a load change on a shared machine hits both modes. The load average is printed per backfill.
 """
 
 from __future__ import annotations
@@ -45,18 +46,24 @@ def backfill_wall(world, name: str, *, runs: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
-    print(f"load average before: {os.getloadavg()}; cores {len(os.sched_getaffinity(0))}", flush=True)
+    print(f"cores {len(os.sched_getaffinity(0))}; tiny world, 4 partitions, {args.epochs} epochs", flush=True)
+    print(f"{'round':<7}{'mode':<12}{'wall s':>9}{'max runs at once':>18}{'median run s':>14}{'load avg (1 min)':>18}")
+    walls: dict[str, list[float]] = {"sequential": [], "parallel": []}
     with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
         world = make_world(Path(tmp), epochs=args.epochs)
-        seq = backfill_wall(world, "sequential", runs=1)
-        par = backfill_wall(world, "parallel", runs=2)
-    print(f"{'mode':<12}{'wall s':>9}{'max runs at once':>18}{'median run s':>14}")
-    for name, r in (("sequential", seq), ("parallel", par)):
-        print(f"{name:<12}{r['wall']:>9.1f}{r['overlap']:>18}{r['run_median']:>14.1f}")
-    print(f"throughput ratio (sequential wall / parallel wall): {seq['wall'] / par['wall']:.2f}x "
-          f"(4 partitions, tiny world, {args.epochs} epochs)")
-    print(f"load average after: {os.getloadavg()}")
+        for rnd in range(args.rounds):
+            order = [("sequential", 1), ("parallel", 2)][:: 1 if rnd % 2 == 0 else -1]
+            for name, runs in order:
+                r = backfill_wall(world, f"{name}-{rnd}", runs=runs)
+                walls[name].append(r["wall"])
+                print(f"{rnd:<7}{name:<12}{r['wall']:>9.1f}{r['overlap']:>18}{r['run_median']:>14.1f}"
+                      f"{os.getloadavg()[0]:>18.1f}", flush=True)
+    per_round = [s / q for s, q in zip(walls["sequential"], walls["parallel"])]
+    print("throughput ratio (sequential wall / parallel wall): per round "
+          + ", ".join(f"{x:.2f}x" for x in per_round)
+          + f"; all rounds {sum(walls['sequential']) / sum(walls['parallel']):.2f}x")
 
 
 if __name__ == "__main__":
