@@ -33,6 +33,7 @@ test: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VPY) -m pytest -q
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml
+	$(VPY) -m assets.grid --pools-only
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 validate: venv $(DAGSTER_HOME)/dagster.yaml

@@ -1,9 +1,13 @@
-"""The one code location: ``dagster dev`` (from the repository root) loads ``defs`` from here."""
+"""The one code location: ``dagster dev`` (from the repository root) loads ``defs`` from here.
+
+The resources are the map of the environment named by ``SEMID_ENV`` (``local`` by default,
+``production`` on Kubernetes: ``resources/environments.py``, ``deploy/README.md``).
+"""
 
 
 import dagster as dg
 
-from resources import ArtifactStore, ComputeResource, DatasetResource, DuckDBWarehouse
+from resources.environments import resources_for
 
 from . import evaluation, features, ingestion, operations, recommendations, recommender, recovery, semantic_ids
 
@@ -28,20 +32,20 @@ CHECKS = [
     *recommendations.CHECKS,
 ]
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[*operations.JOBS, recommendations.recommendations_job],
-    schedules=[operations.weekly_retraining],
-    sensors=[operations.retrain_chain, operations.landing_folder, recovery.dead_run_reaper],
-    resources={
-        "warehouse": DuckDBWarehouse(),
-        "artifacts": ArtifactStore(),
-        "dataset": DatasetResource(),
-        "compute": ComputeResource(),
-        # launches training (semid_workers.train_cell) as an external process through Dagster Pipes
-        "pipes_client": dg.PipesSubprocessClient(),
-    },
-    # Steps are short and share one DuckDB file: run them in one process, one after another.
-    executor=dg.in_process_executor,
-)
+
+def build_defs(env: str | None = None) -> dg.Definitions:
+    """The code location with the resources of ``env`` (default ``SEMID_ENV``, else ``local``)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[*operations.JOBS, recommendations.recommendations_job],
+        schedules=[operations.weekly_retraining],
+        sensors=[operations.retrain_chain, operations.landing_folder, recovery.dead_run_reaper],
+        resources=resources_for(env),
+        # Steps are short and share one DuckDB file: run them in one process, one after another
+        # (on Kubernetes too: one pod per run from the K8sRunLauncher; training gets its own pod).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs()

@@ -9,6 +9,7 @@ import warnings
 import dagster as dg
 
 from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
+from resources.environments import GPU_TRAINING_TAGS
 from semid_workers.train_cell import launch_command
 
 from .partitions import cell_of, grid_partitions, settings
@@ -25,6 +26,7 @@ with warnings.catch_warnings():  # the mapping is marked beta; it is the documen
     group_name="recommender",
     kinds={"pytorch"},
     pool="training",
+    op_tags=GPU_TRAINING_TAGS,  # Kubernetes: the training pod asks for a GPU (resources/environments.py)
     description="SASRec over positive/negative feedback with the partition's ID scheme "
     "(`id` = one row per track; semantic IDs = sum of per-level codeword embeddings + tie).",
 )
@@ -37,7 +39,7 @@ def recommender(context: dg.AssetExecutionContext, pipes_client: dg.PipesSubproc
         "artifacts": str(artifacts.layout().root),
         "config": os.environ.get("SEMID_CONFIG"),
         "device": compute.device_name(),
-        "threads": compute.threads,
+        "threads": compute.effective_threads,
     }
     command = launch_command(cfg.train.processes)
     context.log.info(f"training {cell_of(context).scheme.key}: {' '.join(command[1:])}")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_ingest.py", "bench_spotify_ingest.py", "bench_semantic_ids.py", "bench_train.py", "bench_evaluation.py"]
+BENCHES = ["bench_ingest.py", "bench_spotify_ingest.py", "bench_semantic_ids.py", "bench_train.py", "bench_evaluation.py",
+           "bench_grid.py"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or BENCHES

@@ -30,7 +30,13 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     @property
     def file(self) -> str:
-        return self.path or core_config.warehouse_from_env()
+        path = self.path or core_config.warehouse_from_env()
+        if path.startswith("md:"):
+            raise ValueError(
+                f"warehouse {path!r}: MotherDuck connection strings are not supported yet (the ingestion "
+                "claim and lock files live next to the warehouse file); use a DuckDB file on a volume, "
+                "see deploy/README.md")
+        return path
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         register_run_process(context)
@@ -50,4 +56,9 @@ class ArtifactStore(dg.ConfigurableResource):
     def layout(self) -> ArtifactLayout:
         from pathlib import Path
 
-        return ArtifactLayout(root=Path(self.root or core_config.artifacts_from_env()))
+        root = self.root or core_config.artifacts_from_env()
+        if "://" in root:
+            raise ValueError(
+                f"artifacts root {root!r}: a URL; artifacts are written with atomic renames (checkpoints, "
+                "records), so the root must be a mounted folder (a ReadWriteMany volume; see deploy/README.md)")
+        return ArtifactLayout(root=Path(root))

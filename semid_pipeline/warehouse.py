@@ -19,21 +19,31 @@ import duckdb
 from .schema import META
 
 
+READ_WAIT_S = 900.0  # a reader waits out a writer (an ingestion holds the file for its whole run)
+WRITE_WAIT_S = 120.0  # a writer waits for readers (short: open, read, close) and other writers
+
+
 @contextmanager
-def connect(path: str | Path, *, read_only: bool = False, retries: int = 20) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file, retrying briefly while another process holds the write lock."""
+def connect(path: str | Path, *, read_only: bool = False,
+            wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file, waiting (up to ``wait_s``) while another process holds its lock.
+
+    DuckDB admits one writing process per file, and a read-only open fails while another process
+    writes (and vice versa). Writers are kept apart by the ``warehouse`` pool; readers of parallel
+    grid runs may still overlap a writer (a retraining chain's ingestion), so they wait here."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist yet: materialize the ingestion assets first")
+    deadline = time.monotonic() + (wait_s if wait_s is not None else READ_WAIT_S if read_only else WRITE_WAIT_S)
     delay = 0.1
-    for attempt in range(retries):
+    while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as e:  # lock held by another process
-            if "lock" not in str(e).lower() or attempt == retries - 1:
+            if "lock" not in str(e).lower() or time.monotonic() + delay > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
