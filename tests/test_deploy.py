@@ -16,6 +16,13 @@ from resources.storage import ArtifactStore, DuckDBWarehouse
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
+# Dagster's and dagster-k8s's own Pipes code calls its deprecated / preview APIs (not ours)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:dagster_k8s.pipes"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:dagster._core.pipes.context"),
+    pytest.mark.filterwarnings("ignore:.*expected_writer_count.*"),
+]
+
 
 def _gpu_limit(tags) -> str:
     tag = tags[K8S_CONFIG_TAG]
