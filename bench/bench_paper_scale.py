@@ -40,6 +40,7 @@ from semid_pipeline.artifacts import ArtifactLayout  # noqa: E402
 from semid_pipeline.config import IngestConfig, SemidConfig, parse_dataset_spec  # noqa: E402
 from semid_pipeline.datasets import ingest_dataset  # noqa: E402
 from semid_pipeline.schemes import GridCell, IdScheme  # noqa: E402
+from semid_pipeline.splits import EvalSet, TrainSequences  # noqa: E402
 from semid_pipeline.scoring import score_eval_set  # noqa: E402
 from semid_pipeline.warehouse import connect, get_meta  # noqa: E402
 
@@ -53,13 +54,22 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def prepare_world(preset: str, schemes: list[str], cfg: SemidConfig) -> tuple[str, ArtifactLayout, dict]:
-    """Ingest + features + ID tables of one preset (reused when present); gate results per scheme."""
+def prepare_world(preset: str, cfg: SemidConfig, seed_from: Path | None = None) -> tuple[str, ArtifactLayout]:
+    """Ingest + content features of one preset (reused when present). ``seed_from``: a folder with
+    ``warehouse.duckdb`` and ``artifacts/`` of a pipeline run on the same preset (e.g. the demo's
+    ``data/`` + ``artifacts/`` after `make demo`), copied instead of ingesting again."""
     wdir = CACHE / preset
     wdir.mkdir(parents=True, exist_ok=True)
     warehouse = str(wdir / "warehouse.duckdb")
     layout = ArtifactLayout(wdir / "artifacts")
     t0 = time.perf_counter()
+    if not (wdir / "ingested").exists() and seed_from is not None:
+        shutil.copy2(seed_from / "warehouse.duckdb", warehouse)
+        shutil.copytree(seed_from / "artifacts" / "features", wdir / "artifacts" / "features", dirs_exist_ok=True)
+        shutil.copytree(seed_from / "artifacts" / "semantic_ids", wdir / "artifacts" / "semantic_ids",
+                        dirs_exist_ok=True)
+        (wdir / "ingested").touch()
+        log(f"{preset}: warehouse, features and ID tables copied from {seed_from}")
     if not (wdir / "ingested").exists():
         ingest_dataset(parse_dataset_spec(f"synthetic:{preset}:users"), warehouse=warehouse, cfg=IngestConfig(),
                        data_dir=wdir / "data")
@@ -68,23 +78,42 @@ def prepare_world(preset: str, schemes: list[str], cfg: SemidConfig) -> tuple[st
     t0 = time.perf_counter()
     stages.build_content_features(warehouse=warehouse, layout=layout, refit=False, cfg=cfg.features)
     log(f"{preset}: content features in {time.perf_counter() - t0:.0f}s")
-    gates: dict = {}
-    for key in schemes:
-        scheme = IdScheme.parse(key)
-        t0 = time.perf_counter()
-        stages.build_semantic_ids(warehouse=warehouse, layout=layout, scheme=scheme, cfg=cfg, refit=False,
+    return warehouse, layout
+
+
+def build_ids(preset: str, warehouse: str, layout: ArtifactLayout, key: str, cfg: SemidConfig) -> dict | None:
+    """The scheme's ID table (fitted, or reused when it is there) and its quality gates (None for ``id``)."""
+    scheme = IdScheme.parse(key)
+    t0 = time.perf_counter()
+    b = stages.build_semantic_ids(warehouse=warehouse, layout=layout, scheme=scheme, cfg=cfg, refit=False,
                                   log=lambda m: None)  # ``id`` too: the pipeline's table of per-track rows
-        if scheme.is_id:
-            continue
-        ok_c, det_c = stages.check_ids_no_collapse(warehouse, scheme, cfg.semantic_ids.min_level1_utilization)
-        ok_d, det_d = stages.check_ids_distinct(warehouse, scheme, cfg.semantic_ids)
-        failed = [name for name, ok in (("collapse", ok_c), ("distinct", ok_d)) if not ok]
-        gates[key] = {"passed": not failed, "failed": failed,
-                      "level1_utilization": det_c.get("level1_utilization"),
-                      "unique_tuple_share": det_d.get("unique_tuple_share"), "max_tie": det_d.get("max_tie")}
-        log(f"{preset}: IDs {key} in {time.perf_counter() - t0:.0f}s; gates "
-            + ("passed" if not failed else f"FAILED: {', '.join(failed)}") + f" {json.dumps(gates[key], default=str)}")
-    return warehouse, layout, gates
+    if scheme.is_id:
+        return None
+    ok_c, det_c = stages.check_ids_no_collapse(warehouse, scheme, cfg.semantic_ids.min_level1_utilization)
+    ok_d, det_d = stages.check_ids_distinct(warehouse, scheme, cfg.semantic_ids)
+    failed = [name for name, ok in (("collapse", ok_c), ("distinct", ok_d)) if not ok]
+    gate = {"passed": not failed, "failed": failed, "mode": b.mode,
+            "level1_utilization": det_c.get("level1_utilization"),
+            "unique_tuple_share": det_d.get("unique_tuple_share"), "max_tie": det_d.get("max_tie")}
+    log(f"{preset}: IDs {key} in {time.perf_counter() - t0:.0f}s; gates "
+        + ("passed" if not failed else f"FAILED: {', '.join(failed)}") + f" {json.dumps(gate, default=str)}")
+    return gate
+
+
+def every_kth(splits, k_train: int, k_val: int):
+    """The splits with every k-th training sequence and validation stratum (test kept whole): a
+    CPU-sized training set on the full catalogue (the parameter counts do not change)."""
+    if k_train > 1:
+        splits = replace(splits, train=TrainSequences.from_list([splits.train[i] for i in range(0, len(splits.train), k_train)]))
+    if k_val > 1:
+        es = splits.val
+        ev = es.events[es.events["row"] % k_val == 0].copy()
+        ev["row"] //= k_val
+        pick = range(0, len(es), k_val)
+        splits = replace(splits, val=EvalSet([es.stratum_ids[i] for i in pick], [es.inputs[i] for i in pick],
+                                             ev.reset_index(drop=True), [es.input_ts[i] for i in pick],
+                                             [es.input_positions[i] for i in pick]))
+    return splits
 
 
 def train_and_test(warehouse: str, layout: ArtifactLayout, key: str, hidden: int, cfg: SemidConfig,
@@ -145,6 +174,9 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="delete the scratch folder first")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--preset", default="bench", help="the world of the table (tiny: a smoke test)")
+    ap.add_argument("--seed-from", type=Path, help="folder with warehouse.duckdb + artifacts/ of the preset")
+    ap.add_argument("--train-every", type=int, default=1, help="train on every k-th training sequence")
+    ap.add_argument("--val-every", type=int, default=1, help="validate on every k-th validation stratum")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.fresh:
@@ -156,25 +188,38 @@ def main() -> None:
     t_all = time.perf_counter()
     out: dict = {"demo": [], "bench": []}
     if not args.no_demo:  # throughput reference: one epoch of the same models on the 6k-track world
-        wh_d, lay_d, _ = prepare_world("demo", ["id", "v1-k1024"], cfg)
+        wh_d, lay_d = prepare_world("demo", cfg)
         with connect(wh_d, read_only=True) as con:
             sp_d = stages.splits_mod.load_splits(con, cfg.split)
         one = replace(cfg, train=replace(cfg.train, epochs=1))
         for key in ("id", "v1-k1024"):
+            build_ids("demo", wh_d, lay_d, key, cfg)
             out["demo"].append(train_and_test(wh_d, lay_d, key, args.hidden, one, sp_d, evaluate=False))
         del sp_d
-    warehouse, layout, gates = prepare_world(args.preset, schemes, cfg)
+    warehouse, layout = prepare_world(args.preset, cfg, args.seed_from)
     t0 = time.perf_counter()
     with connect(warehouse, read_only=True) as con:
         splits = stages.splits_mod.load_splits(con, cfg.split)
     log(f"{args.preset}: splits in {time.perf_counter() - t0:.0f}s: {len(splits.train):,} training users, "
         f"{splits.n_train_events:,} training events, {len(splits.test):,} test strata, "
         f"{splits.vocab.n_tracks:,} tracks; peak RSS so far {peak_rss_mb():.0f} MB")
+    splits = every_kth(splits, args.train_every, args.val_every)
+    log(f"{args.preset}: training on {len(splits.train):,} sequences ({splits.n_train_events:,} events), "
+        f"validating on {len(splits.val):,} strata")
+    gates: dict = {}
     for key in schemes:
+        g = build_ids(args.preset, warehouse, layout, key, cfg)
+        if g is not None:
+            gates[key] = g
         out["bench"].append(train_and_test(warehouse, layout, key, args.hidden, cfg, splits, evaluate=True))
         log(f"{args.preset} {key}: {json.dumps(out['bench'][-1], default=str)}")
-    print(f"\n{args.preset} preset, h={args.hidden}, epochs ≤ {args.epochs} (patience 1), {args.threads} threads, "
-          f"test strata {out['bench'][0]['n_strata']:,}")
+        report(args, out, gates, schemes, t_all)
+
+
+def report(args, out: dict, gates: dict, schemes: list[str], t_all: float) -> None:
+    """The table so far (printed after every model, so a run cut short still leaves one)."""
+    print(f"\n{args.preset} preset, h={args.hidden}, epochs <= {args.epochs} (patience 1), {args.threads} threads, "
+          f"every {args.train_every}. training sequence, test strata {out['bench'][0]['n_strata']:,}")
     print_table(out["bench"], gates)
     by = {r["scheme"]: r for r in out["bench"]}
     if "id" in by:
@@ -184,9 +229,10 @@ def main() -> None:
     for d in out["demo"]:
         if d["scheme"] in by:
             b = by[d["scheme"]]
-            print(f"{d['scheme']}: epoch-1 events/s demo {d['events_per_s_epoch1']:,.0f} vs bench "
-                  f"{b['events_per_s_epoch1']:,.0f} -> bench/demo {b['events_per_s_epoch1'] / d['events_per_s_epoch1']:.2f}x")
-    print(f"total wall {time.perf_counter() - t_all:.0f}s; peak RSS {peak_rss_mb():.0f} MB")
+            print(f"{d['scheme']}: epoch-1 events/s demo {d['events_per_s_epoch1']:,.0f} vs {args.preset} "
+                  f"{b['events_per_s_epoch1']:,.0f} -> {args.preset}/demo "
+                  f"{b['events_per_s_epoch1'] / d['events_per_s_epoch1']:.2f}x")
+    print(f"wall so far {time.perf_counter() - t_all:.0f}s; peak RSS {peak_rss_mb():.0f} MB", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"rows": out, "gates": gates}, indent=2, default=str))
 

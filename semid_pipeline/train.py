@@ -228,7 +228,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                     stale.unlink(missing_ok=True)
         atomic_write_json(out_dir / CONFIG, config, indent=2, sort_keys=True)
 
-        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len)
+        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len, directory=out_dir)  # memory-mapped
         if len(windows) == 0:
             raise SemidError("no training sequence has two or more events: nothing to train on")
         windows = windows.to(dev)
