@@ -56,15 +56,16 @@ def log(msg: str) -> None:
 
 def prepare_world(preset: str, cfg: SemidConfig, seed_from: Path | None = None) -> tuple[str, ArtifactLayout]:
     """Ingest + content features of one preset (reused when present). ``seed_from``: a folder with
-    ``warehouse.duckdb`` and ``artifacts/`` of a pipeline run on the same preset (e.g. the demo's
-    ``data/`` + ``artifacts/`` after `make demo`), copied instead of ingesting again."""
+    ``warehouse.duckdb`` (or ``data/warehouse.duckdb``) and ``artifacts/`` of a pipeline run on the
+    same preset (e.g. the repository after `make demo`), copied instead of ingesting again."""
     wdir = CACHE / preset
     wdir.mkdir(parents=True, exist_ok=True)
     warehouse = str(wdir / "warehouse.duckdb")
     layout = ArtifactLayout(wdir / "artifacts")
     t0 = time.perf_counter()
     if not (wdir / "ingested").exists() and seed_from is not None:
-        shutil.copy2(seed_from / "warehouse.duckdb", warehouse)
+        src = seed_from / "warehouse.duckdb"
+        shutil.copy2(src if src.exists() else seed_from / "data" / "warehouse.duckdb", warehouse)
         shutil.copytree(seed_from / "artifacts" / "features", wdir / "artifacts" / "features", dirs_exist_ok=True)
         shutil.copytree(seed_from / "artifacts" / "semantic_ids", wdir / "artifacts" / "semantic_ids",
                         dirs_exist_ok=True)
@@ -104,7 +105,8 @@ def every_kth(splits, k_train: int, k_val: int):
     """The splits with every k-th training sequence and validation stratum (test kept whole): a
     CPU-sized training set on the full catalogue (the parameter counts do not change)."""
     if k_train > 1:
-        splits = replace(splits, train=TrainSequences.from_list([splits.train[i] for i in range(0, len(splits.train), k_train)]))
+        keep = [splits.train[i] for i in range(0, len(splits.train), k_train)]
+        splits = replace(splits, train=TrainSequences.from_list(keep))
     if k_val > 1:
         es = splits.val
         ev = es.events[es.events["row"] % k_val == 0].copy()
@@ -177,6 +179,7 @@ def main() -> None:
     ap.add_argument("--seed-from", type=Path, help="folder with warehouse.duckdb + artifacts/ of the preset")
     ap.add_argument("--train-every", type=int, default=1, help="train on every k-th training sequence")
     ap.add_argument("--val-every", type=int, default=1, help="validate on every k-th validation stratum")
+    ap.add_argument("--include-json", type=Path, help="rows of an earlier run (same settings) to put in the table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.fresh:
@@ -187,7 +190,13 @@ def main() -> None:
                   train=replace(base.train, epochs=args.epochs, patience=1), eval=replace(base.eval, bootstrap=300))
     t_all = time.perf_counter()
     out: dict = {"demo": [], "bench": []}
-    if not args.no_demo:  # throughput reference: one epoch of the same models on the 6k-track world
+    gates: dict = {}
+    if args.include_json:  # e.g. id + v0 trained in one run, the v1 schemes in another
+        prev = json.loads(args.include_json.read_text())
+        out = {"demo": prev["rows"]["demo"], "bench": prev["rows"]["bench"]}
+        gates = prev["gates"]
+        schemes = [r["scheme"] for r in out["bench"]] + schemes
+    if not args.no_demo and not out["demo"]:  # throughput reference: one epoch of the same models on the 6k-track world
         wh_d, lay_d = prepare_world("demo", cfg)
         with connect(wh_d, read_only=True) as con:
             sp_d = stages.splits_mod.load_splits(con, cfg.split)
@@ -206,8 +215,7 @@ def main() -> None:
     splits = every_kth(splits, args.train_every, args.val_every)
     log(f"{args.preset}: training on {len(splits.train):,} sequences ({splits.n_train_events:,} events), "
         f"validating on {len(splits.val):,} strata")
-    gates: dict = {}
-    for key in schemes:
+    for key in schemes[len(out["bench"]):]:
         g = build_ids(args.preset, warehouse, layout, key, cfg)
         if g is not None:
             gates[key] = g

@@ -470,7 +470,8 @@ def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_col
                      f"CAST(stratum_id AS VARCHAR) AS o1, CAST(position AS BIGINT) AS o2 FROM {FEEDBACK_EVENTS}")
     if not parts:
         return None, 0
-    q = (f"SELECT track_id, arg_min(v, struct_pack(a := src, b := o1, c := o2)) AS v FROM ({' UNION ALL '.join(parts)}) "
+    q = (f"SELECT track_id, arg_min(v, struct_pack(a := src, b := o1, c := o2)) AS v "
+         f"FROM ({' UNION ALL '.join(parts)}) "
          "WHERE track_id IS NOT NULL AND v IS NOT NULL GROUP BY track_id")
     got = con.execute(q).fetchnumpy()
     if not len(got["track_id"]):

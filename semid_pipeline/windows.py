@@ -113,8 +113,8 @@ class TrainingWindows:
         lo, hi = window_bounds(s, max_len)
         span = max_len + 1
         if directory is None:
-            return cls(tracks=_fill(s.tracks, lo, hi, span, np.int32), feedback=_fill(s.feedback, lo, hi, span, np.int8),
-                       lengths=torch.from_numpy(hi - lo))
+            return cls(tracks=_fill(s.tracks, lo, hi, span, np.int32),
+                       feedback=_fill(s.feedback, lo, hi, span, np.int8), lengths=torch.from_numpy(hi - lo))
         folder = Path(directory) / f"windows-{data_fingerprint(s, max_len)[:16]}"
         if not (folder / "lengths.npy").exists():
             _write(s, lo, hi, span, folder)
