@@ -180,6 +180,7 @@ def main() -> None:
     ap.add_argument("--train-every", type=int, default=1, help="train on every k-th training sequence")
     ap.add_argument("--val-every", type=int, default=1, help="validate on every k-th validation stratum")
     ap.add_argument("--include-json", type=Path, help="rows of an earlier run (same settings) to put in the table")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only print the table of these runs' --json files")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.fresh:
@@ -191,6 +192,15 @@ def main() -> None:
     t_all = time.perf_counter()
     out: dict = {"demo": [], "bench": []}
     gates: dict = {}
+    if args.merge:  # runs of the same settings (e.g. two in parallel): one table
+        for f in args.merge:
+            prev = json.loads(f.read_text())
+            out["demo"] += prev["rows"]["demo"]
+            out["bench"] += prev["rows"]["bench"]
+            gates.update(prev["gates"])
+        order = {k: i for i, k in enumerate(SCHEMES)}
+        out["bench"].sort(key=lambda r: order.get(r["scheme"], len(order)))
+        return report(args, out, gates, [r["scheme"] for r in out["bench"]], t_all)
     if args.include_json:  # e.g. id + v0 trained in one run, the v1 schemes in another
         prev = json.loads(args.include_json.read_text())
         out = {"demo": prev["rows"]["demo"], "bench": prev["rows"]["bench"]}
