@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test dev validate bench backfill report clean clean-data
+.PHONY: venv demo test dev validate bench bench-paper-scale backfill report clean clean-data
 
 venv: $(STAMP)
 
@@ -55,3 +55,7 @@ backfill: venv $(DAGSTER_HOME)/dagster.yaml
 
 report: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VPY) -c "from assets.definitions import defs; import dagster as dg; r = defs.resolve_job_def('report_job').execute_in_process(instance=dg.DagsterInstance.get()); print('ok' if r.success else 'FAILED')"
+
+# The paper's finding at scale: id / v0-k1024 / v1-k1024 / v1-k4096 on the bench preset at h=64 (long on 2 cores).
+bench-paper-scale: venv
+	nice -n 10 $(VPY) bench/bench_paper_scale.py --epochs 3

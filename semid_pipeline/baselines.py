@@ -158,10 +158,8 @@ def smoothed_rate(track_idx: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
 
 
 def _train_arrays(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
-    if not splits.train:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return (np.concatenate([t for t, _ in splits.train]).astype(np.int64),
-            np.concatenate([f for _, f in splits.train]).astype(np.int64))
+    t, f = splits.train_arrays()
+    return t.astype(np.int64, copy=False), f.astype(np.int64, copy=False)
 
 
 def known_events(splits: Splits) -> pd.DataFrame:

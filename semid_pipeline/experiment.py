@@ -99,8 +99,7 @@ def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict
     out: dict = {}
     if len(test) == 0:
         return out
-    train_idx = np.concatenate([t for t, _ in splits.train]) if splits.train else np.empty(0, np.int64)
-    train_fb = np.concatenate([f for _, f in splits.train]) if splits.train else np.empty(0, np.int64)
+    train_idx, train_fb = splits.train_arrays()  # (E,) each, every training event
     pop = baselines_mod.popularity_scores(
         pd.DataFrame({"track_id": train_idx, "feedback": train_fb}),
         pd.DataFrame({"track_id": test["track_idx"].to_numpy()}),

@@ -200,7 +200,8 @@ def topk_decomposed(
 
     Each field's ``k_f`` codewords are scored once per stratum (S×k_f), then the per-track
     scores are gathered and summed (``embedding_bag``, cost S·N·F) chunk by chunk over
-    tracks (``chunk``) and strata (``strata_chunk``); top-k is merged across chunks.
+    tracks (``chunk``) and strata (``strata_chunk``); top-k is merged across chunks. Memory
+    beyond the inputs is bounded by the chunks (no (N, h) item table, no (N, F) offsets).
     ``exclude``: track indices never returned (e.g. a padding row 0).
     Returns ``(scores (S, k), indices (S, k))``, best first.
     """
@@ -212,8 +213,9 @@ def topk_decomposed(
             raise ValueError(f"codes[{f}] has shape {tuple(c.shape)}, expected ({n},)")
         if t.ndim != 2 or t.shape[1] != hidden.shape[1]:
             raise ValueError(f"tables[{f}] has shape {tuple(t.shape)}, expected (k_f, {hidden.shape[1]})")
-    table, offs = stack_fields(tables, codes)
-    table = table.to(hidden.dtype)
+    sizes = [int(t.shape[0]) for t in tables]
+    base = torch.tensor([0] + sizes[:-1]).cumsum(0)  # (F,) first row of each field in the stacked table
+    table = torch.cat(list(tables), 0).to(hidden.dtype)  # (K_tot, h)
     mask = _exclude_mask(exclude, n)
     n_ok = n - (int(mask.sum()) if mask is not None else 0)
     k = min(k, n_ok)
@@ -224,7 +226,8 @@ def topk_decomposed(
         best_v = best_i = None
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            sc = torch.nn.functional.embedding_bag(offs[a:b], w, mode="sum")  # (C, S_c)
+            offs = torch.stack([c[a:b].long() for c in codes], 1) + base[None, :]  # (C, F): per chunk, O(chunk)
+            sc = torch.nn.functional.embedding_bag(offs, w, mode="sum")  # (C, S_c)
             if mask is not None:
                 mm = mask[a:b]
                 if mm.any():

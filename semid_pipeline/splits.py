@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -127,10 +128,62 @@ class EvalSet:
 
 
 @dataclass(frozen=True, eq=False)
+class TrainSequences:
+    """S training sequences stored flat (CSR): sequence i is ``tracks[offsets[i]:offsets[i+1]]``.
+
+    Reads like the list of ``(track_idx, feedback)`` pairs it replaces (``len``, indexing, iteration,
+    ``+`` with a list) while holding three arrays instead of 2·S small ones; ``windows`` cuts its
+    training windows straight from the flat arrays.
+    """
+
+    tracks: np.ndarray  # (E,) int64 track index, oldest event first within each sequence
+    feedback: np.ndarray  # (E,) int64 0/1
+    offsets: np.ndarray  # (S+1,) int64, offsets[0] = 0, offsets[-1] = E
+
+    @classmethod
+    def from_list(cls, seqs) -> TrainSequences:
+        seqs = list(seqs)
+        lens = np.array([len(t) for t, _ in seqs], dtype=np.int64)
+        cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.empty(0, np.int64)  # noqa: E731
+        return cls(tracks=cat([np.asarray(t) for t, _ in seqs]), feedback=cat([np.asarray(f) for _, f in seqs]),
+                   offsets=np.r_[0, np.cumsum(lens)].astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return TrainSequences.from_list([self[j] for j in range(*i.indices(len(self)))])
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return self.tracks[lo:hi], self.feedback[lo:hi]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __add__(self, other) -> list[Sequence_]:
+        return list(self) + list(other)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(S,) events per sequence."""
+        return np.diff(self.offsets)
+
+
+def as_train_sequences(seqs) -> TrainSequences:
+    """A ``TrainSequences`` as is; a list of (tracks, feedback) pairs packed flat."""
+    return seqs if isinstance(seqs, TrainSequences) else TrainSequences.from_list(seqs)
+
+
+@dataclass(frozen=True, eq=False)
 class Splits:
     kind: str  # "session" | "user"
     vocab: TrackVocab
-    train: list[Sequence_]  # training sequences, oldest event first
+    train: TrainSequences  # training sequences, oldest event first (a list of pairs is accepted too)
     val: EvalSet
     test: EvalSet
     train_track_counts: np.ndarray  # (N+1,) training events per track index (cold start: 0)
@@ -143,7 +196,13 @@ class Splits:
 
     @property
     def n_train_events(self) -> int:
-        return int(sum(len(t) for t, _ in self.train))
+        return int(sum(len(t) for t, _ in self.train)) if not isinstance(self.train, TrainSequences) \
+            else int(self.train.offsets[-1])
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(E,) track indices and (E,) feedback of every training event, sequence after sequence."""
+        t = as_train_sequences(self.train)
+        return t.tracks, t.feedback
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,19 +222,6 @@ def recorded_kind(con) -> str | None:
     return "session" if spec.kind == "mssd" or (spec.kind == "synthetic" and spec.format == "sessions") else "user"
 
 
-def load_splits(con, cfg: SplitConfig) -> Splits:
-    """Read ``feedback_events`` and ``track_catalog`` from an open DuckDB connection and split,
-    as sessions or users according to what ingestion recorded."""
-    cols = ", ".join(EVENT_COLUMNS)
-    events = con.execute(f"SELECT {cols} FROM {FEEDBACK_EVENTS} ORDER BY stratum_id, position").df()
-    catalog = None
-    if table_exists(con, TRACK_CATALOG):
-        have = table_columns(con, TRACK_CATALOG)
-        want = [c for c in ("track_id", "artist_id", "genre_id") if c in have]
-        catalog = con.execute(f"SELECT {', '.join(want)} FROM {TRACK_CATALOG} ORDER BY track_id").df()
-    return build_splits(events, catalog, cfg, kind=recorded_kind(con))
-
-
 def detect_kind(events: pd.DataFrame) -> str:
     """A guess for frames that come without a warehouse (``load_splits`` reads the recorded kind):
     "session" for MSSD-like data (context_type set, or every stratum has <= MAX_SESSION_EVENTS events)."""
@@ -188,26 +234,6 @@ def detect_kind(events: pd.DataFrame) -> str:
     return "session" if max_len <= MAX_SESSION_EVENTS else "user"
 
 
-def _metadata_index(vocab: TrackVocab, events: pd.DataFrame, catalog: pd.DataFrame | None, col: str):
-    """(N+1,) index array (1..K, 0 unknown) for ``col`` (artist_id / genre_id), or None if absent."""
-    frames = []
-    if catalog is not None and col in catalog:
-        frames.append(catalog[["track_id", col]])
-    if col in events:
-        frames.append(events[["track_id", col]])
-    if not frames:
-        return None, 0
-    df = pd.concat(frames, ignore_index=True).dropna()
-    if df.empty:
-        return None, 0
-    df = df.astype({"track_id": object, col: object}).drop_duplicates("track_id", keep="first")
-    values = np.array(sorted({str(v) for v in df[col]}), dtype=object)
-    codes = pd.Index(values).get_indexer(pd.Index(df[col].astype(str).to_numpy(dtype=object))) + 1
-    out = np.zeros(vocab.n_tokens, dtype=np.int64)
-    idx = vocab.encode(df["track_id"].to_numpy(dtype=object))
-    keep = idx > 0
-    out[idx[keep]] = codes[keep]
-    return out, len(values)
 
 
 def _empty_eval() -> EvalSet:
@@ -223,51 +249,6 @@ def _empty_eval() -> EvalSet:
         }
     )
     return EvalSet([], [], ev, [], [])
-
-
-class _Builder:
-    """Collects evaluated strata as index ranges into the sorted event arrays."""
-
-    def __init__(self, a: dict[str, np.ndarray]) -> None:
-        self.a = a
-        self.strata: list[str] = []
-        self.inputs: list[Sequence_] = []
-        self.input_ts: list[np.ndarray] = []
-        self.input_pos: list[np.ndarray] = []
-        self.eval_ranges: list[tuple[int, int]] = []
-
-    def add(self, sid: str, inp: slice, ev: slice) -> None:
-        a = self.a
-        if inp.stop <= inp.start or ev.stop <= ev.start:
-            return
-        fb = a["feedback"][ev]
-        if not (fb.any() and (fb == 0).any()):
-            return
-        self.strata.append(sid)
-        self.inputs.append((a["track_idx"][inp], a["feedback"][inp]))
-        self.input_ts.append(a["ts"][inp])
-        self.input_pos.append(a["position"][inp])
-        self.eval_ranges.append((ev.start, ev.stop))
-
-    def build(self) -> EvalSet:
-        if not self.strata:
-            return _empty_eval()
-        a = self.a
-        lens = np.array([e - s for s, e in self.eval_ranges], dtype=np.int64)
-        take = np.concatenate([np.arange(s, e) for s, e in self.eval_ranges])
-        row = np.repeat(np.arange(len(self.strata), dtype=np.int64), lens)
-        events = pd.DataFrame(
-            {
-                "stratum_id": np.asarray(self.strata, dtype=object)[row],
-                "track_id": a["track_id"][take],
-                "track_idx": a["track_idx"][take],
-                "feedback": a["feedback"][take],
-                "ts": pd.to_datetime(a["ts"][take]),
-                "position": a["position"][take],
-                "row": row,
-            }
-        )
-        return EvalSet(self.strata, self.inputs, events, self.input_ts, self.input_pos)
 
 
 def _require_strata(val: EvalSet, test: EvalSet, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
@@ -289,93 +270,217 @@ def _require_strata(val: EvalSet, test: EvalSet, *, events_span, starts, cfg: Sp
             )
 
 
+def _detect_kind_sql(con, columns: set[str]) -> str:
+    """``detect_kind`` on the warehouse table, without reading it into memory."""
+    if "context_type" in columns and con.execute(
+            f"SELECT count(*) FROM {FEEDBACK_EVENTS} WHERE context_type IS NOT NULL").fetchone()[0]:
+        return "session"
+    max_len = None
+    if "stratum_length" in columns:
+        max_len = con.execute(f"SELECT max(stratum_length) FROM {FEEDBACK_EVENTS}").fetchone()[0]
+    if max_len is None:
+        max_len = con.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {FEEDBACK_EVENTS} "
+                              "GROUP BY stratum_id)").fetchone()[0]
+    return "session" if max_len <= MAX_SESSION_EVENTS else "user"
+
+
+def load_splits(con, cfg: SplitConfig) -> Splits:
+    """Split ``feedback_events`` (+ ``track_catalog``) of an open DuckDB connection, as sessions or
+    users according to what ingestion recorded. The ordering, per-stratum positions and period
+    cutoffs are computed in DuckDB; only numeric columns of the sorted events come back."""
+    ev_cols = set(table_columns(con, FEEDBACK_EVENTS))
+    cat_cols = set(table_columns(con, TRACK_CATALOG)) if table_exists(con, TRACK_CATALOG) else None
+    kind = recorded_kind(con) or _detect_kind_sql(con, ev_cols)
+    return _split_sql(con, cfg, kind=kind, ev_cols=ev_cols, cat_cols=cat_cols)
+
+
 def build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: SplitConfig,
                  *, kind: str | None = None) -> Splits:
-    """Split a ``feedback_events``-shaped frame (see schema.py). ``kind`` overrides detection."""
+    """Split a ``feedback_events``-shaped frame (see schema.py). ``kind`` overrides detection.
+    The frames are loaded into an in-memory DuckDB and split exactly as ``load_splits`` does."""
     if events.empty:
         raise ValueError("feedback_events is empty: nothing to split")
     kind = kind or detect_kind(events)
-    cat_ids = catalog["track_id"] if catalog is not None and "track_id" in catalog else []
-    vocab = TrackVocab.from_ids(cat_ids, events["track_id"])
+    with duckdb.connect() as con:
+        con.register("_events_frame", events)
+        con.execute(f"CREATE TABLE {FEEDBACK_EVENTS} AS SELECT * FROM _events_frame")
+        cat_cols = None
+        if catalog is not None and "track_id" in catalog:
+            con.register("_catalog_frame", catalog)
+            con.execute(f"CREATE TABLE {TRACK_CATALOG} AS SELECT * FROM _catalog_frame")
+            cat_cols = set(catalog.columns)
+        return _split_sql(con, cfg, kind=kind, ev_cols=set(events.columns), cat_cols=cat_cols)
 
-    ts = pd.to_datetime(events["ts"]).to_numpy(dtype="datetime64[ns]")
-    max_ts = ts.max()
+
+def _vocab_sql(cat_cols: set[str] | None) -> str:
+    union = f" UNION ALL SELECT CAST(track_id AS VARCHAR) FROM {TRACK_CATALOG}" if cat_cols else ""
+    return (f"SELECT DISTINCT track_id FROM (SELECT CAST(track_id AS VARCHAR) AS track_id FROM {FEEDBACK_EVENTS}"
+            f"{union}) WHERE track_id IS NOT NULL")
+
+
+def _sorted_events(con, kind: str, cat_cols: set[str] | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(stratum ids (S,) sorted, arrays of the events sorted by stratum then order): sc (stratum
+    code), rn (0-based position in the stratum: ``row_number`` per stratum), ts, position,
+    track_idx (1..N, 0 unknown), feedback (0/1). Users are ordered by time, then position; sessions
+    by position, then time."""
+    order = "e.ts, e.position" if kind == "user" else "e.position, e.ts"
+    strata = f"SELECT stratum_id, row_number() OVER (ORDER BY stratum_id) - 1 AS sc FROM " \
+             f"(SELECT DISTINCT CAST(stratum_id AS VARCHAR) AS stratum_id FROM {FEEDBACK_EVENTS})"
+    ids = con.execute(f"SELECT stratum_id FROM ({strata}) ORDER BY sc").fetchnumpy()["stratum_id"]
+    q = f"""
+        WITH v AS (SELECT track_id, row_number() OVER (ORDER BY track_id) AS track_idx FROM ({_vocab_sql(cat_cols)})),
+             s AS ({strata}),
+             e AS (SELECT CAST(stratum_id AS VARCHAR) AS stratum_id, CAST(position AS BIGINT) AS position,
+                          CAST(ts AS TIMESTAMP) AS ts, CAST(track_id AS VARCHAR) AS track_id,
+                          CAST(feedback > 0 AS BIGINT) AS feedback FROM {FEEDBACK_EVENTS})
+        SELECT s.sc, row_number() OVER (PARTITION BY s.sc ORDER BY {order}) - 1 AS rn, e.ts, e.position,
+               coalesce(v.track_idx, 0) AS track_idx, e.feedback
+        FROM e JOIN s USING (stratum_id) LEFT JOIN v USING (track_id)
+        ORDER BY s.sc, rn"""
+    a = con.execute(q).fetchnumpy()
+    out = {k: np.asarray(a[k], dtype=np.int64) for k in ("sc", "rn", "position", "track_idx", "feedback")}
+    out["ts"] = np.asarray(a["ts"]).astype("datetime64[ns]")
+    return np.asarray(ids, dtype=object), out
+
+
+def _stratum_cutoffs(con, bounds: dict[str, np.datetime64], n_strata: int) -> dict[str, np.ndarray]:
+    """Per stratum code (S,): number of events and, for each named bound, the number strictly
+    before it — with events sorted by time inside a user, the index where that period starts."""
+    names = list(bounds)
+    counts = ", ".join(f"count_if(CAST(ts AS TIMESTAMP) < ?) AS {n}" for n in names)
+    q = f"""WITH s AS (SELECT stratum_id, row_number() OVER (ORDER BY stratum_id) - 1 AS sc FROM
+                 (SELECT DISTINCT CAST(stratum_id AS VARCHAR) AS stratum_id FROM {FEEDBACK_EVENTS}))
+            SELECT s.sc, count(*) AS n, {counts} FROM
+                 (SELECT CAST(stratum_id AS VARCHAR) AS stratum_id, ts FROM {FEEDBACK_EVENTS}) e
+            JOIN s USING (stratum_id) GROUP BY s.sc ORDER BY s.sc"""
+    params = [pd.Timestamp(bounds[n]).to_pydatetime() for n in names]
+    a = con.execute(q, params).fetchnumpy()
+    assert len(a["sc"]) == n_strata
+    return {k: np.asarray(a[k], dtype=np.int64) for k in ["n"] + names}
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(lo[i], hi[i])`` for every i, without a Python loop."""
+    n = hi - lo
+    if n.sum() == 0:
+        return np.empty(0, np.int64)
+    starts = np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n)
+    return starts + np.arange(n.sum(), dtype=np.int64)
+
+
+def _eval_set(a: dict, ids: np.ndarray, vocab: TrackVocab, inp: tuple[np.ndarray, np.ndarray],
+              ev: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> EvalSet:
+    """Evaluated strata ``ids[keep]`` with input rows [inp[0], inp[1]) and evaluated rows [ev[0], ev[1])."""
+    i_lo, i_hi, e_lo, e_hi = (x[keep] for x in (*inp, *ev))
+    if not len(i_lo):
+        return _empty_eval()
+    take = _ranges(e_lo, e_hi)
+    row = np.repeat(np.arange(len(i_lo), dtype=np.int64), e_hi - e_lo)
+    strata = ids[keep]
+    events = pd.DataFrame({
+        "stratum_id": strata[row], "track_id": vocab.decode(a["track_idx"][take]),
+        "track_idx": a["track_idx"][take], "feedback": a["feedback"][take],
+        "ts": pd.to_datetime(a["ts"][take]), "position": a["position"][take], "row": row,
+    })
+    sl = [slice(lo, hi) for lo, hi in zip(i_lo.tolist(), i_hi.tolist())]
+    return EvalSet(strata.tolist(), [(a["track_idx"][s], a["feedback"][s]) for s in sl], events,
+                   [a["ts"][s] for s in sl], [a["position"][s] for s in sl])
+
+
+def _evaluable(a: dict, inp: tuple[np.ndarray, np.ndarray], ev: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(S,) bool: a non-empty input and >= 1 positive and >= 1 negative evaluated event."""
+    cum = np.r_[0, np.cumsum(a["feedback"])]
+    n_ev, n_pos = ev[1] - ev[0], cum[ev[1]] - cum[ev[0]]
+    return (inp[1] > inp[0]) & (n_ev > 0) & (n_pos > 0) & (n_pos < n_ev)
+
+
+def _periods(a: dict, c: dict, starts: np.ndarray, ends: np.ndarray, cfg: SplitConfig, kind: str,
+             bounds: dict[str, np.datetime64]):
+    """Row ranges per stratum: train (lo, hi), and for val / test (input (lo, hi), evaluated (lo, hi))."""
+    if kind == "session":
+        stop = np.minimum(ends, starts + cfg.max_session_len)
+        first = a["ts"][starts]
+        half = starts + (stop - starts) // 2
+        is_train = first < bounds["val_start"]
+        in_val = ~is_train & (first < bounds["test_start"])
+        in_test = ~is_train & ~in_val
+        train = (starts, np.where(is_train, stop, starts))
+        val = ((starts, np.where(in_val, half, starts)), (half, np.where(in_val, stop, half)))
+        test = ((starts, np.where(in_test, half, starts)), (half, np.where(in_test, stop, half)))
+        return train, val, test
+    if kind != "user":
+        raise ValueError(f"unknown stratum kind {kind!r}; expected 'session' or 'user'")
+    H = cfg.max_user_history
+    i_val, i_test = starts + c["val_start"], starts + c["test_start"]
+    val_in = (np.maximum(starts + c["val_lookback"], i_val - H), i_val)
+    test_in = (np.maximum(starts + c["test_lookback"], i_test - H), i_test)
+    return (starts, i_val), (val_in, (i_val, i_test)), (test_in, (i_test, ends))
+
+
+def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols: set[str] | None) -> Splits:
+    """The split itself, on a connection holding ``feedback_events`` (+ ``track_catalog``)."""
+    n, lo_ts, hi_ts = con.execute(f"SELECT count(*), min(CAST(ts AS TIMESTAMP)), max(CAST(ts AS TIMESTAMP)) "
+                                  f"FROM {FEEDBACK_EVENTS}").fetchone()
+    if not n:
+        raise ValueError("feedback_events is empty: nothing to split")
+    if kind not in ("session", "user"):
+        raise ValueError(f"unknown stratum kind {kind!r}; expected 'session' or 'user'")
+    max_ts = np.datetime64(pd.Timestamp(hi_ts), "ns")
     test_start = max_ts - np.timedelta64(cfg.test_days, "D")
     val_start = test_start - np.timedelta64(cfg.val_days, "D")
-
-    sid = events["stratum_id"].astype(str).to_numpy(dtype=object)
-    pos = events["position"].to_numpy(dtype=np.int64)
-    # sessions: order by position; users: by time, then position (position is the time rank)
-    order = np.lexsort((pos, ts, sid)) if kind == "user" else np.lexsort((ts, pos, sid))
-    a = {
-        "stratum_id": sid[order],
-        "ts": ts[order],
-        "position": pos[order],
-        "track_id": events["track_id"].astype(str).to_numpy(dtype=object)[order],
-        "feedback": (events["feedback"].to_numpy(dtype=np.int64)[order] > 0).astype(np.int64),
-    }
-    a["track_idx"] = vocab.encode(a["track_id"])
-    starts = np.flatnonzero(np.r_[True, a["stratum_id"][1:] != a["stratum_id"][:-1]])
-    ends = np.r_[starts[1:], len(order)]
-
-    train: list[Sequence_] = []
-    train_ids: list[str] = []
-    val_b, test_b = _Builder(a), _Builder(a)
-    if kind == "session":
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            e = min(e, s + cfg.max_session_len)
-            first = a["ts"][s]
-            stratum = a["stratum_id"][s]
-            if first < val_start:
-                if e - s >= 1:
-                    train.append((a["track_idx"][s:e], a["feedback"][s:e]))
-                    train_ids.append(stratum)
-                continue
-            half = s + (e - s) // 2
-            (val_b if first < test_start else test_b).add(stratum, slice(s, half), slice(half, e))
-    elif kind == "user":
-        lookback = np.timedelta64(cfg.max_lookback_days, "D")
-        H = cfg.max_user_history
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            t = a["ts"][s:e]
-            stratum = a["stratum_id"][s]
-            i_val, i_test = s + np.searchsorted(t, [val_start, test_start], side="left")
-            if i_val > s:
-                train.append((a["track_idx"][s:i_val], a["feedback"][s:i_val]))
-                train_ids.append(stratum)
-            for b, t0, p_start, p_end in ((val_b, val_start, i_val, i_test), (test_b, test_start, i_test, e)):
-                if p_end <= p_start:
-                    continue  # no events in the period
-                i_lb = s + int(np.searchsorted(t, t0 - lookback, side="left"))
-                b.add(stratum, slice(max(i_lb, p_start - H), p_start), slice(p_start, p_end))
-    else:
-        raise ValueError(f"unknown stratum kind {kind!r}; expected 'session' or 'user'")
-
-    counts = np.zeros(vocab.n_tokens, dtype=np.int64)
-    if train:
-        counts += np.bincount(np.concatenate([t for t, _ in train]), minlength=vocab.n_tokens)
+    lookback = np.timedelta64(cfg.max_lookback_days, "D")
+    bounds = {"val_start": val_start, "test_start": test_start, "val_lookback": val_start - lookback,
+              "test_lookback": test_start - lookback}
+    vocab = TrackVocab(np.asarray(con.execute(f"{_vocab_sql(cat_cols)} ORDER BY track_id").fetchnumpy()["track_id"],
+                                  dtype=object))
+    ids, a = _sorted_events(con, kind, cat_cols)
+    c = _stratum_cutoffs(con, bounds, len(ids))
+    starts = np.r_[0, np.cumsum(c["n"])[:-1]].astype(np.int64)
+    ends = starts + c["n"]
+    (t_lo, t_hi), val_r, test_r = _periods(a, c, starts, ends, cfg, kind, bounds)
+    has_train = t_hi > t_lo
+    take = _ranges(t_lo[has_train], t_hi[has_train])
+    train = TrainSequences(tracks=a["track_idx"][take], feedback=a["feedback"][take],
+                           offsets=np.r_[0, np.cumsum(t_hi[has_train] - t_lo[has_train])].astype(np.int64))
+    val, test = (_eval_set(a, ids, vocab, r[0], r[1], _evaluable(a, *r)) for r in (val_r, test_r))
+    _require_strata(val, test, events_span=(np.datetime64(pd.Timestamp(lo_ts), "ns"), max_ts),
+                    starts=(val_start, test_start), cfg=cfg, kind=kind)
+    counts = np.bincount(train.tracks, minlength=vocab.n_tokens).astype(np.int64)
     counts[0] = 0
-    val, test = val_b.build(), test_b.build()
-    _require_strata(val, test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
-    for ev in (val, test):
-        ev.events["is_cold"] = counts[ev.events["track_idx"].to_numpy(dtype=np.int64)] == 0
-    artist, n_art = _metadata_index(vocab, events, catalog, "artist_id")
-    genre, n_gen = _metadata_index(vocab, events, catalog, "genre_id")
-    return Splits(
-        kind=kind,
-        vocab=vocab,
-        train=train,
-        val=val,
-        test=test,
-        train_track_counts=counts,
-        track_artist=artist,
-        track_genre=genre,
-        n_artists=n_art,
-        n_genres=n_gen,
-        cutoffs={
-            "max_ts": pd.Timestamp(max_ts),
-            "val_start": pd.Timestamp(val_start),
-            "test_start": pd.Timestamp(test_start),
-        },
-        train_stratum_ids=train_ids,
-    )
+    for es in (val, test):
+        es.events["is_cold"] = counts[es.events["track_idx"].to_numpy(dtype=np.int64)] == 0
+    artist, n_art = _metadata_index(con, vocab, "artist_id", ev_cols, cat_cols)
+    genre, n_gen = _metadata_index(con, vocab, "genre_id", ev_cols, cat_cols)
+    return Splits(kind=kind, vocab=vocab, train=train, val=val, test=test, train_track_counts=counts,
+                  track_artist=artist, track_genre=genre, n_artists=n_art, n_genres=n_gen,
+                  cutoffs={"max_ts": pd.Timestamp(max_ts), "val_start": pd.Timestamp(val_start),
+                           "test_start": pd.Timestamp(test_start)},
+                  train_stratum_ids=ids[has_train].tolist())
+
+
+def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_cols: set[str] | None):
+    """(N+1,) index array (1..K, 0 unknown) for ``col`` (artist_id / genre_id), or (None, 0) if absent.
+    A track's value comes from the catalogue when it has one, else from its first event."""
+    parts = []
+    if cat_cols and col in cat_cols:
+        parts.append(f"SELECT CAST(track_id AS VARCHAR) AS track_id, CAST({col} AS VARCHAR) AS v, 0 AS src, "
+                     f"'' AS o1, CAST(0 AS BIGINT) AS o2 FROM {TRACK_CATALOG}")
+    if col in ev_cols:
+        parts.append(f"SELECT CAST(track_id AS VARCHAR) AS track_id, CAST({col} AS VARCHAR) AS v, 1 AS src, "
+                     f"CAST(stratum_id AS VARCHAR) AS o1, CAST(position AS BIGINT) AS o2 FROM {FEEDBACK_EVENTS}")
+    if not parts:
+        return None, 0
+    q = (f"SELECT track_id, arg_min(v, struct_pack(a := src, b := o1, c := o2)) AS v "
+         f"FROM ({' UNION ALL '.join(parts)}) "
+         "WHERE track_id IS NOT NULL AND v IS NOT NULL GROUP BY track_id")
+    got = con.execute(q).fetchnumpy()
+    if not len(got["track_id"]):
+        return None, 0
+    vals = np.asarray(got["v"], dtype=object)
+    values = np.array(sorted(set(vals.tolist())), dtype=object)
+    codes = pd.Index(values).get_indexer(pd.Index(vals)) + 1
+    out = np.zeros(vocab.n_tokens, dtype=np.int64)
+    idx = vocab.encode(np.asarray(got["track_id"], dtype=object))
+    keep = idx > 0
+    out[idx[keep]] = codes[keep]
+    return out, len(values)

@@ -391,7 +391,8 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                       scaler=torch.amp.GradScaler("cuda", enabled=use_scaler))
         prog = _resume(tr, config=config, out_dir=out_dir, log=log, tag=tag)
 
-        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len)  # stays on the CPU
+        # memory-mapped under out_dir (written once, per-process temp + rename: ranks may race safely)
+        windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len, directory=out_dir)
         if len(windows) == 0:
             raise SemidError("no training sequence has two or more events: nothing to train on")
         if prog.epoch == 0:

@@ -206,3 +206,53 @@ def test_test_period_without_strata_says_which_window_and_what_to_change():
 def test_empty_events_rejected():
     with pytest.raises(ValueError):
         build_splits(pd.DataFrame(columns=COLS), None, SplitConfig())
+
+
+def _assert_same_splits(sp, ref) -> None:
+    """Every field of two Splits equal (the SQL path vs the pandas reference)."""
+    assert sp.kind == ref.kind
+    assert sp.vocab.track_ids.tolist() == ref.vocab.track_ids.tolist()
+    assert len(sp.train) == len(ref.train) and sp.train_stratum_ids == ref.train_stratum_ids
+    for (t, f), (rt, rf) in zip(sp.train, ref.train):
+        assert t.tolist() == rt.tolist() and f.tolist() == rf.tolist()
+    assert (sp.train_track_counts == ref.train_track_counts).all()
+    for a, b in ((sp.track_artist, ref.track_artist), (sp.track_genre, ref.track_genre)):
+        assert (a is None and b is None) or (a == b).all()
+    assert (sp.n_artists, sp.n_genres) == (ref.n_artists, ref.n_genres) and sp.cutoffs == ref.cutoffs
+    for es, res in ((sp.val, ref.val), (sp.test, ref.test)):
+        assert es.stratum_ids == res.stratum_ids
+        for (t, f), (rt, rf) in zip(es.inputs, res.inputs):
+            assert t.tolist() == rt.tolist() and f.tolist() == rf.tolist()
+        for x, y in zip(es.input_ts + es.input_positions, res.input_ts + res.input_positions):
+            assert (np.asarray(x) == np.asarray(y)).all()
+        pd.testing.assert_frame_equal(es.events.reset_index(drop=True), res.events.reset_index(drop=True),
+                                      check_dtype=False)
+
+
+@pytest.mark.parametrize("make", [user_events, session_events])
+def test_duckdb_split_equals_the_pandas_reference(make):
+    from splits_reference import reference_build_splits
+
+    ev = make()
+    catalog = pd.DataFrame({"track_id": ["zzz_catalog_only", "t000", "t001"], "artist_id": ["a9", "a0", None]})
+    cfg = SplitConfig(test_days=10, val_days=10, max_user_history=20, max_lookback_days=40, max_session_len=12)
+    _assert_same_splits(build_splits(ev, catalog, cfg), reference_build_splits(ev, catalog, cfg))
+
+
+def test_load_splits_equals_the_pandas_reference_on_the_tiny_world(tmp_path):
+    """The warehouse path (ordering, positions and cutoffs in DuckDB) on the ingested tiny world."""
+    from splits_reference import reference_build_splits
+    from semid_pipeline.config import IngestConfig, parse_dataset_spec
+    from semid_pipeline.datasets import ingest_dataset
+    from semid_pipeline.splits import EVENT_COLUMNS as COLS_, recorded_kind
+    from semid_pipeline.warehouse import connect
+
+    db = tmp_path / "w.duckdb"
+    ingest_dataset(parse_dataset_spec("synthetic:tiny"), warehouse=db, cfg=IngestConfig(), data_dir=tmp_path)
+    with connect(db, read_only=True) as con:
+        sp = load_splits(con, SplitConfig())
+        ev = con.execute(f"SELECT {', '.join(COLS_)} FROM feedback_events ORDER BY stratum_id, position").df()
+        cat = con.execute("SELECT track_id, artist_id, genre_id FROM track_catalog ORDER BY track_id").df()
+        kind = recorded_kind(con)
+    assert len(sp.train) > 50 and len(sp.test) > 20
+    _assert_same_splits(sp, reference_build_splits(ev, cat, SplitConfig(), kind=kind))
