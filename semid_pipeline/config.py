@@ -31,7 +31,7 @@ DEFAULT_CONFIG_FILE = REPO_ROOT / "semid.toml"
 class DatasetSpec:
     """A parsed ``SEMID_DATASET`` value.
 
-    ``synthetic[:preset][:format][:content]``  the embedded synthetic world (preset tiny|demo|bench,
+    ``synthetic[:preset][:format][:content]``  the embedded synthetic world (preset tiny|demo|bench|large,
                                      format users (per-user files, default) | sessions (MSSD files),
                                      content audio (default) | metadata | genreflags, users only)
     ``mssd:<folder or file>[,<file>...]``  Spotify MSSD ``log_*.csv[.gz]`` + ``tf_*.csv[.gz]``
@@ -100,7 +100,7 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
             )
         return DatasetSpec(kind=kind, paths=paths)
     raise ConfigError(
-        f"SEMID_DATASET={spec!r}: expected synthetic[:tiny|demo|bench], mssd:<folder or files>, "
+        f"SEMID_DATASET={spec!r}: expected synthetic[:{'|'.join(SYNTHETIC_PRESETS)}], mssd:<folder or files>, "
         "events:<events file>[,<tracks file>] or spotify-history:<folder or files>"
     )
 
