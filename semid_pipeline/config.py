@@ -304,3 +304,13 @@ def data_dir_from_env() -> str:
 
 def artifacts_from_env() -> str:
     return os.environ.get("SEMID_ARTIFACTS", str(DEFAULT_ARTIFACT_DIR))
+
+
+#: DuckDB's buffer-pool limit per warehouse connection (beyond it DuckDB spills to ``<file>.tmp``);
+#: DuckDB's own default is 80% of the machine's RAM, which a million-track ingestion would take.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
+def duckdb_memory_limit_from_env() -> str:
+    """``SEMID_DUCKDB_MEMORY_LIMIT`` (a DuckDB size such as ``2GB``) or the default above."""
+    return os.environ.get("SEMID_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT)

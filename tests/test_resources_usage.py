@@ -34,3 +34,16 @@ def test_sampling_fallback_sees_a_held_allocation(monkeypatch):
         del a
     assert mem.method == "sampled" and not mem.exact
     assert mem.peak_rss_mb >= base + 110
+
+
+def test_warehouse_connections_cap_duckdb_memory(tmp_path, monkeypatch):
+    from semid_pipeline import warehouse
+
+    def limit() -> str:
+        with warehouse.connect(tmp_path / "w.duckdb") as con:
+            return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    default = limit()  # DEFAULT_DUCKDB_MEMORY_LIMIT (3GB), not DuckDB's 80% of the machine's RAM
+    assert default.endswith("GiB") and 2.0 < float(default.split()[0]) < 3.0
+    monkeypatch.setenv("SEMID_DUCKDB_MEMORY_LIMIT", "512MB")
+    assert limit() == "488.2 MiB"

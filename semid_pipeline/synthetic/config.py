@@ -194,7 +194,7 @@ PRESETS: dict[str, WorldConfig] = {
     # a million tracks, ≥ 10M events per format; generated in blocks (memory bounded by the chunk)
     "large": WorldConfig(
         name="large", n_tracks=1_000_000, n_artists=50_000, n_genres=100, n_users=200_000,
-        n_events=12_000_000, n_session_events=10_000_000, n_days=90, session_parts=16, gzip_logs=True,
+        n_events=12_000_000, n_session_events=10_500_000, n_days=90, session_parts=16, gzip_logs=True,
         listener_block=4096,
     ),
 }
