@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_scaling.py [--sizes tiny,demo,bench] [--large] [--data DIR] [--work DIR]
         [--stages generate,ingest,features,ids,splits,train,eval] [--scheme v1-k1024] [--h 64]
+    .venv/bin/python bench/bench_scaling.py --assign 1000000   # v1-k1024 assignment alone, tracks/s
 
 Per size (a synthetic preset, per-user format), the stages run in order through the core
 functions the assets call (``datasets.ingest_dataset``, ``stages.build_content_features``,
@@ -130,6 +131,36 @@ def _assignment_rate(wh: str, layout, cell) -> dict:
     return {"assign_tracks_per_s": len(ids) / dt, "assign_seconds": dt, "assign_peak_rss_mb": mem.peak_rss_mb}
 
 
+def assignment_only(n: int, dim: int = 30, k: int = 1024) -> dict:
+    """``v1-k{k}`` on ``n`` synthetic tracks (bench_semantic_ids' features): a short fit (2 epochs on
+    the seeded sample; the fit's length does not change what assignment costs), then every
+    track's codes through the frozen artifact, timed alone."""
+    import tempfile
+    from dataclasses import replace
+
+    from bench_semantic_ids import synthetic_features
+    from semid_pipeline import semantic_ids as sid
+    from semid_pipeline.config import SemanticIdConfig
+    from semid_pipeline.resources_usage import stage_peak_rss
+    from semid_pipeline.schemes import IdScheme
+
+    X = synthetic_features(n, dim)  # (N, F)
+    ids = [f"t{i:07d}" for i in range(n)]
+    base = SemanticIdConfig()
+    cfg = replace(base, rqvae=replace(base.rqvae, epochs=2))
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        sid.fit_semantic_ids(scheme=IdScheme(family="v1", k=k), track_ids=ids, X=X, cfg=cfg, artifact_dir=Path(d))
+        fit_s = time.perf_counter() - t
+        with stage_peak_rss() as mem:
+            t = time.perf_counter()
+            codes = sid.encode_with_artifact(Path(d), X, ids)
+            dt = time.perf_counter() - t
+    assert codes.shape == (n, base.levels)
+    return {"tracks": n, "fit_seconds_2_epochs": fit_s, "assign_seconds": dt, "assign_tracks_per_s": n / dt,
+            "assign_peak_rss_mb": mem.peak_rss_mb}
+
+
 # ------------------------------------------------------------------------------------------
 # the driver
 
@@ -166,6 +197,8 @@ def main() -> None:
     ap.add_argument("--scheme", default="v1-k1024")
     ap.add_argument("--h", type=int, default=64)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--assign", type=int, default=0,
+                    help="only time v1-k1024 assignment of this many synthetic tracks (short fit), then exit")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-size", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -174,6 +207,16 @@ def main() -> None:
 
         torch.set_num_threads(2)
         print(json.dumps(_stage(args.child, args.child_size, args.data, args.work, args.scheme, args.h)))
+        return
+    if args.assign:
+        import torch
+
+        torch.set_num_threads(2)
+        sys.path.insert(0, str(ROOT / "bench"))
+        r = assignment_only(args.assign)
+        print(f"v1-k1024 assignment of {r['tracks']:,} tracks: {r['assign_tracks_per_s']:,.0f} tracks/s "
+              f"({r['assign_seconds']:.1f}s, peak {r['assign_peak_rss_mb']:.0f} MB; fit with 2 epochs "
+              f"{r['fit_seconds_2_epochs']:.0f}s); load average {os.getloadavg()[0]:.1f}")
         return
     sizes = [s for s in args.sizes.split(",") if s] + (["large"] if args.large else [])
     wanted = [s for s in args.stages.split(",") if s]
