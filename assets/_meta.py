@@ -37,3 +37,11 @@ def flat_numbers(prefix: str, values: dict[str, Any]) -> dict[str, dg.MetadataVa
 
     walk("", values)
     return out
+
+
+def peak_rss_metadata(mem) -> dict[str, dg.MetadataValue]:
+    """``peak_rss_mb`` (+ how it was measured) of a ``resources_usage.stage_peak_rss`` block."""
+    return {
+        "peak_rss_mb": dg.MetadataValue.float(round(float(mem.peak_rss_mb), 1)),
+        "peak_rss_method": dg.MetadataValue.text(mem.method),
+    }

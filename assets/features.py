@@ -6,9 +6,10 @@ import pandas as pd
 
 from resources import ArtifactStore, DuckDBWarehouse
 from semid_pipeline import claims, features, stages
+from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, TRACK_CATALOG
 
-from ._meta import md_table
+from ._meta import md_table, peak_rss_metadata
 from .partitions import settings
 
 
@@ -30,8 +31,9 @@ def content_features(
     context: dg.AssetExecutionContext, config: FeatureRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
 ):
     try:
-        built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(), refit=config.refit,
-                                              cfg=settings().features)
+        with stage_peak_rss() as mem:
+            built = stages.build_content_features(warehouse=warehouse.file, layout=artifacts.layout(),
+                                                  refit=config.refit, cfg=settings().features)
     finally:  # the end of this run's ingestion (see raw_feedback)
         claims.release(warehouse.file, owner=context.run.run_id)
     result, X, dataset, reuse = built.result, built.X, built.dataset, built.reused
@@ -53,6 +55,7 @@ def content_features(
             "text_encoding": dg.MetadataValue.text(result.text_note or "no text block (audio/numeric content)"),
             "text_strings_embedded": dg.MetadataValue.int(int(result.text_embedded)),
             "features": md_table(summary),
+            **peak_rss_metadata(mem),
         }
     )
 

@@ -7,9 +7,10 @@ import dagster as dg
 
 from resources import DatasetResource, DuckDBWarehouse
 from semid_pipeline import claims, datasets, ingest, quality
+from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
-from ._meta import md_table
+from ._meta import md_table, peak_rss_metadata
 from .partitions import settings
 from .recovery import run_is_active
 
@@ -53,11 +54,12 @@ def raw_feedback(
     claims.acquire(warehouse.file, owner=context.run.run_id, what=spec.key,
                    is_active=lambda held: run_is_active(context.instance, held.owner))
     try:
-        result = _ingest(context, config, warehouse, dataset, spec, cfg)
+        with stage_peak_rss() as mem:
+            result = _ingest(context, config, warehouse, dataset, spec, cfg)
     except BaseException:
         claims.release(warehouse.file, owner=context.run.run_id)  # nothing was published
         raise
-    yield from _materializations(result, warehouse)
+    yield from _materializations(result, warehouse, mem)
 
 
 def _ingest(context, config, warehouse, dataset, spec, cfg):
@@ -70,9 +72,10 @@ def _ingest(context, config, warehouse, dataset, spec, cfg):
     return result
 
 
-def _materializations(result, warehouse: DuckDBWarehouse):
+def _materializations(result, warehouse: DuckDBWarehouse, mem):
     record = result.to_frame()
     common = {
+        **peak_rss_metadata(mem),
         "dataset": dg.MetadataValue.text(result.dataset),
         "dataset_fingerprint": dg.MetadataValue.text(result.fingerprint),
         "ingestion_record": md_table(record),

@@ -15,10 +15,11 @@ import pandas as pd
 from resources import ArtifactStore, DuckDBWarehouse
 from semid_pipeline import semantic_ids as sid
 from semid_pipeline import stages
+from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schema import CONTENT_FEATURES, FEEDBACK_EVENTS, semantic_id_table
 from semid_pipeline.schemes import code_columns
 
-from ._meta import flat_numbers, md_table
+from ._meta import flat_numbers, md_table, peak_rss_metadata
 from .partitions import scheme_of, scheme_partitions, settings
 
 
@@ -39,10 +40,11 @@ def semantic_ids(
     context: dg.AssetExecutionContext, config: SemanticIdRunConfig, warehouse: DuckDBWarehouse, artifacts: ArtifactStore
 ):
     scheme = scheme_of(context)
-    built = stages.build_semantic_ids(
-        warehouse=warehouse.file, layout=artifacts.layout(), scheme=scheme, cfg=settings(),
-        refit=config.refit, log=context.log.info,
-    )
+    with stage_peak_rss() as mem:
+        built = stages.build_semantic_ids(
+            warehouse=warehouse.file, layout=artifacts.layout(), scheme=scheme, cfg=settings(),
+            refit=config.refit, log=context.log.info,
+        )
     table, metrics = built.table, built.metrics
     levels = code_columns(table.columns)
     per_level = pd.DataFrame(
@@ -61,6 +63,7 @@ def semantic_ids(
             "per_level": md_table(per_level),
             **flat_numbers("quality/", {k: v for k, v in metrics.items() if not isinstance(v, dict)}),
             "sample_ids": md_table(table.head(10)),
+            **peak_rss_metadata(mem),
         },
         data_version=dg.DataVersion(built.content_hash[:16]),
     )

@@ -1,15 +1,12 @@
-"""Peak resident memory of this process, for the benchmarks' side-by-side figures."""
+"""Peak resident memory of this process, for the benchmarks' side-by-side figures.
 
-import resource
+The measurement lives in the core (``semid_pipeline.resources_usage``); this re-export keeps the
+benchmarks' ``from peak_memory import peak_rss_mb``.
+"""
+
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def peak_rss_mb() -> float:
-    """VmHWM from /proc (Linux), else ru_maxrss, in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from semid_pipeline.resources_usage import peak_rss_mb, stage_peak_rss  # noqa: E402,F401

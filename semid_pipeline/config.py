@@ -32,7 +32,7 @@ DEFAULT_CONFIG_FILE = REPO_ROOT / "semid.toml"
 class DatasetSpec:
     """A parsed ``SEMID_DATASET`` value.
 
-    ``synthetic[:preset][:format][:content]``  the embedded synthetic world (preset tiny|demo|bench,
+    ``synthetic[:preset][:format][:content]``  the embedded synthetic world (preset tiny|demo|bench|large,
                                      format users (per-user files, default) | sessions (MSSD files),
                                      content audio (default) | metadata | genreflags, users only)
     ``mssd:<folder or file>[,<file>...]``  Spotify MSSD ``log_*.csv[.gz]`` + ``tf_*.csv[.gz]``
@@ -101,7 +101,7 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
             )
         return DatasetSpec(kind=kind, paths=paths)
     raise ConfigError(
-        f"SEMID_DATASET={spec!r}: expected synthetic[:tiny|demo|bench], mssd:<folder or files>, "
+        f"SEMID_DATASET={spec!r}: expected synthetic[:{'|'.join(SYNTHETIC_PRESETS)}], mssd:<folder or files>, "
         "events:<events file>[,<tracks file>] or spotify-history:<folder or files>"
     )
 
@@ -343,3 +343,13 @@ def data_dir_from_env() -> str:
 
 def artifacts_from_env() -> str:
     return os.environ.get("SEMID_ARTIFACTS", str(DEFAULT_ARTIFACT_DIR))
+
+
+#: DuckDB's buffer-pool limit per warehouse connection (beyond it DuckDB spills to ``<file>.tmp``);
+#: DuckDB's own default is 80% of the machine's RAM, which a million-track ingestion would take.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
+def duckdb_memory_limit_from_env() -> str:
+    """``SEMID_DUCKDB_MEMORY_LIMIT`` (a DuckDB size such as ``2GB``) or the default above."""
+    return os.environ.get("SEMID_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT)

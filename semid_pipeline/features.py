@@ -44,6 +44,7 @@ CLIP = 6.0
 MAX_CATEGORIES = 64
 PCA_FIT_ROWS = 20_000  # the text PCA is fitted on at most about this many rows (evenly strided)
 TEXT_CHUNK = 20_000  # rows per chunk when projecting the text block (bounded memory)
+FEATURE_BATCH = 100_000  # rows per batch of the transform (intermediate arrays bounded by the batch)
 
 
 def _text_strings(s: pd.Series) -> list[str]:
@@ -246,8 +247,27 @@ class FeatureTransform:
             t.svd_centers = Z.mean(0)
             sd = Z.std(0)
             t.svd_scales = np.where(sd > 1e-9, sd, 1.0)
-        t.transform(catalog_df)  # records n_imputed for the fit data
+        t.transform_batched(catalog_df)  # records n_imputed for the fit data
         return t
+
+    def transform_batched(self, catalog_df: pd.DataFrame, batch: int = FEATURE_BATCH) -> np.ndarray:
+        """:meth:`transform` in row batches: the same (N, D) float32 values and imputation counts,
+        with the intermediate (raw, one-hot, text) arrays bounded by the batch."""
+        n = len(catalog_df)
+        if n <= batch:
+            return self.transform(catalog_df)
+        out: np.ndarray | None = None
+        counts: dict[str, int] = {}
+        for s in range(0, n, batch):
+            X = self.transform(catalog_df.iloc[s : s + batch])
+            if out is None:
+                out = np.empty((n, X.shape[1]), np.float32)
+            out[s : s + batch] = X
+            for k, v in self.imputed_by_column.items():
+                counts[k] = counts.get(k, 0) + v
+        self.imputed_by_column = {k: counts[k] for k in self.dense_names if k in counts}
+        self.n_imputed = int(sum(counts.values()))
+        return out
 
     def transform(self, catalog_df: pd.DataFrame) -> np.ndarray:
         """(N, D) float32, rows in the order of ``catalog_df``."""
@@ -373,7 +393,7 @@ def build_content_features(
     else:
         transform = FeatureTransform.fit(catalog, cfg=cfg, embedder=embedder)
         transform.save(d)
-    X = transform.transform(catalog)
+    X = transform.transform_batched(catalog)  # (N, D)
     import pyarrow as pa
 
     flat = pa.array(X.reshape(-1), pa.float32())

@@ -37,6 +37,7 @@ from .schemes import IdScheme, code_columns
 
 BALANCED_SCHEMES = ("v1", "rqkmeans")  # families whose last level can be balanced (balanced.py)
 RQKMEANS_MAX_FIT = 50_000  # rqkmeans fits on at most this many tracks, then assigns all
+RQVAE_MAX_FIT = 200_000  # v1's RQ-VAE trains on at most this many tracks (seeded sample), then assigns all in batches
 NEIGHBOURS = 10
 NEIGHBOUR_SAMPLE = 5000
 
@@ -140,8 +141,19 @@ def _fit_v0(ids, X, *, levels, seed, d, meta, k, cfg):
     return codes, None
 
 
+def fit_sample(n: int, max_rows: int, seed: int) -> np.ndarray | None:
+    """Sorted row indices of a seeded sample of ``max_rows`` of ``n`` rows (None: fit on all)."""
+    if n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng([int(seed), n]).choice(n, size=max_rows, replace=False))
+
+
 def _fit_v1(ids, X, *, levels, seed, d, meta, k, cfg):
-    model, history = rq.fit_rqvae(X, cfg=cfg.rqvae, codebook_size=k, levels=levels, seed=seed)
+    rows = fit_sample(len(X), RQVAE_MAX_FIT, seed)  # a million-track catalogue trains on a sample
+    if rows is not None:  # recorded in the artifact only when sampled (smaller catalogues: as before)
+        meta["fit_rows"] = len(rows)
+    model, history = rq.fit_rqvae(X if rows is None else X[rows], cfg=cfg.rqvae, codebook_size=k, levels=levels,
+                                  seed=seed)
     if meta.get("balanced_last_level"):  # collision-aware last level on the encoder output (balanced.py)
         codes = bal.balanced_codes(model.latent(X), model.quantizer.codebooks.detach())
         recon = float(((model.decode_codes(codes) - torch.from_numpy(X)) ** 2).sum(1).mean())

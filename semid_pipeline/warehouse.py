@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from .config import duckdb_memory_limit_from_env
 from .schema import META
 
 
@@ -40,7 +41,8 @@ def connect(path: str | Path, *, read_only: bool = False,
     delay = 0.1
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only,
+                                 config={"memory_limit": duckdb_memory_limit_from_env()})
             break
         except duckdb.IOException as e:  # lock held by another process
             if "lock" not in str(e).lower() or time.monotonic() + delay > deadline:

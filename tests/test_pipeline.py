@@ -92,6 +92,10 @@ def test_ingestion_counts_match_generator_and_checks_pass(world):
     md = {m.asset_key.to_user_string(): m.metadata for m in mat}
     assert md["feedback_events"]["dagster/row_count"].value == n_events
     assert "sha256" in md["feedback_events"]["ingestion_record"].value
+    # peak RSS per stage (semid_pipeline.resources_usage): ingestion and content features record theirs
+    features_md = runs["ingest"].asset_materializations_for_node("content_features")[0].metadata
+    for m in (md["feedback_events"], md["track_catalog"], features_md):
+        assert m["peak_rss_method"].value in ("hwm-reset", "sampled") and 50 < m["peak_rss_mb"].value < 8000
 
 
 def test_semantic_id_partitions_pass_their_checks(world):
@@ -102,6 +106,7 @@ def test_semantic_id_partitions_pass_their_checks(world):
     md = runs["v1-k64"].asset_materializations_for_node("semantic_ids")[0].metadata
     assert len(md["content_hash"].value) == 64
     assert 0.9 <= md["quality/unique_tuple_share"].value <= 1.0
+    assert 50 < md["peak_rss_mb"].value < 8000  # the stage's own peak RSS
     assert "utilization" in md["per_level"].value
 
 

@@ -358,3 +358,19 @@ def test_id_quality_report_table_merge_and_figure(tmp_path):
     pd.testing.assert_frame_equal(iqr.id_quality_from_warehouse(con).set_index("scheme_key").sort_index(), q.sort_index(),
                                   check_dtype=False)
     con.close()
+
+
+def test_v1_trains_on_a_seeded_sample_of_a_large_catalogue_and_codes_every_track(tmp_path, monkeypatch):
+    assert sid.fit_sample(500, 500, seed=0) is None  # small catalogues: every track, as before
+    rows = sid.fit_sample(1000, 300, seed=0)
+    assert len(rows) == len(np.unique(rows)) == 300 and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, sid.fit_sample(1000, 300, seed=0))
+    assert not np.array_equal(rows, sid.fit_sample(1000, 300, seed=1))
+    monkeypatch.setattr(sid, "RQVAE_MAX_FIT", 300)
+    X, _ = blobs(n=1000)
+    res = sid.fit_semantic_ids(scheme=IdScheme(family="v1", k=8), track_ids=ids(1000), X=X, cfg=SMALL,
+                               artifact_dir=tmp_path / "v1")
+    assert len(res.table) == 1000 and res.table["tie"].notna().all()
+    assert sid._read_config(tmp_path / "v1")["fit_rows"] == 300
+    again = sid.encode_with_artifact(tmp_path / "v1", X[:50])  # the frozen artifact codes any track
+    assert again.shape == (50, SMALL.levels)

@@ -556,3 +556,76 @@ def test_genreflags_mode_has_one_flag_and_a_year(tmp_path):
     assert (flag_of == truth["genre_id"].str.split("_").str[1].to_numpy()).all()
     assert tracks["release_year"].between(1950, 2018).all()
     assert _versions(m)["version"].size > 0  # the hard modes carry near duplicates
+
+
+# ---------------------------------------------------------------- chunked generation (the large preset)
+
+
+def _chunked_cfg() -> syn.WorldConfig:
+    return replace(syn.preset("tiny"), name="tiny-chunked", listener_block=32, gzip_logs=True, session_parts=2)
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    return syn.write_world(_chunked_cfg(), tmp_path_factory.mktemp("chunked"), chunk_blocks=1)
+
+
+def test_large_preset_is_big_and_chunked_and_the_others_are_not():
+    large = syn.preset("large")
+    assert large.n_tracks >= 1_000_000 and large.n_events >= 10_000_000 and large.n_session_events >= 10_000_000
+    assert large.listener_block > 0 and parse_dataset_spec("synthetic:large").preset == "large"
+    for name in ("tiny", "demo", "bench"):  # one-shot path; the config hash (and files) they always had
+        assert syn.preset(name).listener_block == 0 and "listener_block" not in syn.preset(name).to_dict()
+
+
+def test_chunk_size_does_not_change_the_files_but_the_seed_does(tmp_path, chunked):
+    three = syn.write_world(_chunked_cfg(), tmp_path / "c3", chunk_blocks=3)
+    assert _hashes(three.out_dir) == _hashes(chunked.out_dir)
+    other = syn.write_world(_chunked_cfg(), tmp_path / "seed", chunk_blocks=3, seed=7)
+    assert _hashes(other.out_dir)["users/events.parquet"] != _hashes(chunked.out_dir)["users/events.parquet"]
+
+
+def test_fixed_row_groups_do_not_depend_on_how_rows_are_fed(tmp_path):
+    from semid_pipeline.synthetic.chunked import FixedRowGroups
+
+    t = pa.table({"x": np.arange(17), "y": [str(i) for i in range(17)]})
+    for name, sizes in (("a", (3, 5, 9)), ("b", (17,))):
+        w, lo = FixedRowGroups(tmp_path / f"{name}.parquet", rows=7), 0
+        for n in sizes:
+            w.write(t.slice(lo, n))
+            lo += n
+        w.close()
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [7, 7, 3]
+    w = FixedRowGroups(tmp_path / "c.parquet", rows=7)
+    w.write(t)
+    w.abort()  # nothing half-written: no file, no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def test_chunked_world_counts_order_and_oracle_match_ingestion(tmp_path, chunked):
+    ev = pd.read_parquet(chunked.users_events)
+    assert len(ev) == chunked.counts["users_events"] and ev["user_id"].nunique() == 200  # 7 listener blocks
+    assert ev["feedback"].sum() == chunked.counts["users_positive"]
+    assert (ev.groupby("user_id", sort=False)["timestamp"].apply(lambda s: s.is_monotonic_increasing)).all()
+    assert ev["user_id"].drop_duplicates().is_unique  # each listener's events are one run
+    spec = DatasetSpec(kind="events", paths=(str(chunked.users_events), str(chunked.users_tracks)))
+    fe = _ingested(tmp_path / "u", spec, IngestConfig())
+    joined = fe.merge(syn.load_oracle(chunked.out_dir / "users"), on=["stratum_id", "position"], how="left",
+                      validate="one_to_one")
+    assert len(fe) == len(ev) and joined["p_positive"].notna().all()
+    assert roc_auc_score(joined["feedback"], joined["p_positive"]) > 0.65
+
+
+def test_chunked_sessions_are_mssd_files_that_ingest(tmp_path, chunked):
+    assert [p.name for p in chunked.session_logs] == ["log_0.csv.gz", "log_1.csv.gz"]
+    logs = pd.concat([pd.read_csv(p) for p in chunked.session_logs], ignore_index=True)
+    assert list(logs.columns) == MSSD_LOG_COLUMNS and len(logs) == chunked.counts["sessions_rows"]
+    assert logs["session_id"].nunique() == chunked.counts["sessions_sessions"]
+    assert (logs["skip_2"] == logs["skip_2"].astype(bool)).all()
+    fe = _ingested(tmp_path / "s", DatasetSpec(kind="mssd", paths=(str(chunked.out_dir / "sessions"),)),
+                   IngestConfig())
+    joined = fe.merge(syn.load_oracle(chunked.out_dir / "sessions"), on=["stratum_id", "position"], how="left",
+                      validate="one_to_one")
+    assert 0 < len(fe) < len(logs) and joined["p_positive"].notna().all()

@@ -117,6 +117,9 @@ class WorldConfig:
     story: Story = field(default_factory=Story)
     content: str = DEFAULT_CONTENT  # audio | metadata | genreflags (see presets.CONTENT_MODES)
     near_duplicate_share: float = 0.0  # share of tracks that are versions of another track
+    # > 0: generate events in blocks of this many listeners (users) / sessions, each block from its
+    # own stream, written chunk by chunk (memory bounded by the chunk: see .chunked); 0 = one shot
+    listener_block: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,6 +141,8 @@ class WorldConfig:
             problems.append(f"content must be one of {', '.join(CONTENT_MODES)}, got {self.content!r}")
         if not 0.0 <= self.near_duplicate_share <= 0.5:
             problems.append("near_duplicate_share must be in [0, 0.5]")
+        if self.listener_block < 0:
+            problems.append("listener_block must be >= 0 (0 = one-shot generation)")
         if not isinstance(self.story, Story):
             problems.append("story must be a Story")
         try:
@@ -186,6 +191,12 @@ PRESETS: dict[str, WorldConfig] = {
         name="bench", n_tracks=100_000, n_artists=8_000, n_genres=50, n_users=25_000,
         n_events=1_200_000, n_session_events=1_200_000, n_days=90, session_parts=8, gzip_logs=True,
     ),
+    # a million tracks, ≥ 10M events per format; generated in blocks (memory bounded by the chunk)
+    "large": WorldConfig(
+        name="large", n_tracks=1_000_000, n_artists=50_000, n_genres=100, n_users=200_000,
+        n_events=12_000_000, n_session_events=10_500_000, n_days=90, session_parts=16, gzip_logs=True,
+        listener_block=4096,
+    ),
 }
 assert tuple(PRESETS) == PRESET_NAMES
 
@@ -194,7 +205,8 @@ HARD_MODE_DUPLICATE_SHARE = 0.15
 
 
 def preset(name: str, *, content: str = DEFAULT_CONTENT) -> WorldConfig:
-    """The named preset (``tiny`` for tests, ``demo`` the default, ``bench`` ≥ 1M events).
+    """The named preset (``tiny`` for tests, ``demo`` the default, ``bench`` ≥ 1M events, ``large``
+    1M tracks and ≥ 10M events per format, generated in chunks).
 
     A content mode other than ``audio`` (``content=`` or a ``<preset>-<mode>`` name such as
     ``demo-metadata``) gives the preset's world with that content mode and

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
+from .chunked import DEFAULT_CHUNK_BLOCKS, write_sessions_chunked, write_users_chunked
 from .config import GENERATOR_VERSION, WorldConfig, resolve
 from .io import atomic_write, float_lists
 from .presets import DEFAULT_CONTENT, FORMATS
@@ -206,12 +207,15 @@ def write_world(
     *,
     formats: tuple[str, ...] | list[str] | None = None,
     seed: int | None = None,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
 ) -> WorldManifest:
     """Generate the world and write its files (idempotent: an up-to-date manifest short-circuits).
 
     ``formats`` is any non-empty subset of ``("users", "sessions")`` (default: both, or
     ``("users",)`` for the metadata/genreflags content modes); ``seed`` overrides the config's
-    seed. Same config + seed → byte-identical files.
+    seed. Same config + seed → byte-identical files. A config with ``listener_block > 0`` (``large``)
+    is generated in blocks, ``chunk_blocks`` blocks in memory at a time (the files do not depend
+    on it; see :mod:`.chunked`).
     """
     cfg = resolve(name_or_config, seed)
     fmts = _formats(cfg, formats)
@@ -230,8 +234,13 @@ def write_world(
             shutil.rmtree(out_dir / sub)
 
     world = build_world(cfg)
-    users = write_users(world, out_dir / "users") if "users" in fmts else None
-    sessions = write_sessions(world, out_dir / "sessions") if "sessions" in fmts else None
+    if cfg.listener_block > 0:
+        users = write_users_chunked(world, out_dir / "users", chunk_blocks=chunk_blocks) if "users" in fmts else None
+        sessions = (write_sessions_chunked(world, out_dir / "sessions", chunk_blocks=chunk_blocks)
+                    if "sessions" in fmts else None)
+    else:
+        users = write_users(world, out_dir / "users") if "users" in fmts else None
+        sessions = write_sessions(world, out_dir / "sessions") if "sessions" in fmts else None
     t_tracks, t_users = truth_tables(world)
     truth_tracks, truth_users = out_dir / "truth.parquet", out_dir / "truth_users.parquet"
     atomic_write(truth_tracks, lambda p: pq.write_table(t_tracks, p, compression="snappy"))
@@ -251,9 +260,6 @@ def write_world(
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n"
     atomic_write(mpath, lambda p: Path(p).write_text(text))
     return manifest
-
-
-
 
 
 def write_world_for_spec(spec: Any, data_dir: str | Path) -> WorldManifest:

@@ -23,9 +23,11 @@ def atomic_write(path: Path, writer) -> None:
             tmp.unlink()
 
 
-def csv_bytes(table: pa.Table, header: list[str]) -> bytes:
+def csv_bytes(table: pa.Table, header: list[str] | None) -> bytes:
+    """The table as CSV without quoting, after the ``header`` line (None: rows only)."""
     sink = io.BytesIO()
-    sink.write((",".join(header) + "\n").encode())
+    if header is not None:
+        sink.write((",".join(header) + "\n").encode())
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
     return sink.getvalue()
 

@@ -27,14 +27,18 @@ ORACLE_NAME = "oracle.parquet"
 ORACLE_COLUMNS = ("stratum_id", "position", "p_positive")
 
 
-def write_oracle(path: Path, stratum_id: pa.Array, position: np.ndarray, p_positive: np.ndarray) -> None:
-    table = pa.table(
+def oracle_table(stratum_id: pa.Array, position: np.ndarray, p_positive: np.ndarray) -> pa.Table:
+    return pa.table(
         {
             "stratum_id": stratum_id,
             "position": pa.array(np.asarray(position, dtype=np.int32), pa.int32()),
             "p_positive": pa.array(np.asarray(p_positive, dtype=np.float64), pa.float64()),
         }
     )
+
+
+def write_oracle(path: Path, stratum_id: pa.Array, position: np.ndarray, p_positive: np.ndarray) -> None:
+    table = oracle_table(stratum_id, position, p_positive)
     atomic_write(path, lambda p: pq.write_table(table, p, compression="snappy"))
 
 

@@ -6,8 +6,9 @@ value without importing numpy/pyarrow or the generator (and without an import cy
 
 from __future__ import annotations
 
-#: Preset worlds: ``tiny`` for tests, ``demo`` the default, ``bench`` ≥ 1M events per format.
-PRESET_NAMES: tuple[str, ...] = ("tiny", "demo", "bench")
+#: Preset worlds: ``tiny`` for tests, ``demo`` the default, ``bench`` ≥ 1M events per format,
+#: ``large`` 1M tracks and ≥ 10M events per format (generated in chunks, see ``synthetic.chunked``).
+PRESET_NAMES: tuple[str, ...] = ("tiny", "demo", "bench", "large")
 
 #: File formats a world is written in: per-user files, Spotify MSSD session files.
 FORMATS: tuple[str, ...] = ("users", "sessions")

@@ -99,12 +99,23 @@ def _session_tracks(world: World, rng, ev_s, ev_ctx, s_station, s_genre) -> np.n
     return dedupe(rng, ev_s, draw(np.arange(ev_s.size)), draw, wide, world)
 
 
-def generate_sessions(world: World) -> Sessions:
-    cfg, st = world.cfg, world.cfg.story
-    rng = rng_for(cfg, STREAM_SESSIONS)
+def n_sessions(cfg) -> int:
+    """Sessions to draw so that the logs hold about ``n_session_events`` rows."""
+    st = cfg.story
     lo_len, hi_len = st.session_len_range
     mean_len = st.full_session_share * MSSD_MAX_LEN + (1 - st.full_session_share) * (lo_len + hi_len - 1) / 2
-    n_s = max(1, int(round(cfg.n_session_events / mean_len)))
+    return max(1, int(round(cfg.n_session_events / mean_len)))
+
+
+def generate_sessions(world: World) -> Sessions:
+    """Every session at once, from the sessions stream (the one-shot path)."""
+    return generate_session_block(world, rng_for(world.cfg, STREAM_SESSIONS), n_sessions(world.cfg))
+
+
+def generate_session_block(world: World, rng: np.random.Generator, n_s: int) -> Sessions:
+    """``n_s`` sessions (listeners drawn by activity from the whole world) drawn from ``rng``."""
+    cfg, st = world.cfg, world.cfg.story
+    lo_len, hi_len = st.session_len_range
     s_len = np.where(rng.random(n_s) < st.full_session_share, MSSD_MAX_LEN, rng.integers(lo_len, hi_len, n_s))
     s_len = s_len.astype(np.int64)
     act = world.lis.activity / world.lis.activity.sum()

@@ -47,20 +47,23 @@ class UsersWritten:
     days: tuple[int, int] | None  # first and last day index with an event
 
 
-def _sittings(world: World, rng: np.random.Generator, n_u: np.ndarray):
-    """Sittings of ``sitting_min + Poisson`` tracks, enough per listener to cover n_u (last one cut)."""
+def _sittings(world: World, rng: np.random.Generator, users: np.ndarray, n_u: np.ndarray):
+    """Sittings of ``sitting_min + Poisson`` tracks, enough per listener to cover n_u (last one cut).
+
+    ``users``: the listeners generated (all of them, or one block); ``n_u``: their event counts."""
     st = world.cfg.story
     k_u = n_u // st.sitting_min + 1
-    seg_user = np.repeat(np.arange(world.cfg.n_users), k_u)
+    seg_user = np.repeat(users, k_u)
     L = st.sitting_min + rng.poisson(st.sitting_extra_mean, seg_user.size)
     seg_first = np.r_[0, np.cumsum(k_u)[:-1]]
     cum = np.cumsum(L)
     base = np.r_[0, cum][seg_first]
     end_in_user = cum - np.repeat(base, k_u)
     start_in_user = end_in_user - L
-    keep = start_in_user < n_u[seg_user]
+    seg_n = np.repeat(n_u, k_u)
+    keep = start_in_user < seg_n
     sit_user = seg_user[keep]
-    sit_len = np.minimum(end_in_user[keep], n_u[sit_user]) - start_in_user[keep]
+    sit_len = np.minimum(end_in_user[keep], seg_n[keep]) - start_in_user[keep]
     return sit_user, sit_len
 
 
@@ -81,9 +84,17 @@ def _no_overlap(cfg, sit_user, sit_start, sit_dur) -> np.ndarray:
 
 
 def generate_users(world: World) -> UserEvents:
+    """Every listener's events at once, from the users stream (the one-shot path)."""
+    cfg = world.cfg
+    n_u = events_per_user(cfg, world.lis.activity, cfg.n_events)
+    return generate_user_block(world, rng_for(cfg, STREAM_USERS), np.arange(cfg.n_users), n_u)
+
+
+def generate_user_block(world: World, rng: np.random.Generator, users: np.ndarray, n_u: np.ndarray) -> UserEvents:
+    """The events of ``users`` (ascending listener indices, ``n_u`` events each) drawn from ``rng``;
+    the feedback intercept is calibrated on these events."""
     cfg, st, cat, lis = world.cfg, world.cfg.story, world.cat, world.lis
-    rng = rng_for(cfg, STREAM_USERS)
-    sit_user, sit_len = _sittings(world, rng, events_per_user(cfg, lis.activity, cfg.n_events))
+    sit_user, sit_len = _sittings(world, rng, users, n_u)
     n_sit = sit_user.size
     sit_station = pick_stations(world.stations, rng, sit_user)
     span = lis.end_day[sit_user] - lis.start_day[sit_user]
@@ -123,11 +134,18 @@ def generate_users(world: World) -> UserEvents:
                       p_positive=p[o], bias=fb.bias)
 
 
-def ingestion_positions(world: World, ev: UserEvents) -> np.ndarray:
-    """1-based position of each event as ingestion numbers it: rank within the listener by
-    timestamp, then track_id (the string, not the track number)."""
+def track_id_ranks(world: World) -> np.ndarray:
+    """Rank of each track number's track_id string (ingestion orders ties by the string)."""
     tid_rank = np.empty(len(world.cat.track_ids), dtype=np.int64)
     tid_rank[np.argsort(np.array(world.cat.track_ids, dtype=object), kind="stable")] = np.arange(tid_rank.size)
+    return tid_rank
+
+
+def ingestion_positions(world: World, ev: UserEvents, tid_rank: np.ndarray | None = None) -> np.ndarray:
+    """1-based position of each event as ingestion numbers it: rank within the listener by
+    timestamp, then track_id (the string, not the track number; ``tid_rank`` from
+    :func:`track_id_ranks`, computed when not given)."""
+    tid_rank = track_id_ranks(world) if tid_rank is None else tid_rank
     order = np.lexsort((tid_rank[ev.track], ev.ts, ev.user))
     u = ev.user[order]
     first = np.r_[True, u[1:] != u[:-1]]
@@ -137,31 +155,32 @@ def ingestion_positions(world: World, ev: UserEvents) -> np.ndarray:
     return pos
 
 
-def write_users(world: World, dirpath: Path) -> UsersWritten:
+def events_table(world: World, ev: UserEvents) -> pa.Table:
+    """The ``events.parquet`` rows of ``ev`` (user_id, track_id, timestamp, feedback, artist_id, genre_id)."""
     cfg, cat = world.cfg, world.cat
-    ev = generate_users(world)
-    dirpath.mkdir(parents=True, exist_ok=True)
-    track_arr = pa.array(cat.track_ids, pa.string())
-    artist_arr = pa.array(cat.artist_ids, pa.string())
-    genre_arr = pa.array(cat.genre_ids, pa.string())
     epoch = np.datetime64(cfg.start_date, "s")
     ts = (epoch + ev.ts.astype("timedelta64[s]")).astype("datetime64[us]")
-    user_ids = pa.array(world.lis.user_ids, pa.string()).take(pa.array(ev.user))
-    events = pa.table(
+    return pa.table(
         {
-            "user_id": user_ids,
-            "track_id": track_arr.take(pa.array(ev.track)),
+            "user_id": pa.array(world.lis.user_ids, pa.string()).take(pa.array(ev.user)),
+            "track_id": pa.array(cat.track_ids, pa.string()).take(pa.array(ev.track)),
             "timestamp": pa.array(ts, pa.timestamp("us")),
             "feedback": pa.array(ev.feedback, pa.int8()),
-            "artist_id": artist_arr.take(pa.array(cat.track_artist[ev.track])),
-            "genre_id": genre_arr.take(pa.array(cat.track_genre[ev.track])),
+            "artist_id": pa.array(cat.artist_ids, pa.string()).take(pa.array(cat.track_artist[ev.track])),
+            "genre_id": pa.array(cat.genre_ids, pa.string()).take(pa.array(cat.track_genre[ev.track])),
         }
     )
+
+
+def write_users(world: World, dirpath: Path) -> UsersWritten:
+    ev = generate_users(world)
+    dirpath.mkdir(parents=True, exist_ok=True)
+    events = events_table(world, ev)
     tracks = users_tracks_table(world)
     ev_path, tr_path, or_path = dirpath / "events.parquet", dirpath / "tracks.parquet", dirpath / "oracle.parquet"
     atomic_write(ev_path, lambda p: pq.write_table(events, p, compression="snappy"))
     atomic_write(tr_path, lambda p: pq.write_table(tracks, p, compression="snappy", use_dictionary=False))
-    write_oracle(or_path, user_ids, ingestion_positions(world, ev), ev.p_positive)
+    write_oracle(or_path, events.column("user_id"), ingestion_positions(world, ev), ev.p_positive)
     days = ev.ts // 86400
     return UsersWritten(
         events=ev_path, tracks=tr_path, oracle=or_path, n_events=int(events.num_rows),
