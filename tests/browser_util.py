@@ -111,6 +111,7 @@ def write_tiny_semid_toml(path: Path, landing_dir: Path) -> Path:
         raise ValueError("semid.toml has no [semantic_ids.schemes] table")
     for section, key, value in [
         ("grid", "hidden_sizes", "[16]"),
+        ("grid", "variants", "[]"),  # the repository's variants reuse v1-k1024, not in this grid
         ("train", "epochs", "2"),
         ("production", "scheme", '"v1-k16"'),
         ("production", "hidden", "16"),
