@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from semid_pipeline.config import SplitConfig, TrainConfig  # noqa: E402
 from semid_pipeline.model import SASRec, build_track_encoder  # noqa: E402
 from semid_pipeline.train import make_optimizer, next_event_loss  # noqa: E402
+from semid_pipeline.resources_usage import reset_high_water_mark, current_rss_mb, peak_rss_mb  # noqa: E402
 from semid_pipeline.windows import make_windows  # noqa: E402
 
 CACHE = Path(os.environ.get("SEMID_BENCH_CACHE", Path(tempfile.gettempdir()) / "semid_bench_train"))
@@ -201,37 +202,19 @@ def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
     return model, step
 
 
-def _proc_status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM (Linux >= 4.0: write 5 to clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def memory_worker(args) -> None:
     """Subprocess: peak memory (model + optimizer + activations) of a few training steps of one contender."""
     batches = torch.load(args.batches, weights_only=True)
     device = torch.device(args.device)
     cfg = TrainConfig(**json.loads(args.cfg))
-    exact = reset_peak_rss()
-    base = _proc_status_mb("VmRSS")
+    exact = reset_high_water_mark()
+    base = current_rss_mb()
     model, step = build(args.worker, args.n_tracks, args.hidden, cfg, args.k, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for x, f, negs in batches[:3]:
         step(x.to(device), f.to(device), negs.to(device))
-    out = {"peak_rss_mb": _proc_status_mb("VmHWM") - base if exact else float("nan"),
+    out = {"peak_rss_mb": peak_rss_mb() - base if exact and base is not None else float("nan"),
            "params": sum(p.numel() for p in model.parameters())}
     if device.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

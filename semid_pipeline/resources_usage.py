@@ -54,7 +54,8 @@ def peak_rss_mb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _reset_high_water_mark() -> bool:
+def reset_high_water_mark() -> bool:
+    """Reset VmHWM (Linux >= 4.0: write 5 to clear_refs); False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -67,7 +68,7 @@ def _reset_high_water_mark() -> bool:
 def stage_peak_rss(interval_s: float = 0.02) -> Iterator[PeakMemory]:
     """Measure the peak RSS of the ``with`` body (see the module docstring); the figure is set on exit."""
     mem = PeakMemory()
-    if _reset_high_water_mark():
+    if reset_high_water_mark():
         try:
             yield mem
         finally:

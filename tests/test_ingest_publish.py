@@ -20,7 +20,7 @@ from semid_pipeline import stages, warehouse as wh
 from semid_pipeline.artifacts import ArtifactLayout
 from semid_pipeline.config import DatasetSpec, IngestConfig, SemidConfig
 from semid_pipeline.datasets import ingest_dataset
-from semid_pipeline.errors import DataQualityError
+from semid_pipeline.errors import DataQualityError, InputDataError
 from semid_pipeline.schemes import IdScheme
 
 REPO = Path(__file__).resolve().parent.parent
@@ -155,6 +155,6 @@ def test_artifacts_that_cannot_be_written_leave_no_features_of_another_data_set(
         stages.build_content_features(warehouse=str(whp), layout=ArtifactLayout(blocked), refit=False)
     with wh.connect(whp, read_only=True) as con:
         assert not wh.table_exists(con, "content_features")
-    with pytest.raises(Exception, match="content_features"):
+    with pytest.raises(InputDataError, match="content_features does not exist"):
         stages.build_semantic_ids(warehouse=str(whp), layout=ArtifactLayout(blocked), scheme=IdScheme.parse("v0-k16"),
                                   cfg=SemidConfig(), refit=False, log=lambda m: None)

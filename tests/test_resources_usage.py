@@ -24,7 +24,7 @@ def test_peak_is_the_calls_own_not_an_earlier_one():
 
 
 def test_sampling_fallback_sees_a_held_allocation(monkeypatch):
-    monkeypatch.setattr(ru, "_reset_high_water_mark", lambda: False)
+    monkeypatch.setattr(ru, "reset_high_water_mark", lambda: False)
     import time
 
     with ru.stage_peak_rss(interval_s=0.005) as mem:
