@@ -28,7 +28,7 @@ import torch
 
 from .model import SASRec
 from .scoring import scoring_fields, stack_fields
-from .splits import TrackVocab
+from .vocab import TrackVocab
 
 History = Sequence[tuple[str, int]]  # (track_id, feedback 1|0), oldest first
 

@@ -3,7 +3,7 @@
 The model is the one ``recommender`` trained for this grid cell on the current data, ID table and
 ``[train]``/``[split]`` settings: the folder ``ArtifactLayout.model_dir`` names by
 ``artifacts.run_fingerprint`` (what ``stages.train_cell`` trains into and ``stages.evaluate_cell``
-reads), never "the newest folder". Loading goes through ``train.load_recommender``, so a model
+reads), never "the newest folder". Loading goes through ``checkpoints.load_recommender``, so a model
 trained on another ID table is refused exactly as training refuses it (``IdTableMismatchError``).
 The ``Recommender`` only sees the ``PartitionBundle`` returned here.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import checkpoints
 from . import semantic_ids as sid
 from . import stages
-from . import train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
 from .config import SemidConfig
 from .errors import SemidError
@@ -28,7 +28,7 @@ from .warehouse import connect, get_meta, table_columns, table_exists
 
 
 def _require_model(mdir: Path, cell: GridCell) -> Path:
-    if not (mdir / train_mod.MODEL).exists():
+    if not (mdir / checkpoints.MODEL).exists():
         raise SemidError(
             f"no trained model for {cell.partition_key} on the current data, ID table and settings "
             f"(expected {mdir}): materialize `recommender` for this partition first"
@@ -67,9 +67,9 @@ def load_partition(*, warehouse: str | Path, layout: ArtifactLayout, cell: GridC
         catalog = read_catalog(con)
     mdir = _require_model(Path(model_dir) if model_dir else inputs.model_dir(layout, cell, cfg), cell)
     splits = inputs.splits
-    model = train_mod.load_recommender(mdir, splits_vocab=splits.vocab, id_table=inputs.id_table,
+    model = checkpoints.load_recommender(mdir, splits_vocab=splits.vocab, id_table=inputs.id_table,
                                        id_table_hash=inputs.id_table_hash)
-    config = json.loads((mdir / train_mod.CONFIG).read_text())
+    config = json.loads((mdir / checkpoints.CONFIG).read_text())
     return PartitionBundle(
         partition_key=cell.partition_key, model=model, vocab=splits.vocab,
         train_track_counts=splits.train_track_counts, track_artist=splits.track_artist,
@@ -89,7 +89,7 @@ def random_bundle(*, n_tracks: int, k: int = 1024, levels: int = 4, hidden: int 
     from .config import TrainConfig
     from .model import SASRec, build_track_encoder
     from .schemes import IdScheme
-    from .splits import TrackVocab
+    from .vocab import TrackVocab
 
     rng = np.random.default_rng(seed)
     track_ids = np.array([f"t{i:07d}" for i in range(n_tracks)], dtype=object)

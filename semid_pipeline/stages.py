@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import experiment, features, id_gates, no_content, semantic_ids as sid, splits as splits_mod, train as train_mod
+from . import checkpoints, experiment, features, id_gates, no_content, semantic_ids as sid, splits as splits_mod
+from . import train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
 from .config import FeaturesConfig, SemanticIdConfig, SemidConfig
 from .errors import SemidError
@@ -252,12 +253,12 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     with connect(warehouse, read_only=True) as con:
         view = experiment.catalog_view(con, inputs.splits)
     mdir = inputs.model_dir(layout, cell, cfg)
-    if not (mdir / train_mod.MODEL).exists():
+    if not (mdir / checkpoints.MODEL).exists():
         raise SemidError(
             f"no trained model for {cell.partition_key} on the current data and ID table "
             f"(expected {mdir}); materialize `recommender` for this partition first"
         )
-    model = train_mod.load_recommender(mdir, splits_vocab=inputs.splits.vocab, id_table=inputs.id_table,
+    model = checkpoints.load_recommender(mdir, splits_vocab=inputs.splits.vocab, id_table=inputs.id_table,
                                        id_table_hash=inputs.id_table_hash)
     result = experiment.evaluate_model(model, inputs.splits, view, cfg.eval, max_len=cfg.train.max_len)
     baselines = _baselines(layout, inputs, view, cfg)

@@ -17,7 +17,8 @@ from semid_pipeline.splits import EvalSet, Splits, TrackVocab, build_splits
 from semid_pipeline.evaluation import stratified_auc
 from semid_pipeline.schemes import IdScheme
 from semid_pipeline.scoring import final_hidden, score_eval_set
-from semid_pipeline.train import load_recommender, train_recommender
+from semid_pipeline.checkpoints import load_recommender
+from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import make_windows
 
 QUIET = lambda _msg: None  # noqa: E731
