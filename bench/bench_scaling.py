@@ -178,7 +178,7 @@ def _exponents(rows: list[dict], events: dict[str, int]) -> list[str]:
     lines = []
     for stage in ALL_STAGES:
         pts = [(events[r["size"]], r["seconds"]) for r in rows if r["stage"] == stage and "seconds" in r
-               and not r.get("note")]
+               and not r.get("note") and r["size"] in events]  # sizes whose generate stage ran this time
         pts.sort()
         parts = [f"{math.log(t2 / t1) / math.log(n2 / n1):.2f}" for (n1, t1), (n2, t2) in zip(pts, pts[1:])
                  if n2 > n1 and t1 > 0 and t2 > 0]
