@@ -144,8 +144,9 @@ def demo_grid_keys(keys, cfg) -> list:
     fills a variant's row."""
     from semid_pipeline.schemes import GridCell
 
-    variants = {s for s in cfg.grid.variants}
-    return [k for k in keys if GridCell.parse(k).scheme.key not in variants or GridCell.parse(k).h == cfg.production.hidden]
+    variants = set(cfg.grid.variants)
+    cells = [(k, GridCell.parse(k)) for k in keys]
+    return [k for k, c in cells if c.scheme.key not in variants or c.h == cfg.production.hidden]
 
 
 if __name__ == "__main__":

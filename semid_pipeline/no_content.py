@@ -32,16 +32,6 @@ def tracks_without_content(event_track_ids, table: pd.DataFrame) -> list[str]:
     return sorted({str(t) for t in event_track_ids} - have)
 
 
-def _continuing_ties(table: pd.DataFrame, cols: list[str], ids: list[str], codes: np.ndarray) -> np.ndarray:
-    """Ties of new rows: after the largest tie already taken by their tuple, in track_id order."""
-    from .semantic_ids import add_tie_level
-
-    next_tie = table.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(table) else {}
-    local = add_tie_level(ids, codes)
-    keys = [tuple(int(v) for v in row) if len(cols) > 1 else int(row[0]) for row in codes]
-    return np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
-
-
 def add_tracks_without_content(table: pd.DataFrame, missing: list[str], *, scheme: IdScheme, seed: int,
                                n_event_tracks: int, min_feature_coverage: float) -> pd.DataFrame:
     """``table`` plus a row per ``missing`` track (codes as the module docstring says), sorted by track_id.
@@ -49,7 +39,7 @@ def add_tracks_without_content(table: pd.DataFrame, missing: list[str], *, schem
     Raises ``InputDataError`` when more than ``1 - min_feature_coverage`` of the event tracks lack
     content (ingestion's gate was bypassed, e.g. by appends): the same limit, checked again.
     """
-    from .semantic_ids import _v0_codes, make_table
+    from .semantic_ids import v0_codes, continuing_ties, make_table
 
     if not missing:
         return table
@@ -66,7 +56,7 @@ def add_tracks_without_content(table: pd.DataFrame, missing: list[str], *, schem
         codes = np.arange(start, start + len(missing), dtype=np.int64)[:, None]
         tie = np.zeros(len(missing), dtype=np.int64)
     else:
-        codes = _v0_codes(missing, k=int(scheme.k), levels=len(cols), seed=seed)
-        tie = _continuing_ties(table, cols, missing, codes)
+        codes = v0_codes(missing, k=int(scheme.k), levels=len(cols), seed=seed)
+        tie = continuing_ties(table, cols, missing, codes)
     added = make_table(missing, codes, tie)
     return pd.concat([table, added], ignore_index=True).sort_values("track_id").reset_index(drop=True)

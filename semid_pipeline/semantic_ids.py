@@ -86,7 +86,7 @@ def add_tie_level(track_ids, codes: np.ndarray) -> np.ndarray:
     return tie
 
 
-def _v0_codes(track_ids, *, k: int, levels: int, seed: int) -> np.ndarray:
+def v0_codes(track_ids, *, k: int, levels: int, seed: int) -> np.ndarray:
     """Uniform codes from sha256(seed, track_id): seeded, order-independent. (N, L)."""
     out = np.empty((len(track_ids), levels), dtype=np.int64)
     for i, t in enumerate(track_ids):
@@ -135,7 +135,7 @@ def _fit_id(ids, X, *, levels, seed, d, meta):
 
 
 def _fit_v0(ids, X, *, levels, seed, d, meta, k, cfg):
-    codes = _v0_codes(ids, k=k, levels=levels, seed=seed)
+    codes = v0_codes(ids, k=k, levels=levels, seed=seed)
     _write_config(d, {"format": "semid-v0/1", **meta})
     np.savez(d / "codebooks.npz", codebooks=np.zeros((levels, 0, X.shape[1]), dtype=np.float32))
     return codes, None
@@ -225,7 +225,7 @@ def encode_with_artifact(artifact_dir: Path, X: np.ndarray, track_ids=None, *, e
     meta = _read_config(d)
     scheme = meta["scheme"]
     if scheme == "v0":
-        return _v0_codes([str(t) for t in track_ids], k=meta["k"], levels=meta["levels"], seed=meta["seed"])
+        return v0_codes([str(t) for t in track_ids], k=meta["k"], levels=meta["levels"], seed=meta["seed"])
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != meta["input_dim"]:
         raise SemidError(f"{d}: expected features of dim {meta['input_dim']}, got shape {X.shape}")
@@ -266,10 +266,16 @@ def _extend_codes(scheme: IdScheme, artifact_dir: Path, existing: pd.DataFrame, 
     codes = encode_with_artifact(Path(artifact_dir), X_f, fresh, existing_codes=given)
     if codes.shape[1] != len(cols):
         raise SemidError(f"artifact has {codes.shape[1]} levels, existing table {len(cols)}")
+    return codes, continuing_ties(existing, cols, fresh, codes)
+
+
+def continuing_ties(existing: pd.DataFrame, cols: list[str], track_ids, codes: np.ndarray) -> np.ndarray:
+    """Ties of new tracks (N,): after the largest tie ``existing`` already took for their tuple,
+    in track_id order among the new tracks sharing one. Existing ties never change."""
     next_tie = existing.groupby(cols, sort=False)["tie"].max().add(1).to_dict() if len(existing) else {}
-    local = add_tie_level(fresh, codes)  # rank among the new tracks sharing a tuple
+    local = add_tie_level(track_ids, codes)  # rank among the new tracks sharing a tuple
     keys = [tuple(int(v) for v in row) if len(cols) > 1 else int(row[0]) for row in codes]
-    return codes, np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
+    return np.array([next_tie.get(key, 0) + r for key, r in zip(keys, local)], dtype=np.int64)
 
 
 def assign_new_tracks(
