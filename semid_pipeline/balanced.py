@@ -25,9 +25,10 @@ Algorithm (deterministic, vectorized over all prefixes at once):
 Speed (≥ 200k tracks/s for k = 1024 on 2 cores) without changing a single code: distances are the
 same ``addmm`` as ever, on the same 8192-row blocks cut into cache-sized pieces of ≥ 1024 rows
 (measured: MKL's sgemm gives a row the same bits in any block of ≥ 12 rows, smaller ones take
-another kernel, so a short block is never cut; tests/test_balanced.py holds it to a plain reference); all levels of a piece run while it sits in cache, with
-numpy's SIMD ``argmin`` (first minimum, as torch's); prefix groups are integer keys, and only
-(group, code) pairs with more proposers than room rank them (most have one proposer).
+another kernel, so a short block is never cut; tests/test_balanced.py holds it to a plain
+reference); all levels of a piece run while it sits in cache, into one reused buffer, with numpy's
+SIMD ``argmin`` (first minimum, as torch's); prefix groups are integer keys, and only (group, code)
+pairs with more proposers than room rank them (most have one proposer).
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def row_pieces(n: int, block: int = DIST_BLOCK, piece: int = PIECE):
         yield from zip(cuts, cuts[1:] + [e])
 
 
-def _nearest(r: torch.Tensor, book: torch.Tensor, c_sq: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """First nearest code of each row of ``r`` and its ``‖c‖² − 2 r·c`` (the addmm value)."""
-    d = torch.addmm(c_sq.unsqueeze(0), r, book.t(), beta=1.0, alpha=-2.0).numpy()
+def _nearest(r: torch.Tensor, book: torch.Tensor, c_sq: torch.Tensor, buf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """First nearest code of each row of ``r`` and its ``‖c‖² − 2 r·c`` (the addmm value, written
+    into ``buf``: one buffer for all pieces, no fresh pages per matmul)."""
+    d = torch.addmm(c_sq.unsqueeze(0), r, book.t(), beta=1.0, alpha=-2.0, out=buf[: r.shape[0]]).numpy()
     idx = d.argmin(1)
     return idx, d[np.arange(len(idx)), idx]
 
@@ -68,16 +70,17 @@ def greedy_levels(z: torch.Tensor, books: torch.Tensor):
     n, L = z.shape[0], books.shape[0]
     c_sq = (books * books).sum(-1)  # (L, K)
     prefix = np.empty((n, L - 1), np.int64)
-    residual = torch.empty_like(z)
+    residual = z.clone()  # each piece's rows become its residual in place
     near, near_d = np.empty(n, np.int64), np.empty(n, np.float32)
-    for a, b in row_pieces(n):
-        r = z[a:b].clone()
+    pieces = list(row_pieces(n))
+    buf = torch.empty(max((b - a for a, b in pieces), default=0), books.shape[1])
+    for a, b in pieces:
+        r = residual[a:b]
         for level in range(L - 1):
-            idx, _ = _nearest(r, books[level], c_sq[level])
+            idx, _ = _nearest(r, books[level], c_sq[level], buf)
             prefix[a:b, level] = idx
             r -= books[level][torch.from_numpy(idx)]
-        residual[a:b] = r
-        near[a:b], m = _nearest(r, books[-1], c_sq[-1])
+        near[a:b], m = _nearest(r, books[-1], c_sq[-1], buf)
         near_d[a:b] = m + (r * r).sum(1).numpy()
     return prefix, residual, near, near_d
 
