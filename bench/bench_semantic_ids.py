@@ -4,11 +4,15 @@
 random tanh network, plus noise; standardized), L=4, k=256, torch on 2 threads. Prints a table.
 
 Collision-aware IDs (issue 11) add three parts:
-  text      all-MiniLM-L6-v2 on metadata strings: titles/s on 2 threads, peak RSS (aim ≥ 2,000/s)
+  text      text encoders side by side (bench_text_encoders.py): all-MiniLM-L6-v2 vs the static
+            table distilled from it vs hashed tokens — titles/s on 2 and 1 threads, peak RSS, the
+            one-time distillation, top-10 neighbour overlap with MiniLM, version / unrelated
+            cosines (aim ≥ 2,000 titles/s on 2 threads)
   balanced  fit + assign time of v1 / rqkmeans with the balanced last level vs greedy (aim ≤ 1.5×)
   metadata  a metadata-only catalogue (bench/metadata_world.py, default 100k tracks): unique-tuple
-            share, max tie, share in groups > 2 at k = 256 / 1024, balanced on/off, MiniLM vs the
-            hashed-token fallback (done when: v1-k256 ≥ 0.97 unique and max tie ≤ 3 with balanced on)
+            share, max tie, share in groups > 2 at k = 256 / 1024, balanced on/off, MiniLM and
+            minilm-static vs the hashed-token fallback (done when: v1-k256 ≥ 0.97 unique and max
+            tie ≤ 3 with balanced on)
 
     .venv/bin/pip install semantic-id    # bench-only peer
     .venv/bin/python bench/bench_semantic_ids.py [--tracks 100000] [--features 30] [--parts peer,text,balanced,metadata]
@@ -31,7 +35,8 @@ from semid_pipeline import kmeans as km  # noqa: E402
 from semid_pipeline import rqvae as rq  # noqa: E402
 from semid_pipeline.config import RQVAEConfig  # noqa: E402
 from semid_pipeline.semantic_ids import add_tie_level, codebook_quality, make_table  # noqa: E402
-from bench_ids_parts import balanced_part, metadata_part, text_part  # noqa: E402
+from bench_ids_parts import balanced_part, metadata_part  # noqa: E402
+from bench_text_encoders import text_part  # noqa: E402
 
 L, K = 4, 256
 
@@ -87,7 +92,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     X = synthetic_features(args.tracks, args.features)
     if "text" in parts:
-        text_part(args.text_titles)
+        text_part(args.text_titles, min(3000, args.text_titles), args.cache)
     if "balanced" in parts:
         balanced_part(X)
     if "metadata" in parts:

@@ -176,7 +176,8 @@ class SemanticIdConfig:
 class FeaturesConfig:
     """Content encoders (``features.py``, ``text_encoder.py``); recorded in the transform artifact."""
 
-    text_encoder: str = "auto"  # auto (MiniLM when installed, else hashed tokens) | minilm | hashed | none
+    # auto (= minilm-static when the model package is installed, else hashed) | minilm | minilm-static | hashed | none
+    text_encoder: str = "auto"
     text_columns: tuple[str, ...] = ("title", "artist", "artist_id", "genre", "genre_id", "album")  # those present
     text_with_audio: bool = False  # also add the text block when the catalogue has numeric/audio content
     text_dim: int = 64  # principal components kept of the concatenated per-column sentence embeddings

