@@ -60,13 +60,16 @@ def worker(args: argparse.Namespace) -> None:
     from semid_pipeline.train import train_recommender
 
     torch.set_num_threads(args.threads)
+    from semid_pipeline.features import content_for_vocab
+
     with wh.connect(args.db, read_only=True) as con:
         sp = load_splits(con, SplitConfig())
+        content = content_for_vocab(con, sp.vocab.track_ids)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = replace(TrainConfig(), epochs=args.epochs, processes=world)
     out = Path(args.out)
     res = train_recommender(scheme=IdScheme.parse("id"), hidden=args.hidden, splits=sp, id_table=None,
-                            id_table_hash=None, cfg=cfg, out_dir=out, log=lambda _m: None)
+                            id_table_hash=None, cfg=cfg, out_dir=out, log=lambda _m: None, content=content)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "bench.json").write_text(json.dumps({
             "events_per_s": res.events_per_s, "events": sum(r["events"] for r in res.history),

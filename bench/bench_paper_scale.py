@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from semid_pipeline import evaluation, stages, train as train_mod  # noqa: E402
+from semid_pipeline import evaluation, features, stages, train as train_mod  # noqa: E402
 from semid_pipeline.artifacts import ArtifactLayout  # noqa: E402
 from semid_pipeline.config import IngestConfig, SemidConfig, parse_dataset_spec  # noqa: E402
 from semid_pipeline.datasets import ingest_dataset  # noqa: E402
@@ -128,15 +128,19 @@ def train_and_test(warehouse: str, layout: ArtifactLayout, key: str, hidden: int
 
     with connect(warehouse, read_only=True) as con:
         table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
+        content = (features.content_for_vocab(con, splits.vocab.track_ids)
+                   if train_mod.uses_content(scheme, cfg.train) else None)
     inputs = stages.TrainingInputs(dataset="bench", dataset_fingerprint=dataset_fp, splits=splits,
-                                   id_table=None if scheme.is_id else table, id_table_hash=id_hash)
+                                   id_table=None if scheme.is_id else table, id_table_hash=id_hash,
+                                   content=content)
     cell = GridCell(scheme=scheme, h=hidden)
     out_dir = inputs.model_dir(layout, cell, cfg)
     shutil.rmtree(out_dir, ignore_errors=True)  # always a timed, fresh run
     res = train_mod.train_recommender(scheme=scheme, hidden=hidden, splits=splits, id_table=inputs.id_table,
                                       id_table_hash=id_hash, cfg=cfg.train, out_dir=out_dir,
                                       log=lambda m: log("   " + m), device="cpu",
-                                      max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
+                                      max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings,
+                                      content=inputs.content)
     row = {"scheme": key, "track_params": int(res.parameter_counts["track_representation"]),
            "total_params": int(res.parameter_counts["total"]), "best_epoch": res.best_epoch,
            "epochs": len(res.history), "wall_s": res.wall_seconds,

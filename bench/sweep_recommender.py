@@ -44,17 +44,19 @@ from semid_pipeline.train import train_recommender  # noqa: E402
 CACHE = Path(os.environ.get("SEMID_SWEEP_CACHE", Path(tempfile.gettempdir()) / "semid_sweep"))
 
 
-def prepare(fmt: str, scheme_keys: list[str]):
-    """(warehouse path, {scheme: id table}) for synthetic:demo:<fmt>, built once."""
+def prepare(fmt: str, scheme_keys: list[str], world: str = "demo"):
+    """(warehouse path, {scheme: id table}) for synthetic:<world>:<fmt>, built once."""
     cfg = load_config()
-    root = CACHE / fmt
+    root = CACHE / (fmt if world == "demo" else f"{world}_{fmt}")
     root.mkdir(parents=True, exist_ok=True)
     db = root / "warehouse.duckdb"
     if not db.exists():
         t0 = time.perf_counter()
         tmp = root / "warehouse.tmp.duckdb"
         tmp.unlink(missing_ok=True)
-        ingest_dataset(parse_dataset_spec(f"synthetic:demo:{fmt}"), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
+        world_name, _, content = world.partition("-")  # demo-genreflags → synthetic:demo:users:genreflags
+        spec = f"synthetic:{world_name}:{fmt}" + (f":{content}" if content else "")
+        ingest_dataset(parse_dataset_spec(spec), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
         with wh.connect(tmp) as con:
             features.build_content_features(con, root / "features")
         os.replace(tmp, db)
@@ -105,6 +107,7 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--format", default="users", choices=["users", "sessions"])
+    ap.add_argument("--world", default="demo", help="preset, e.g. demo-genreflags (weak content)")
     ap.add_argument("--runs", nargs="+", default=["base:"])
     ap.add_argument("--schemes", nargs="+", default=["id", "v1-k1024"])
     ap.add_argument("--hidden", type=int, default=64)
@@ -116,10 +119,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config()
     # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
-    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}))
+    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world)
     with wh.connect(db, read_only=True) as con:
         splits = load_splits(con, cfg.split)
         view = experiment.catalog_view(con, splits)
+        content = features.content_for_vocab(con, splits.vocab.track_ids)
     if args.baselines:
         for name, b in experiment.baseline_records(splits, view, cfg.eval).items():
             print(f"baseline {name:<24} test {b['auc']:.4f} [{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
@@ -129,11 +133,12 @@ def main() -> None:
         name, tc = parse_run(spec, cfg.train)
         for suffix, sp in variants:
             for key in args.schemes:
-                fp = hashlib.sha256(json.dumps([args.format, key, args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
+                fp = hashlib.sha256(json.dumps([args.world, args.format, key, args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
                 scheme = IdScheme.parse(key)
                 res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
                                         id_table=tables.get(scheme.codes_scheme.key), id_table_hash=key, cfg=tc,
-                                        out_dir=CACHE / args.format / "runs" / fp, log=lambda m: None)
+                                        out_dir=db.parent / "runs" / fp, log=lambda m: None,
+                                        content=content)
                 r = record(name + suffix, key, args.hidden, res, sp, cfg.eval, tc.max_len)
                 print(f"{args.format:<8} {r['run']:<22} {key:<10} val {r['val_auc']:.4f} "
                       f"test {r['test_auc']:.4f} [{r['test_lo']:.4f}, {r['test_hi']:.4f}] "

@@ -27,14 +27,15 @@ TRANSFORM_FILE = "transform.json"
 
 
 def run_fingerprint(*, dataset_fingerprint: str, id_table_hash: str, cell: GridCell, train: TrainConfig,
-                    split: SplitConfig, max_tie_embeddings: int | None = None) -> str:
-    """Same data + same ID table + same config (tie-table cap included) → same folder, so a re-run
-    resumes its checkpoint."""
-    payload = json.dumps(
-        {"data": dataset_fingerprint, "ids": id_table_hash, "scheme": cell.scheme.key, "h": cell.h,
-         "train": train_identity(train), "split": asdict(split), "max_tie_embeddings": max_tie_embeddings},
-        sort_keys=True,
-    )
+                    split: SplitConfig, max_tie_embeddings: int | None = None,
+                    content_hash: str | None = None) -> str:
+    """Same data + same ID table + same config (tie-table cap included) + the same content the
+    tables start from (``[train] content_init``) → same folder, so a re-run resumes its checkpoint."""
+    ident = {"data": dataset_fingerprint, "ids": id_table_hash, "scheme": cell.scheme.key, "h": cell.h,
+             "train": train_identity(train), "split": asdict(split), "max_tie_embeddings": max_tie_embeddings}
+    if content_hash is not None:
+        ident["content"] = content_hash
+    payload = json.dumps(ident, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -413,6 +413,28 @@ def read_content_features(con: duckdb.DuckDBPyConnection) -> tuple[list[str], np
     return ids, values.reshape(len(ids), -1)
 
 
+def content_for_vocab(con: duckdb.DuckDBPyConnection, track_ids) -> np.ndarray:
+    """(N+1, D) float32 content vectors aligned to a vocabulary (``track_ids[i]`` is index i+1):
+    row 0 (padding) and tracks without content are NaN rows."""
+    ids, X = read_content_features(con)
+    pos = pd.Index(ids).get_indexer(pd.Index([str(t) for t in track_ids]))
+    out = np.full((len(track_ids) + 1, X.shape[1] if X.ndim == 2 else 0), np.nan, dtype=np.float32)
+    found = pos >= 0
+    out[1:][found] = X[pos[found]]
+    return out
+
+
+def content_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A short hash of the whole content-features table (track ids and vectors): what a model whose
+    tables start from the content (``[train] content_init``) depends on besides the data set."""
+    import hashlib
+
+    ids, X = read_content_features(con)
+    h = hashlib.sha256("\n".join(ids).encode())
+    h.update(repr(X.shape).encode() + np.ascontiguousarray(X).tobytes())
+    return h.hexdigest()[:16]
+
+
 def check_complete(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict]:
     """Every catalog track has exactly one finite vector."""
     ids, X = read_content_features(con)

@@ -27,13 +27,15 @@ class Family:
     sized: bool  # True: the key carries a codebook size (``<name>-k<k>``); False: the key is the name
     learned: bool  # True: codes are fitted on content features (an artifact holds the codebooks)
     description: str
+    random: bool = False  # True: codes carry no content by design (the control): never content-initialised
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(name="id", sized=False, learned=False, description="one embedding row per track (the baseline)"),
-        Family(name="v0", sized=True, learned=False, description="uniform random L-tuples (the paper's control)"),
+        Family(name="v0", sized=True, learned=False, description="uniform random L-tuples (the paper's control)",
+               random=True),
         Family(name="v1", sized=True, learned=True, description="RQ-VAE on content features (semantic IDs)"),
         Family(name="rqkmeans", sized=True, learned=True, description="residual k-means on content features"),
         Family(name="hybrid", sized=True, learned=False,
@@ -99,6 +101,11 @@ class IdScheme:
     @property
     def learned(self) -> bool:
         return FAMILIES[self.family].learned
+
+    @property
+    def random_codes(self) -> bool:
+        """The codes are random by design (``v0``): ``[train] content_init`` leaves the tables random."""
+        return FAMILIES[self.family].random
 
     @property
     def hybrid(self) -> bool:

@@ -182,11 +182,14 @@ class TrainingInputs:
     splits: splits_mod.Splits
     id_table: pd.DataFrame | None  # None for ``id`` (the model needs no codes)
     id_table_hash: str
+    content: np.ndarray | None = None  # (N+1, D) aligned to the vocabulary, with [train] content_init
+    content_fingerprint: str | None = None  # features.content_fingerprint, with [train] content_init
 
     def fingerprint(self, cell: GridCell, cfg: SemidConfig) -> str:
         return run_fingerprint(dataset_fingerprint=self.dataset_fingerprint, id_table_hash=self.id_table_hash,
                                cell=cell, train=cfg.train, split=cfg.split,
-                               max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings)
+                               max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings,
+                               content_hash=self.content_fingerprint)
 
     def model_dir(self, layout: ArtifactLayout, cell: GridCell, cfg: SemidConfig) -> Path:
         return layout.model_dir(cell, self.fingerprint(cell, cfg))
@@ -197,8 +200,13 @@ def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> 
         dataset, dataset_fp = str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")
         splits = splits_mod.load_splits(con, cfg.split)
         id_table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
+        content, content_fp = None, None
+        if train_mod.uses_content(scheme, cfg.train):
+            content = features.content_for_vocab(con, splits.vocab.track_ids)
+            content_fp = features.content_fingerprint(con)
     return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,
-                          id_table=None if scheme.is_id else id_table, id_table_hash=id_hash)
+                          id_table=None if scheme.is_id else id_table, id_table_hash=id_hash, content=content,
+                          content_fingerprint=content_fp)
 
 
 @dataclass(frozen=True)
@@ -219,7 +227,7 @@ def train_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg: S
     result = train_mod.train_recommender(
         scheme=cell.scheme, hidden=cell.h, splits=inputs.splits, id_table=inputs.id_table,
         id_table_hash=inputs.id_table_hash, cfg=cfg.train, out_dir=out_dir, log=log, device=device,
-        max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings,
+        max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings, content=inputs.content,
     )
     return TrainedCell(result=result, model_dir=out_dir, fingerprint=fp, id_table_hash=inputs.id_table_hash)
 

@@ -4,6 +4,10 @@ Loss: binary cross-entropy of each NEXT event's feedback — the hidden state at
 at t+1 with label = its feedback (positive 1, negative 0) — the main term, plus
 ``cfg.negative_weight`` × the mean BCE of ``cfg.sampled_negatives`` catalogue tracks per position
 drawn uniformly (label 0), an optional extra term (see ``next_event_loss``). Padding is masked.
+With ``cfg.horizon`` = H > 1 the hidden state at t scores each of the next H events of its window
+(mean BCE per position), as evaluation scores a whole later period from one state.
+With ``cfg.content_init`` the track tables start fitted to the content's principal components
+(``model.fit_fields_to``; ``v0``, the random control, stays random).
 Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
 
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -38,7 +43,7 @@ from .determinism import deterministic
 from .distributed import Dist, shard
 from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
-from .model import SASRec, TrackEncoder, build_track_encoder
+from .model import SASRec, TrackEncoder, build_track_encoder, fit_fields_to
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
 from .splits import Splits
@@ -52,7 +57,8 @@ from .checkpoints import CHECKPOINT, CONFIG, MODEL
 
 
 def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
-                    *, negative_weight: float = 1.0, normaliser: int | None = None) -> tuple[torch.Tensor, int]:
+                    *, negative_weight: float = 1.0, normaliser: int | None = None,
+                    horizon: int = 1) -> tuple[torch.Tensor, int]:
     """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
 
     loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
@@ -74,7 +80,18 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     if model.encoder.has_bias:
         pos_logit = pos_logit + model.encoder.track_bias(y).to(pos_logit.dtype)
     n = mask.sum().clamp_min(1.0) if normaliser is None else float(max(normaliser, 1))
-    obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
+    if horizon > 1:  # h_t scores each of the next `horizon` events of the window: mean BCE per position
+        T = x.shape[1]
+        pair_logit = torch.einsum("bth,bjh->btj", h, vecs[:, 1:].to(h.dtype))  # (B, T, T): h_t · vec(y_j)
+        if model.encoder.has_bias:
+            pair_logit = pair_logit + model.encoder.track_bias(y).to(pair_logit.dtype)[:, None, :]
+        ahead = torch.arange(T, device=x.device)[None, :] - torch.arange(T, device=x.device)[:, None]  # j - t
+        pairs = ((ahead >= 0) & (ahead < horizon))[None] & (y > 0)[:, None, :]  # (B, T, T)
+        labels = (fy > 0).float()[:, None, :].expand(-1, T, -1)
+        bce = F.binary_cross_entropy_with_logits(pair_logit.float(), labels, reduction="none")  # (B, T, T)
+        obs = (bce * pairs).sum(-1) / pairs.sum(-1).clamp_min(1)  # (B, T)
+    else:
+        obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
     loss = (obs * mask).sum() / n
     if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
         neg_logit = model.score(h, negatives).float()  # (B, T, S)
@@ -110,10 +127,43 @@ def _atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def content_targets(content: np.ndarray, *, hidden: int) -> torch.Tensor:
+    """content (N+1, D) rows aligned to the vocabulary (a row of NaN = no content; row 0 = padding)
+    → (N+1, h) principal-component scores of the tracks with content (zeros elsewhere).
+
+    The top min(h, D) components of the centred content (eigenvectors of the D × D covariance,
+    each signed so that its largest loading is positive: deterministic), variances kept.
+    """
+    X = np.asarray(content, dtype=np.float64)
+    has = np.isfinite(X).all(1)
+    has[0] = False
+    out = np.zeros((X.shape[0], hidden), dtype=np.float32)
+    if has.sum() < 2:
+        return torch.from_numpy(out)
+    Xc = X[has] - X[has].mean(0)
+    vals, vecs = np.linalg.eigh(Xc.T @ Xc)  # ascending
+    d = min(hidden, X.shape[1])
+    V = vecs[:, ::-1][:, :d]
+    V = V * np.sign(V[np.abs(V).argmax(0), np.arange(d)])
+    out[has, :d] = Xc @ V
+    return torch.from_numpy(out)
+
+
+def content_fields(encoder: TrackEncoder) -> list[str]:
+    """The fields content initialisation fits: every field but the tie counter (it carries no content)."""
+    return [f for f in encoder.field_names if f != "tie"]
+
+
 def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
-                      cfg: TrainConfig, max_tie_embeddings: int | None = None) -> SASRec:
+                      cfg: TrainConfig, max_tie_embeddings: int | None = None,
+                      content: np.ndarray | None = None) -> SASRec:
     """A freshly initialised SASRec for an ID scheme (seed the RNG first for reproducibility);
-    its tie table is capped at ``max_tie_embeddings`` rows (``[semantic_ids]``; None = uncapped)."""
+    its tie table is capped at ``max_tie_embeddings`` rows (``[semantic_ids]``; None = uncapped).
+
+    With ``cfg.content_init`` (and a scheme whose codes are not random by design) the track
+    tables start fitted to the principal components of ``content`` (N+1, D), aligned to the
+    vocabulary (``features.content_for_vocab``): ``model.fit_fields_to``.
+    """
     encoder = build_track_encoder(
         scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
         track_ids=splits.vocab.track_ids, id_table=id_table,
@@ -123,12 +173,23 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         with_track_field=scheme.hybrid,
         with_bias=cfg.item_bias,
     )
+    if uses_content(scheme, cfg):
+        if content is None:
+            raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
+        fit_fields_to(encoder, content_targets(content, hidden=hidden), fields=content_fields(encoder),
+                      std=cfg.content_init_std)
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
 
 
+def uses_content(scheme: IdScheme, cfg: TrainConfig) -> bool:
+    """Whether training this scheme under ``cfg`` reads the content features (``content_init``)."""
+    return bool(cfg.content_init) and not scheme.random_codes
+
+
 def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
-               cfg: TrainConfig, encoder: TrackEncoder, max_tie_embeddings: int | None = None) -> dict:
+               cfg: TrainConfig, encoder: TrackEncoder, max_tie_embeddings: int | None = None,
+               content_hash: str | None = None) -> dict:
     """The JSON-able description written to config.json (a resume only continues an identical one)."""
     return {
         "scheme": scheme.key,
@@ -140,6 +201,7 @@ def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: 
         "kind": splits.kind,
         "fields": [[name, encoder.field_sizes[name]] for name in encoder.field_names],
         "max_tie_embeddings": max_tie_embeddings,  # load_recommender re-derives the codes with it
+        "content_hash": content_hash,  # the content the tables were initialised from (content_init)
         "data": {"train_sequences": len(splits.train), "train_events": splits.n_train_events,
                  "val_strata": len(splits.val), "val_events": len(splits.val.events)},
     }
@@ -269,7 +331,7 @@ def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, n_
             my_negs = None if negs is None else _to_device(shard(negs, d), tr.dev)  # (b, T, S)
             with amp:
                 loss, n = next_event_loss(tr.model, x, f, my_negs, negative_weight=cfg.negative_weight,
-                                          normaliser=n_batch)
+                                          normaliser=n_batch, horizon=cfg.horizon)
             tr.scaler.scale(loss).backward()
             loss_val = float(loss.detach())
         d.sum_grads(params)
@@ -352,12 +414,14 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                       id_table_hash: str | None, cfg: TrainConfig, out_dir: Path,
                       log: Callable[[str], None] = print, device: str | None = None,
                       on_epoch_end: Callable[[dict], None] | None = None,
-                      eval_batch_size: int = 1024, max_tie_embeddings: int | None = None) -> TrainResult:
+                      eval_batch_size: int = 1024, max_tie_embeddings: int | None = None,
+                      content: np.ndarray | None = None) -> TrainResult:
     """Train one model; resume from ``out_dir/checkpoint.pt`` when a run with this config was cut off.
 
     ``on_epoch_end(record)`` runs after each epoch's checkpoint is on disk (tests use it to
     simulate a crash). Returns the best-validation-AUC weights in ``TrainResult.model``. The tie
     table has at most ``max_tie_embeddings`` rows (``[semantic_ids] max_tie_embeddings``).
+    ``content`` (N+1, D): content features aligned to the vocabulary, needed with ``cfg.content_init``.
     Under torchrun (``[train] processes`` > 1) every rank calls this; see ``distributed``.
     """
     out_dir = Path(out_dir)
@@ -378,9 +442,11 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # batching + negative sampling
         model = model_from_splits(scheme=scheme, hidden=hidden, splits=splits,
-                                  id_table=id_table, cfg=cfg, max_tie_embeddings=max_tie_embeddings).to(dev)
+                                  id_table=id_table, cfg=cfg, max_tie_embeddings=max_tie_embeddings,
+                                  content=content).to(dev)
         config = run_config(scheme=scheme, hidden=hidden, splits=splits, id_table_hash=id_table_hash, cfg=cfg,
-                            encoder=model.encoder, max_tie_embeddings=max_tie_embeddings)
+                            encoder=model.encoder, max_tie_embeddings=max_tie_embeddings,
+                            content_hash=content_hash(content) if uses_content(scheme, cfg) else None)
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
         use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()  # bf16 needs no loss scaling
@@ -408,6 +474,16 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
         model.eval()
     return _result(prog, config=config, counts=counts, out_dir=out_dir, model=model)
+
+
+def content_hash(content: np.ndarray | None) -> str | None:
+    """A short hash of the content matrix (NaN rows included): part of a run's identity."""
+    if content is None:
+        return None
+    import hashlib
+
+    arr = np.ascontiguousarray(np.asarray(content, dtype=np.float32))
+    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()[:16]
 
 
 def _quiet(_msg: str) -> None:

@@ -22,7 +22,7 @@ from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import make_windows
 
 QUIET = lambda _msg: None  # noqa: E731
-CFG = TrainConfig(layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
+CFG = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
                   sampled_negatives=2, seed=0)
 
 
@@ -85,7 +85,7 @@ def test_tiny_model_overfits_ten_sequences(tmp_path):
     seqs = [(rng.integers(1, 201, 12), rng.integers(0, 2, 12)) for _ in range(10)]
     sp = Splits(kind="session", vocab=vocab, train=seqs, val=EvalSet.empty(), test=EvalSet.empty(),
                 train_track_counts=np.bincount(np.concatenate([t for t, _ in seqs]), minlength=201))
-    cfg = TrainConfig(layers=1, heads=2, dropout=0.0, max_len=16, batch_size=10, lr=1e-2, weight_decay=0.0,
+    cfg = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.0, max_len=16, batch_size=10, lr=1e-2, weight_decay=0.0,
                       epochs=60, patience=1000, sampled_negatives=1, seed=0)
     res = train_recommender(scheme=IdScheme.parse("id"), hidden=32, splits=sp, id_table=None, id_table_hash=None,
                             cfg=cfg, out_dir=tmp_path, log=QUIET)
