@@ -211,6 +211,8 @@ class TrainConfig:
     # --- recommender quality switches (issue 10; defaults chosen on validation AUC, see README)
     item_bias: bool = True  # one scalar per code (track / codeword / tie / artist / genre), summed
     negative_weight: float = 1.0  # weight of the sampled-catalogue-negative BCE term (0 = none)
+    # negatives drawn ∝ (training plays + 1)^this, logQ-corrected (0 = uniform)
+    negative_popularity: float = 0.0
     # the hidden state at t learns to score each of the next `horizon` events of its window (mean BCE
     # per position), as evaluation scores a whole later period from one state; 1 = next event only
     horizon: int = 1
@@ -233,12 +235,17 @@ def train_identity(cfg: TrainConfig) -> dict:
     """``cfg`` as recorded in config.json and hashed into the run fingerprint. ``processes = 1``
     (the default) is left out, so one-process runs keep the folders and checkpoints they had
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
-    Likewise ``content_init`` and its std are left out while it is off."""
+    Likewise the later switches while they are off: ``content_init`` (with its std),
+    ``horizon = 1``, ``negative_popularity = 0``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
     if not d["content_init"]:  # off: the identity runs had before the switch existed
         del d["content_init"], d["content_init_std"]
+    if d["horizon"] == 1:
+        del d["horizon"]
+    if d["negative_popularity"] == 0:
+        del d["negative_popularity"]
     return d
 
 

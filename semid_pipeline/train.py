@@ -58,7 +58,7 @@ from .checkpoints import CHECKPOINT, CONFIG, MODEL
 
 def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
                     *, negative_weight: float = 1.0, normaliser: int | None = None,
-                    horizon: int = 1) -> tuple[torch.Tensor, int]:
+                    horizon: int = 1, neg_logq: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
 
     loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
@@ -67,7 +67,7 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     The main term asks what the AUC asks: which of the listener's plays are liked. Uniform
     catalogue negatives teach "played vs random track" (which popularity answers better); they
     are kept as a weighted extra term. Being uniform, their logQ correction is a constant and is
-    not applied. ``negative_weight = 1`` with S negatives weighs each negative like the observed
+    not applied; negatives drawn by popularity pass ``neg_logq`` (``NegativeSampler``). ``negative_weight = 1`` with S negatives weighs each negative like the observed
     event divided by S. ``normaliser``: divide by this event count instead of the batch's own
     (data-parallel ranks pass the whole batch's count, so their partial losses sum to its mean).
     """
@@ -95,6 +95,8 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
     loss = (obs * mask).sum() / n
     if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
         neg_logit = model.score(h, negatives).float()  # (B, T, S)
+        if neg_logq is not None:  # popularity-sampled: logQ correction
+            neg_logit = neg_logit - neg_logq[negatives]
         neg = F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
         loss = loss + negative_weight * (neg.mean(-1) * mask).sum() / n
     return loss, int(mask.sum())
@@ -306,7 +308,39 @@ def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     return t if t.shape[1] == width else F.pad(t, (width - t.shape[1], 0))
 
 
-def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, n_tracks: int,
+@dataclass(frozen=True)
+class NegativeSampler:
+    """Catalogue negatives for the extra loss term: uniform over the N tracks, or with
+    ``[train] negative_popularity`` = a > 0 drawn with q_j ∝ (training plays_j + 1)^a, and then
+    ``logq`` (N+1,) = log(N · q_j) is subtracted from each sampled negative's logit (the logQ
+    correction: popular tracks are not pushed down just for being drawn more often). a = 0 is
+    uniform, where the correction is 0."""
+
+    n_tracks: int
+    cum: torch.Tensor | None = None  # (N,) cumulative q over tracks 1..N; None = uniform
+    logq: torch.Tensor | None = None  # (N+1,) float32, row 0 (padding) = 0
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, splits: Splits) -> NegativeSampler:
+        n = splits.vocab.n_tracks
+        a = float(cfg.negative_popularity)
+        if a == 0.0:
+            return cls(n_tracks=n)
+        w = (torch.as_tensor(np.asarray(splits.train_track_counts[1:n + 1], dtype=np.float64)) + 1.0) ** a
+        q = w / w.sum()
+        logq = torch.zeros(n + 1, dtype=torch.float32)
+        logq[1:] = torch.log(q * n).float()
+        return cls(n_tracks=n, cum=torch.cumsum(q, 0), logq=logq)
+
+    def draw(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        """(...) long track indices in 1..N."""
+        if self.cum is None:
+            return torch.randint(1, self.n_tracks + 1, shape, generator=gen)
+        u = torch.rand(shape, generator=gen, dtype=torch.float64) * float(self.cum[-1])
+        return (torch.searchsorted(self.cum, u) + 1).clamp_max(self.n_tracks)
+
+
+def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, sampler: NegativeSampler,
                  amp) -> tuple[float, int]:
     """One pass over the windows → (Σ batch-mean loss × batch events, events), over all ranks.
 
@@ -321,7 +355,7 @@ def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, n_
         T1 = int(windows.lengths[idx].max())  # the whole batch's width (B, T+1)
         negs = None
         if S > 0 and cfg.negative_weight > 0:
-            negs = torch.randint(1, n_tracks + 1, (len(idx), T1 - 1, S), generator=tr.gen)  # (B, T, S)
+            negs = sampler.draw((len(idx), T1 - 1, S), tr.gen)  # (B, T, S)
         mine = shard(idx, d)
         n_batch = int((windows.lengths[idx] - 1).sum()) if d.active else None  # global events of the batch
         tr.opt.zero_grad(set_to_none=True)
@@ -331,7 +365,8 @@ def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, n_
             my_negs = None if negs is None else _to_device(shard(negs, d), tr.dev)  # (b, T, S)
             with amp:
                 loss, n = next_event_loss(tr.model, x, f, my_negs, negative_weight=cfg.negative_weight,
-                                          normaliser=n_batch, horizon=cfg.horizon)
+                                          normaliser=n_batch, horizon=cfg.horizon,
+                                          neg_logq=None if sampler.logq is None else sampler.logq.to(tr.dev))
             tr.scaler.scale(loss).backward()
             loss_val = float(loss.detach())
         d.sum_grads(params)
@@ -371,7 +406,7 @@ def _run_epoch(tr: _Trainer, prog: _Progress, windows: TrainingWindows, *, split
     epoch, d = prog.epoch, tr.dist
     d.seed_dropout(cfg.seed, epoch)
     t0 = time.perf_counter()
-    loss_sum, n_events = _train_epoch(tr, windows, cfg=cfg, n_tracks=splits.vocab.n_tracks, amp=amp)
+    loss_sum, n_events = _train_epoch(tr, windows, cfg=cfg, sampler=NegativeSampler.of(cfg, splits), amp=amp)
     train_s = time.perf_counter() - t0
     val_auc = math.nan
     if d.is_main:

@@ -169,3 +169,41 @@ def _check_horizon_losses(model, enc, tracks, fb, T):
     one, _ = next_event_loss(model, tracks, fb, None, horizon=1)
     three, _ = next_event_loss(model, tracks, fb, None, horizon=3)
     assert abs(float(one) - float(three)) > 1e-4, "a longer horizon changes the objective"
+
+
+def test_popularity_negatives_follow_plays_and_are_logq_corrected(splits):
+    """negative_popularity = a: draws ∝ (plays + 1)^a; a = 0 draws exactly what the uniform sampler
+    always drew; the logQ term is subtracted from each sampled negative's logit."""
+    from semid_pipeline.train import NegativeSampler
+
+    cfg = replace(CFG, negative_popularity=0.0)
+    uni = NegativeSampler.of(cfg, splits)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    n = splits.vocab.n_tracks
+    assert torch.equal(uni.draw((4, 7, 3), g1), torch.randint(1, n + 1, (4, 7, 3), generator=g2))
+    assert uni.logq is None
+
+    pop = NegativeSampler.of(replace(CFG, negative_popularity=1.0), splits)
+    draws = pop.draw((200_000,), torch.Generator().manual_seed(0))
+    assert int(draws.min()) >= 1 and int(draws.max()) <= n
+    freq = torch.bincount(draws, minlength=n + 1)[1:].double() / len(draws)
+    w = torch.as_tensor(splits.train_track_counts[1:n + 1], dtype=torch.float64) + 1
+    assert torch.allclose(freq, w / w.sum(), atol=0.004), "draw frequencies follow plays + 1"
+    assert torch.allclose(pop.logq[1:].double(), torch.log(w / w.sum() * n), atol=1e-5)
+    assert float(pop.logq[0]) == 0.0
+
+    torch.manual_seed(0)
+    enc = TrackEncoder(fields={"track": (np.arange(n + 1), n)}, hidden=8, with_bias=True)
+    model = SASRec(encoder=enc, hidden=8, layers=1, heads=2, max_len=4, dropout=0.0).eval()
+    tracks, fb = torch.tensor([[1, 2, 3, 4, 5]]), torch.tensor([[1, 0, 1, 1, 0]])
+    negs = torch.tensor([[[6], [7], [8], [9]]])
+    with torch.no_grad():
+        base, _ = next_event_loss(model, tracks, fb, negs)
+        zero, _ = next_event_loss(model, tracks, fb, negs, neg_logq=torch.zeros(n + 1))
+        shifted, _ = next_event_loss(model, tracks, fb, negs, neg_logq=pop.logq)
+        hid = model(tracks[:, :-1], fb[:, :-1])
+        main = F.binary_cross_entropy_with_logits(model.score(hid[0], tracks[0, 1:, None])[:, 0], fb[0, 1:].float())
+        neg_logit = model.score(hid, negs)[0, :, 0] - pop.logq[negs[0, :, 0]]
+        manual = main + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros(4))
+    assert torch.equal(base, zero)
+    assert abs(float(shifted) - float(manual)) < 1e-5
