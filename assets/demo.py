@@ -10,7 +10,6 @@ also builds `recommendations` of the `[production]` partition, before the report
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,7 +99,6 @@ def _error_message(error) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=STAGES, help="stop after this stage")
-    parser.add_argument("--cells", nargs="+", help=argparse.SUPPRESS)  # a grid worker: run these cells only
     args = parser.parse_args(argv)
     from .recovery import stop_on_sigterm
 
@@ -112,15 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     from .definitions import defs
 
     instance = _instance()
-    if args.cells:  # a worker of _run_grid
-        import warnings
-
-        # Dagster's own Pipes internals call a preview API (nothing of ours): not the user's concern
-        warnings.filterwarnings("ignore", message=".*expected_writer_count.*", category=dg.PreviewWarning)
-        grid = defs.resolve_job_def(operations.grid_job.name)
-        for key in args.cells:
-            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
-        return
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
           f"dagster home: {os.environ.get('DAGSTER_HOME', '(ephemeral)')}", flush=True)
@@ -133,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "ids":
         return
     grid = defs.resolve_job_def(operations.grid_job.name)
-    _run_grid(grid, instance, demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG))
+    for key in demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG):
+        _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
     if args.only == "grid":
         return
     prod = partitions.grid_key(GridCell.of(partitions.CONFIG.production.scheme, partitions.CONFIG.production.hidden))
@@ -146,55 +136,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[demo] done in {time.time() - t0:.0f}s")
     print(f"[demo] experiment report: {ArtifactStore().layout().report_dir() / 'report.html'}")
     print("[demo] browse it all with `make dev` (http://127.0.0.1:3000)")
-
-
-def _run_grid(grid: dg.JobDefinition, instance: dg.DagsterInstance, keys: list) -> None:
-    """The grid cells, as many at once as the instance's ``training`` pool and run limit allow
-    (``resources/pools.py``: one slot per core or GPU unless set by hand, ``max_concurrent_runs``
-    2); training steps then split the cores between them (2 cores, 2 at once: 1 torch thread
-    each). Each worker is a process of its own (``python -m assets.demo --cells ...``: Dagster's
-    in-process execution reconfigures logging per run, which threads cannot share) with a list of
-    cells balanced by h. ``SEMID_DEMO_PARALLEL=1`` runs them here, one after another. The first
-    failing worker stops the others and the demo."""
-    from resources.pools import ensure_training_pool, parallel_training_steps
-
-    workers = int(os.environ.get("SEMID_DEMO_PARALLEL", "0"))
-    if workers != 1:
-        ensure_training_pool(instance)
-        workers = min(workers or parallel_training_steps(instance), parallel_training_steps(instance), len(keys))
-    if workers <= 1:
-        for key in keys:
-            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
-        return
-    procs = [subprocess.Popen([sys.executable, "-m", "assets.demo", "--cells", *part])
-             for part in balanced_parts(keys, workers)]
-    try:
-        failed = None
-        while failed is None and any(p.poll() is None for p in procs):
-            failed = next((p for p in procs if p.poll() not in (None, 0)), None)
-            time.sleep(0.2)
-        failed = failed or next((p for p in procs if p.returncode != 0), None)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
-    if failed is not None:
-        raise SystemExit(f"demo stopped: a grid worker failed (exit {failed.returncode}, above)")
-
-
-def balanced_parts(keys: list, parts: int) -> list[list]:
-    """``keys`` split into ``parts`` lists of about equal cost (cost of a cell ~ its h; largest
-    first, each to the lightest list), each list in the original order."""
-    from semid_pipeline.schemes import GridCell
-
-    load, out = [0] * parts, [[] for _ in range(parts)]
-    for i in sorted(range(len(keys)), key=lambda i: -GridCell.parse(keys[i]).h):
-        j = load.index(min(load))
-        out[j].append(i)
-        load[j] += GridCell.parse(keys[i]).h
-    return [[keys[i] for i in sorted(idx)] for idx in out if idx]
 
 
 def demo_grid_keys(keys, cfg) -> list:

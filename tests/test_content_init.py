@@ -207,4 +207,3 @@ def test_popularity_negatives_follow_plays_and_are_logq_corrected(splits):
         manual = main + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros(4))
     assert torch.equal(base, zero)
     assert abs(float(shifted) - float(manual)) < 1e-5
-
