@@ -179,6 +179,8 @@ def main() -> None:
     ap.add_argument("--no-demo", action="store_true", help="skip the demo-vs-bench throughput comparison")
     ap.add_argument("--fresh", action="store_true", help="delete the scratch folder first")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--content-init", choices=["on", "off"], default="on",
+                    help="[train] content_init (on: the repository default)")
     ap.add_argument("--preset", default="bench", help="the world of the table (tiny: a smoke test)")
     ap.add_argument("--seed-from", type=Path, help="folder with warehouse.duckdb + artifacts/ of the preset")
     ap.add_argument("--train-every", type=int, default=1, help="train on every k-th training sequence")
@@ -192,7 +194,8 @@ def main() -> None:
     schemes = args.schemes.split(",")
     base = SemidConfig()
     cfg = replace(base, semantic_ids=replace(base.semantic_ids, schemes={"v0": (1024,), "v1": (1024, 4096)}),
-                  train=replace(base.train, epochs=args.epochs, patience=1), eval=replace(base.eval, bootstrap=300))
+                  train=replace(base.train, epochs=args.epochs, patience=1, content_init=args.content_init == "on"),
+                  eval=replace(base.eval, bootstrap=300))
     t_all = time.perf_counter()
     out: dict = {"demo": [], "bench": []}
     gates: dict = {}
