@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from semid_pipeline import evaluation, features, stages, train as train_mod  # noqa: E402
+from semid_pipeline import content_init, evaluation, features, stages, train as train_mod  # noqa: E402
 from semid_pipeline.artifacts import ArtifactLayout  # noqa: E402
 from semid_pipeline.config import IngestConfig, SemidConfig, parse_dataset_spec  # noqa: E402
 from semid_pipeline.datasets import ingest_dataset  # noqa: E402
@@ -129,7 +129,7 @@ def train_and_test(warehouse: str, layout: ArtifactLayout, key: str, hidden: int
     with connect(warehouse, read_only=True) as con:
         table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
         content = (features.content_for_vocab(con, splits.vocab.track_ids)
-                   if train_mod.uses_content(scheme, cfg.train) else None)
+                   if content_init.uses_content(scheme, cfg.train) else None)
     inputs = stages.TrainingInputs(dataset="bench", dataset_fingerprint=dataset_fp, splits=splits,
                                    id_table=None if scheme.is_id else table, id_table_hash=id_hash,
                                    content=content)

@@ -16,7 +16,7 @@ rank (seeded by seed, epoch and rank, see :meth:`Dist.seed_dropout`), so with dr
 2-process run is an equally valid but not bit-identical sample of the 1-process run.
 
 ``torch.nn.parallel.DistributedDataParallel`` is not used: the loss calls the encoder, the
-transformer and the scorer separately (``train.next_event_loss``), outside a wrapped ``forward``;
+transformer and the scorer separately (``objective.next_event_loss``), outside a wrapped ``forward``;
 one coalesced all-reduce per step does what DDP's bucketed reduce does.
 """
 

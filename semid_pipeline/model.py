@@ -208,56 +208,6 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
     return TrackEncoder(fields=fields, hidden=hidden, with_bias=with_bias)
 
 
-def fit_fields_to(encoder: TrackEncoder, target: torch.Tensor, *, fields: Sequence[str], std: float,
-                  ridge: float = 1.0, sweeps: int = 3) -> dict[str, float]:
-    """Content initialisation: set the rows of ``fields`` so that Σ_f E_f[codes_f[i]] ≈ target[i].
-
-    target (N+1, h): a vector per vocabulary track (rows of all zeros = no target, e.g. tracks
-    without content; row 0 is padding). Ridge backfitting: each field in turn gets
-    E_f[c] = Σ_{i: code c} (target_i − other fields' part_i) / (count_c + ridge), ``sweeps`` times
-    over the fields; ``id`` (one row per track) is thus target / (1 + ridge), a codeword the mean
-    of its tracks' residuals. The fitted rows are then scaled so that the fitted track vectors
-    have RMS ``std`` per coordinate (every scheme starts at the same scale). Only the columns the
-    target spans are set (content with D < h dimensions leaves h − D random columns); rows no
-    target track uses keep their random init, as do fields not named. Returns {"cosine": of the fitted
-    sums to the targets over all fitted tracks (1 = the fields reproduce the target's direction),
-    "tracks": tracks fitted}.
-    """
-    with torch.no_grad():
-        target = torch.as_tensor(target, dtype=torch.float32, device=encoder.table.device)
-        assert target.shape == (encoder.n_tokens, encoder.hidden), \
-            f"target must be (N+1, h) = {(encoder.n_tokens, encoder.hidden)}, got {tuple(target.shape)}"
-        idx = torch.nonzero(target.abs().sum(1) > 0).squeeze(1)  # (M,) tracks with a target
-        idx = idx[idx > 0]
-        unknown = [f for f in fields if f not in encoder.field_names]
-        assert not unknown, f"fields {unknown} not in the encoder ({encoder.field_names})"
-        if len(idx) == 0 or not fields:
-            return {"cosine": 0.0, "tracks": 0}
-        Z = target[idx]  # (M, h)
-        rows = encoder.codes[idx][:, [encoder.field_names.index(f) for f in fields]]  # (M, Fs) rows of table
-        n_rows = encoder.table.shape[0]
-        fitted = torch.zeros(n_rows, encoder.hidden, device=Z.device)  # row 0 (pad) stays 0
-        used = torch.zeros(n_rows, dtype=torch.bool, device=Z.device)
-        pred = torch.zeros_like(Z)  # (M, h) Σ of the fitted fields
-        for _ in range(sweeps):
-            for j in range(rows.shape[1]):
-                r = rows[:, j]  # (M,) 0 = the track has no code in this field
-                own = fitted[r]  # (M, h)
-                resid = Z - pred + own
-                sums = torch.zeros_like(fitted).index_add_(0, r, resid)
-                cnt = torch.bincount(r, minlength=n_rows).to(Z.dtype)
-                cnt[0] = 0
-                hit = cnt > 0
-                fitted[hit] = sums[hit] / (cnt[hit] + ridge).unsqueeze(1)
-                used |= hit
-                pred = pred - own + fitted[r]
-        cols = Z.abs().sum(0) > 0  # (h,) dimensions the target spans (content may have fewer than h)
-        rms = pred[:, cols].pow(2).mean().sqrt().clamp_min(1e-12)
-        encoder.table[used.nonzero()[:, :1], cols.nonzero()[:, 0]] = fitted[used][:, cols] * (std / rms)
-        cosine = float((Z * pred).sum() / (Z.norm() * pred.norm()).clamp_min(1e-12))
-    return {"cosine": cosine, "tracks": int(len(idx))}
-
-
 # ------------------------------------------------------------------------------------------------
 # transformer
 

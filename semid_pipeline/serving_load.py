@@ -18,7 +18,7 @@ import pandas as pd
 from . import checkpoints, features
 from . import semantic_ids as sid
 from . import stages
-from . import train as train_mod
+from . import content_init
 from .artifacts import ArtifactLayout, run_fingerprint
 from .config import SemidConfig
 from .errors import SemidError
@@ -44,7 +44,7 @@ def find_model_dir(*, warehouse: str | Path, layout: ArtifactLayout, cell: GridC
         dataset_fp = get_meta(con, "dataset_fingerprint")
         _, id_hash = sid.read_semantic_ids(con, cell.scheme)
         content_fp = (features.content_fingerprint(con)
-                      if train_mod.uses_content(cell.scheme, cfg.train) else None)
+                      if content_init.uses_content(cell.scheme, cfg.train) else None)
     fp = run_fingerprint(dataset_fingerprint=dataset_fp, id_table_hash=id_hash, cell=cell,
                          train=cfg.train, split=cfg.split, max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings,
                          content_hash=content_fp)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import checkpoints, experiment, features, id_gates, no_content, semantic_ids as sid, splits as splits_mod
+from . import content_init
 from . import train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
 from .config import FeaturesConfig, SemanticIdConfig, SemidConfig
@@ -201,7 +202,7 @@ def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> 
         splits = splits_mod.load_splits(con, cfg.split)
         id_table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
         content, content_fp = None, None
-        if train_mod.uses_content(scheme, cfg.train):
+        if content_init.uses_content(scheme, cfg.train):
             content = features.content_for_vocab(con, splits.vocab.track_ids)
             content_fp = features.content_fingerprint(con)
     return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,

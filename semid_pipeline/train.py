@@ -7,7 +7,7 @@ drawn uniformly (label 0), an optional extra term (see ``next_event_loss``). Pad
 With ``cfg.horizon`` = H > 1 the hidden state at t scores each of the next H events of its window
 (mean BCE per position), as evaluation scores a whole later period from one state.
 With ``cfg.content_init`` the track tables start fitted to the content's principal components
-(``model.fit_fields_to``; ``v0``, the random control, stays random).
+(``content_init``; ``v0``, the random control, stays random).
 Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
 
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
@@ -43,7 +43,9 @@ from .determinism import deterministic
 from .distributed import Dist, shard
 from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
-from .model import SASRec, TrackEncoder, build_track_encoder, fit_fields_to
+from .content_init import content_hash, init_from_content, uses_content
+from .model import SASRec, TrackEncoder, build_track_encoder
+from .objective import NegativeSampler, next_event_loss
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
 from .splits import Splits
@@ -53,57 +55,7 @@ from .checkpoints import CHECKPOINT, CONFIG, MODEL
 
 
 # ------------------------------------------------------------------------------------------------
-# loss
-
-
-def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor, negatives: torch.Tensor | None,
-                    *, negative_weight: float = 1.0, normaliser: int | None = None,
-                    horizon: int = 1, neg_logq: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """tracks/feedback (B, T+1) left-padded windows; negatives (B, T, S) or None → (loss, #events).
-
-    loss = mean over observed next events of BCE(logit, feedback)        (the metric's question)
-         + negative_weight · mean over events of mean_S BCE(negative logit, 0)   (optional extra)
-
-    The main term asks what the AUC asks: which of the listener's plays are liked. Uniform
-    catalogue negatives teach "played vs random track" (which popularity answers better); they
-    are kept as a weighted extra term. Being uniform, their logQ correction is a constant and is
-    not applied; negatives drawn by popularity pass ``neg_logq`` (``NegativeSampler``). ``negative_weight = 1`` with S negatives weighs each negative like the observed
-    event divided by S. ``normaliser``: divide by this event count instead of the batch's own
-    (data-parallel ranks pass the whole batch's count, so their partial losses sum to its mean).
-    """
-    x, fx = tracks[:, :-1], feedback[:, :-1]  # (B, T) inputs
-    y, fy = tracks[:, 1:], feedback[:, 1:]  # (B, T) next events
-    mask = ((x > 0) & (y > 0)).float()  # (B, T): a real next event with a real history
-    vecs = model.encoder(tracks)  # (B, T+1, h): one lookup serves inputs and next-event targets
-    h = model(x, fx, track_vecs=vecs[:, :-1])  # (B, T, h)
-    pos_logit = (h * vecs[:, 1:].to(h.dtype)).sum(-1)  # (B, T)
-    if model.encoder.has_bias:
-        pos_logit = pos_logit + model.encoder.track_bias(y).to(pos_logit.dtype)
-    n = mask.sum().clamp_min(1.0) if normaliser is None else float(max(normaliser, 1))
-    if horizon > 1:  # h_t scores each of the next `horizon` events of the window: mean BCE per position
-        T = x.shape[1]
-        pair_logit = torch.einsum("bth,bjh->btj", h, vecs[:, 1:].to(h.dtype))  # (B, T, T): h_t · vec(y_j)
-        if model.encoder.has_bias:
-            pair_logit = pair_logit + model.encoder.track_bias(y).to(pair_logit.dtype)[:, None, :]
-        ahead = torch.arange(T, device=x.device)[None, :] - torch.arange(T, device=x.device)[:, None]  # j - t
-        pairs = ((ahead >= 0) & (ahead < horizon))[None] & (y > 0)[:, None, :]  # (B, T, T)
-        labels = (fy > 0).float()[:, None, :].expand(-1, T, -1)
-        bce = F.binary_cross_entropy_with_logits(pair_logit.float(), labels, reduction="none")  # (B, T, T)
-        obs = (bce * pairs).sum(-1) / pairs.sum(-1).clamp_min(1)  # (B, T)
-    else:
-        obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
-    loss = (obs * mask).sum() / n
-    if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
-        neg_logit = model.score(h, negatives).float()  # (B, T, S)
-        if neg_logq is not None:  # popularity-sampled: logQ correction
-            neg_logit = neg_logit - neg_logq[negatives]
-        neg = F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
-        loss = loss + negative_weight * (neg.mean(-1) * mask).sum() / n
-    return loss, int(mask.sum())
-
-
-# ------------------------------------------------------------------------------------------------
-# training
+# training (the loss: ``objective``; content initialisation: ``content_init``)
 
 
 @dataclass(frozen=True)
@@ -129,33 +81,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def content_targets(content: np.ndarray, *, hidden: int) -> torch.Tensor:
-    """content (N+1, D) rows aligned to the vocabulary (a row of NaN = no content; row 0 = padding)
-    → (N+1, h) principal-component scores of the tracks with content (zeros elsewhere).
-
-    The top min(h, D) components of the centred content (eigenvectors of the D × D covariance,
-    each signed so that its largest loading is positive: deterministic), variances kept.
-    """
-    X = np.asarray(content, dtype=np.float64)
-    has = np.isfinite(X).all(1)
-    has[0] = False
-    out = np.zeros((X.shape[0], hidden), dtype=np.float32)
-    if has.sum() < 2:
-        return torch.from_numpy(out)
-    Xc = X[has] - X[has].mean(0)
-    vals, vecs = np.linalg.eigh(Xc.T @ Xc)  # ascending
-    d = min(hidden, X.shape[1])
-    V = vecs[:, ::-1][:, :d]
-    V = V * np.sign(V[np.abs(V).argmax(0), np.arange(d)])
-    out[has, :d] = Xc @ V
-    return torch.from_numpy(out)
-
-
-def content_fields(encoder: TrackEncoder) -> list[str]:
-    """The fields content initialisation fits: every field but the tie counter (it carries no content)."""
-    return [f for f in encoder.field_names if f != "tie"]
-
-
 def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
                       cfg: TrainConfig, max_tie_embeddings: int | None = None,
                       content: np.ndarray | None = None) -> SASRec:
@@ -164,7 +89,7 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
     With ``cfg.content_init`` (and a scheme whose codes are not random by design) the track
     tables start fitted to the principal components of ``content`` (N+1, D), aligned to the
-    vocabulary (``features.content_for_vocab``): ``model.fit_fields_to``.
+    vocabulary (``features.content_for_vocab``): ``content_init.init_from_content``.
     """
     encoder = build_track_encoder(
         scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
@@ -178,15 +103,9 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     if uses_content(scheme, cfg):
         if content is None:
             raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
-        fit_fields_to(encoder, content_targets(content, hidden=hidden), fields=content_fields(encoder),
-                      std=cfg.content_init_std)
+        init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
-
-
-def uses_content(scheme: IdScheme, cfg: TrainConfig) -> bool:
-    """Whether training this scheme under ``cfg`` reads the content features (``content_init``)."""
-    return bool(cfg.content_init) and not scheme.random_codes
 
 
 def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
@@ -306,38 +225,6 @@ def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     """(b, w) → (b, width) with zeros on the left: a rank's shard padded to its whole batch's width."""
     return t if t.shape[1] == width else F.pad(t, (width - t.shape[1], 0))
-
-
-@dataclass(frozen=True)
-class NegativeSampler:
-    """Catalogue negatives for the extra loss term: uniform over the N tracks, or with
-    ``[train] negative_popularity`` = a > 0 drawn with q_j ∝ (training plays_j + 1)^a, and then
-    ``logq`` (N+1,) = log(N · q_j) is subtracted from each sampled negative's logit (the logQ
-    correction: popular tracks are not pushed down just for being drawn more often). a = 0 is
-    uniform, where the correction is 0."""
-
-    n_tracks: int
-    cum: torch.Tensor | None = None  # (N,) cumulative q over tracks 1..N; None = uniform
-    logq: torch.Tensor | None = None  # (N+1,) float32, row 0 (padding) = 0
-
-    @classmethod
-    def of(cls, cfg: TrainConfig, splits: Splits) -> NegativeSampler:
-        n = splits.vocab.n_tracks
-        a = float(cfg.negative_popularity)
-        if a == 0.0:
-            return cls(n_tracks=n)
-        w = (torch.as_tensor(np.asarray(splits.train_track_counts[1:n + 1], dtype=np.float64)) + 1.0) ** a
-        q = w / w.sum()
-        logq = torch.zeros(n + 1, dtype=torch.float32)
-        logq[1:] = torch.log(q * n).float()
-        return cls(n_tracks=n, cum=torch.cumsum(q, 0), logq=logq)
-
-    def draw(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-        """(...) long track indices in 1..N."""
-        if self.cum is None:
-            return torch.randint(1, self.n_tracks + 1, shape, generator=gen)
-        u = torch.rand(shape, generator=gen, dtype=torch.float64) * float(self.cum[-1])
-        return (torch.searchsorted(self.cum, u) + 1).clamp_max(self.n_tracks)
 
 
 def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, sampler: NegativeSampler,
@@ -509,16 +396,6 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
         model.eval()
     return _result(prog, config=config, counts=counts, out_dir=out_dir, model=model)
-
-
-def content_hash(content: np.ndarray | None) -> str | None:
-    """A short hash of the content matrix (NaN rows included): part of a run's identity."""
-    if content is None:
-        return None
-    import hashlib
-
-    arr = np.ascontiguousarray(np.asarray(content, dtype=np.float32))
-    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()[:16]
 
 
 def _quiet(_msg: str) -> None:

@@ -13,10 +13,12 @@ import torch.nn.functional as F
 from conftest import random_id_table, user_feedback
 from semid_pipeline.artifacts import run_fingerprint
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
-from semid_pipeline.model import SASRec, TrackEncoder, fit_fields_to
+from semid_pipeline.content_init import content_hash, content_targets, fit_fields_to
+from semid_pipeline.model import SASRec, TrackEncoder
+from semid_pipeline.objective import NegativeSampler, next_event_loss
 from semid_pipeline.schemes import GridCell, IdScheme
 from semid_pipeline.splits import build_splits
-from semid_pipeline.train import content_hash, content_targets, model_from_splits, next_event_loss, train_recommender
+from semid_pipeline.train import model_from_splits, train_recommender
 
 CFG = TrainConfig(layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=2, patience=5,
                   sampled_negatives=2, content_init=True)
@@ -174,8 +176,6 @@ def _check_horizon_losses(model, enc, tracks, fb, T):
 def test_popularity_negatives_follow_plays_and_are_logq_corrected(splits):
     """negative_popularity = a: draws ∝ (plays + 1)^a; a = 0 draws exactly what the uniform sampler
     always drew; the logQ term is subtracted from each sampled negative's logit."""
-    from semid_pipeline.train import NegativeSampler
-
     cfg = replace(CFG, negative_popularity=0.0)
     uni = NegativeSampler.of(cfg, splits)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)

@@ -237,7 +237,7 @@ def _tiny_model(cfg, splits):
 def test_negative_weight_scales_only_the_sampled_negative_term(splits):
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-    from semid_pipeline.train import next_event_loss
+    from semid_pipeline.objective import next_event_loss
 
     cfg = replace(CFG, item_bias=True, dropout=0.0)
     model = _tiny_model(cfg, splits).eval()
