@@ -413,10 +413,9 @@ def read_content_features(con: duckdb.DuckDBPyConnection) -> tuple[list[str], np
     return ids, values.reshape(len(ids), -1)
 
 
-def content_for_vocab(con: duckdb.DuckDBPyConnection, track_ids) -> np.ndarray:
-    """(N+1, D) float32 content vectors aligned to a vocabulary (``track_ids[i]`` is index i+1):
-    row 0 (padding) and tracks without content are NaN rows."""
-    ids, X = read_content_features(con)
+def align_to_vocab(ids: list[str], X: np.ndarray, track_ids) -> np.ndarray:
+    """(N+1, D) float32 rows of ``read_content_features``' (ids, X) aligned to a vocabulary
+    (``track_ids[i]`` is index i+1): row 0 (padding) and tracks without content are NaN rows."""
     pos = pd.Index(ids).get_indexer(pd.Index([str(t) for t in track_ids]))
     out = np.full((len(track_ids) + 1, X.shape[1] if X.ndim == 2 else 0), np.nan, dtype=np.float32)
     found = pos >= 0
@@ -424,15 +423,24 @@ def content_for_vocab(con: duckdb.DuckDBPyConnection, track_ids) -> np.ndarray:
     return out
 
 
-def content_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """A short hash of the whole content-features table (track ids and vectors): what a model whose
-    tables start from the content (``[train] content_init``) depends on besides the data set."""
+def fingerprint_of(ids: list[str], X: np.ndarray) -> str:
+    """A short hash of a content-features table (track ids and vectors): what a model whose tables
+    start from the content (``[train] content_init``) depends on besides the data set."""
     import hashlib
 
-    ids, X = read_content_features(con)
     h = hashlib.sha256("\n".join(ids).encode())
     h.update(repr(X.shape).encode() + np.ascontiguousarray(X).tobytes())
     return h.hexdigest()[:16]
+
+
+def content_for_vocab(con: duckdb.DuckDBPyConnection, track_ids) -> np.ndarray:
+    """The content-features table aligned to a vocabulary (``align_to_vocab``)."""
+    return align_to_vocab(*read_content_features(con), track_ids)
+
+
+def content_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """``fingerprint_of`` the content-features table."""
+    return fingerprint_of(*read_content_features(con))
 
 
 def check_complete(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict]:

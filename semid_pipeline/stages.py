@@ -203,8 +203,8 @@ def load_training_inputs(warehouse: str, scheme: IdScheme, cfg: SemidConfig) -> 
         id_table, id_hash = sid.read_semantic_ids(con, scheme.codes_scheme)
         content, content_fp = None, None
         if content_init.uses_content(scheme, cfg.train):
-            content = features.content_for_vocab(con, splits.vocab.track_ids)
-            content_fp = features.content_fingerprint(con)
+            ids, X = features.read_content_features(con)  # one read: aligned rows and their fingerprint
+            content, content_fp = features.align_to_vocab(ids, X, splits.vocab.track_ids), features.fingerprint_of(ids, X)
     return TrainingInputs(dataset=dataset, dataset_fingerprint=dataset_fp, splits=splits,
                           id_table=None if scheme.is_id else id_table, id_table_hash=id_hash, content=content,
                           content_fingerprint=content_fp)
