@@ -414,8 +414,7 @@ def read_content_features(con: duckdb.DuckDBPyConnection) -> tuple[list[str], np
 
 
 def align_to_vocab(ids: list[str], X: np.ndarray, track_ids) -> np.ndarray:
-    """(N+1, D) float32 rows of ``read_content_features``' (ids, X) aligned to a vocabulary
-    (``track_ids[i]`` is index i+1): row 0 (padding) and tracks without content are NaN rows."""
+    """(ids, X) of ``read_content_features`` → (N+1, D) float32 rows, ``track_ids[i]`` at i+1; NaN = none."""
     pos = pd.Index(ids).get_indexer(pd.Index([str(t) for t in track_ids]))
     out = np.full((len(track_ids) + 1, X.shape[1] if X.ndim == 2 else 0), np.nan, dtype=np.float32)
     found = pos >= 0
@@ -424,8 +423,7 @@ def align_to_vocab(ids: list[str], X: np.ndarray, track_ids) -> np.ndarray:
 
 
 def fingerprint_of(ids: list[str], X: np.ndarray) -> str:
-    """A short hash of a content-features table (track ids and vectors): what a model whose tables
-    start from the content (``[train] content_init``) depends on besides the data set."""
+    """Short hash of a content-features table: what ``[train] content_init`` models depend on."""
     import hashlib
 
     h = hashlib.sha256("\n".join(ids).encode())
