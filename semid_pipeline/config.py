@@ -223,6 +223,9 @@ class TrainConfig:
     # vectors start with RMS content_init_std per coordinate (random init: 0.02)
     content_init: bool = True  # validation AUC, h=64: id +0.023 / +0.012 / +0.017, v1-k1024 +0.009 / +0.005 / +0.013 (users / sessions / genre flags)
     content_init_std: float = 0.08
+    # L2-SP: each step pulls the content-initialised tables back toward their start,
+    # table -= lr · content_anchor · (table − table at init) (0 = off; only with content_init)
+    content_anchor: float = 0.0
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -236,7 +239,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     (the default) is left out, so one-process runs keep the folders and checkpoints they had
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
-    ``horizon = 1``, ``negative_popularity = 0``."""
+    ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -246,6 +249,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["horizon"]
     if d["negative_popularity"] == 0:
         del d["negative_popularity"]
+    if d["content_anchor"] == 0:
+        del d["content_anchor"]
     return d
 
 

@@ -181,6 +181,7 @@ class _Trainer:
     gen: torch.Generator  # batching + negative sampling (same seed and draws on every rank)
     dev: torch.device
     dist: Dist
+    anchor: torch.Tensor | None = None  # the track table at init ([train] content_anchor), else None
 
 
 def _resume(tr: _Trainer, *, config: dict, out_dir: Path, log: Callable[[str], None], tag: str) -> _Progress:
@@ -259,6 +260,10 @@ def _train_epoch(tr: _Trainer, windows: TrainingWindows, *, cfg: TrainConfig, sa
         d.sum_grads(params)
         tr.scaler.step(tr.opt)
         tr.scaler.update()
+        if tr.anchor is not None:  # L2-SP: back toward the content-initialised start
+            with torch.no_grad():
+                table = tr.model.encoder.table
+                table.sub_((table - tr.anchor) * (cfg.lr * cfg.content_anchor))
         n_global = n if n_batch is None else n_batch
         loss_sum += loss_val * n_global
         n_events += n_global
@@ -372,8 +377,10 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
         use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()  # bf16 needs no loss scaling
+        anchored = cfg.content_anchor > 0 and uses_content(scheme, cfg)
         tr = _Trainer(model=model, opt=make_optimizer(model, cfg), gen=gen, dev=dev, dist=d,
-                      scaler=torch.amp.GradScaler("cuda", enabled=use_scaler))
+                      scaler=torch.amp.GradScaler("cuda", enabled=use_scaler),
+                      anchor=model.encoder.table.detach().clone() if anchored else None)
         prog = _resume(tr, config=config, out_dir=out_dir, log=log, tag=tag)
 
         # memory-mapped under out_dir (written once, per-process temp + rename: ranks may race safely)
