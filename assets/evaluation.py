@@ -8,10 +8,11 @@ from resources import ArtifactStore, ComputeResource, DuckDBWarehouse
 from semid_pipeline import report as report_mod
 from semid_pipeline import serving_table, stages
 from semid_pipeline.id_quality_report import id_quality_from_warehouse
+from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schemes import GridCell
 from semid_pipeline.serving_load import read_catalog
 
-from ._meta import md_table, number
+from ._meta import md_table, number, peak_rss_metadata
 from .partitions import cell_of, grid_partitions, settings
 from .recommender import recommender
 
@@ -28,7 +29,8 @@ from .recommender import recommender
 def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, artifacts: ArtifactStore, compute: ComputeResource):
     cell, cfg = cell_of(context), settings()
     compute.configure_torch()
-    done = stages.evaluate_cell(warehouse=warehouse.file, layout=artifacts.layout(), cell=cell, cfg=cfg)
+    with stage_peak_rss() as mem:
+        done = stages.evaluate_cell(warehouse=warehouse.file, layout=artifacts.layout(), cell=cell, cfg=cfg)
     result, test, ranking, k = done.result, done.result["test"], done.result.get("ranking", {}), cfg.eval.topk
     context.log.info(
         f"{cell}: test AUC {test['auc']:.4f} [{test['ci_lo']:.4f}, {test['ci_hi']:.4f}] over {test['n_strata']} strata"
@@ -50,6 +52,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "diversity": dg.MetadataValue.json(result.get("diversity", {})),
             "baselines": dg.MetadataValue.json(done.baselines),
             "record": dg.MetadataValue.path(str(done.record_path)),
+            **peak_rss_metadata(mem),
         }
     )
 

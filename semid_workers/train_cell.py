@@ -27,6 +27,7 @@ from semid_pipeline.config import load_config
 from semid_pipeline.report import png_data_uri
 from semid_pipeline.report_plots import plot_training_curve
 from semid_pipeline.report_tables import head_markdown
+from semid_pipeline.resources_usage import PeakMemory, stage_peak_rss
 from semid_pipeline.schemes import GridCell
 
 ENTRY = "semid_workers.train_cell"
@@ -40,8 +41,10 @@ def launch_command(processes: int, *, python: str = sys.executable) -> list[str]
     return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", ENTRY]
 
 
-def materialization(trained: stages.TrainedCell, cell: GridCell) -> tuple[dict[str, dict], str]:
-    """The recommender's metadata (Pipes' typed raw values) and data version for one trained cell."""
+def materialization(trained: stages.TrainedCell, cell: GridCell, mem: PeakMemory | None = None
+                    ) -> tuple[dict[str, dict], str]:
+    """The recommender's metadata (Pipes' typed raw values) and data version for one trained cell;
+    ``mem``: the worker's peak RSS while it trained (``resources_usage.stage_peak_rss``)."""
     result, out_dir = trained.result, trained.model_dir
     params = result.parameter_counts
     png = plot_training_curve(result.history, out_dir / "training_curve.png", title=f"{cell.scheme}, h={cell.h}")
@@ -63,6 +66,9 @@ def materialization(trained: stages.TrainedCell, cell: GridCell) -> tuple[dict[s
         "config": v(result.config, "json"),
         "id_table_hash": v(trained.id_table_hash, "text"),
     }
+    if mem is not None:
+        metadata["peak_rss_mb"] = v(round(float(mem.peak_rss_mb), 1), "float")
+        metadata["peak_rss_method"] = v(mem.method, "text")
     return metadata, trained.fingerprint[:16]
 
 
@@ -92,8 +98,9 @@ def main() -> None:
         train(_extras_read_only(), log=lambda _m: None)
     else:
         with open_dagster_pipes() as pipes:
-            trained, cell = train(dict(pipes.extras), log=pipes.log.info)
-            metadata, version = materialization(trained, cell)
+            with stage_peak_rss() as mem:
+                trained, cell = train(dict(pipes.extras), log=pipes.log.info)
+            metadata, version = materialization(trained, cell, mem)
             pipes.report_asset_materialization(metadata=metadata, data_version=version)
     distributed.shutdown(distributed.from_env())
 

@@ -127,6 +127,8 @@ def test_grid_partitions_train_evaluate_and_report(world):
         assert Path(md["training_curve_png"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
+        for m in (md, ev):  # peak RSS of the training worker (through Pipes) and of the evaluation
+            assert m["peak_rss_method"].value in ("hwm-reset", "sampled") and 50 < m["peak_rss_mb"].value < 8000
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     v1_params = runs["32|v1-k64"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
     n_tracks = 300  # the tiny preset's catalogue
@@ -185,7 +187,7 @@ def test_pipes_training_gives_the_in_process_model_and_metadata(world, tmp_path)
     assert md["training_curve_plot"].value.startswith("![training curve](data:image/png;base64,")
     assert set(md) == {"model_dir", "params/total", "params/track_representation", "best_epoch", "best_val_auc",
                        "wall_seconds", "events_per_s", "training_curve", "training_curve_plot",
-                       "training_curve_png", "config", "id_table_hash"}
+                       "training_curve_png", "config", "id_table_hash", "peak_rss_mb", "peak_rss_method"}
     mat = run.asset_materializations_for_node("recommender")[0]
     assert mat.tags["dagster/data_version"] == local.fingerprint[:16]
     logs = [e.user_message for e in instance.all_logs(run.run_id)]
