@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from semid_pipeline.config import IngestConfig, TrainConfig, load_config, parse_
 from semid_pipeline.diagnostics import shuffle_splits  # noqa: E402
 from semid_pipeline.ingest import ingest_dataset  # noqa: E402
 from semid_pipeline.splits import load_splits  # noqa: E402
+from semid_pipeline.schema import FEEDBACK_EVENTS  # noqa: E402
 from semid_pipeline.schemes import IdScheme  # noqa: E402
 from semid_pipeline.scoring import score_eval_set  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
@@ -77,6 +79,20 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo"):
     return db, tables
 
 
+def nested_copy(db: Path, cfg) -> Path:
+    """A copy of the warehouse without the test period's events (built once)."""
+    out = db.with_name("nested.duckdb")
+    if not out.exists():
+        with wh.connect(db, read_only=True) as con:
+            test_start = load_splits(con, cfg.split).cutoffs["test_start"]
+        tmp = db.with_name("nested.tmp.duckdb")
+        shutil.copyfile(db, tmp)
+        with wh.connect(tmp) as con:
+            con.execute(f"DELETE FROM {FEEDBACK_EVENTS} WHERE CAST(ts AS TIMESTAMP) >= ?", [test_start.to_pydatetime()])
+        os.replace(tmp, out)
+    return out
+
+
 def parse_run(spec: str, base: TrainConfig) -> tuple[str, TrainConfig]:
     name, _, rest = spec.partition(":")
     kw = {}
@@ -101,6 +117,8 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         sc = score_eval_set(res.model, es, max_len=max_len, train_track_counts=splits.train_track_counts)
         r = ev.evaluate_scored(sc, n_boot=cfg_eval.bootstrap, seed=0)
         out[f"{period}_auc"], out[f"{period}_lo"], out[f"{period}_hi"] = r["auc"], r["ci_lo"], r["ci_hi"]
+    if res.config["train"].get("final_fit_epochs"):  # trained on the validation period: keep the held-out figure
+        out["val_in_sample_auc"], out["val_auc"] = out["val_auc"], res.best_val_auc
     return out
 
 
@@ -115,11 +133,16 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="append JSON lines here")
+    ap.add_argument("--nested", action="store_true",
+                    help="drop the test period: the validation period becomes the test, the 14 days before it "
+                         "the validation (to choose switches that train on validation data, e.g. final_fit_epochs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
     # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
     db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world)
+    if args.nested:
+        db = nested_copy(db, cfg)
     with wh.connect(db, read_only=True) as con:
         splits = load_splits(con, cfg.split)
         view = experiment.catalog_view(con, splits)
@@ -133,7 +156,8 @@ def main() -> None:
         name, tc = parse_run(spec, cfg.train)
         for suffix, sp in variants:
             for key in args.schemes:
-                fp = hashlib.sha256(json.dumps([args.world, args.format, key, args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
+                fp = hashlib.sha256(json.dumps([args.world, args.format + ("-nested" if args.nested else ""), key,
+                                                 args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
                 scheme = IdScheme.parse(key)
                 res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
                                         id_table=tables.get(scheme.codes_scheme.key), id_table_hash=key, cfg=tc,

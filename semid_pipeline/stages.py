@@ -14,12 +14,14 @@ decisions live here so that they are tested without Dagster and stated once:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import checkpoints, experiment, features, id_gates, no_content, semantic_ids as sid, splits as splits_mod
 from . import content_init
@@ -270,6 +272,7 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     model = checkpoints.load_recommender(mdir, splits_vocab=inputs.splits.vocab, id_table=inputs.id_table,
                                        id_table_hash=inputs.id_table_hash)
     result = experiment.evaluate_model(model, inputs.splits, view, cfg.eval, max_len=cfg.train.max_len)
+    _held_out_validation(result, mdir)
     baselines = _baselines(layout, inputs, view, cfg)
     record = experiment.partition_record(cell, result, baselines=baselines, dataset=inputs.dataset,
                                          dataset_fingerprint=inputs.dataset_fingerprint,
@@ -277,6 +280,19 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     record["oracle"] = oracle_record(warehouse, inputs, cfg)
     path = atomic_write_json(layout.evaluation_record(inputs.dataset_fingerprint, cell), record)
     return CellEvaluation(record=record, record_path=path, result=result, baselines=baselines)
+
+
+def _held_out_validation(result: dict, mdir: Path) -> None:
+    """A model with ``[train] final_fit_epochs`` has trained on the validation period, so its
+    re-scored validation AUC is in-sample: the record keeps that as ``in_sample_auc`` and reports
+    the held-out AUC that chose its epoch (the checkpoint's ``best_val_auc``) as the validation AUC."""
+    config = json.loads((mdir / checkpoints.CONFIG).read_text())
+    if not int(config.get("train", {}).get("final_fit_epochs", 0)):
+        return
+    ckpt = torch.load(mdir / checkpoints.CHECKPOINT, map_location="cpu", weights_only=True)
+    val = result["val"]
+    result["val"] = {"auc": float(ckpt["best_val_auc"]), "in_sample_auc": val.get("auc"),
+                     "n_strata": val.get("n_strata"), "source": "held-out selection AUC before the final fit"}
 
 
 def oracle_record(warehouse: str, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:

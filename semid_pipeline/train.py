@@ -48,7 +48,7 @@ from .model import SASRec, TrackEncoder, build_track_encoder
 from .objective import NegativeSampler, next_event_loss
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
-from .splits import Splits
+from .splits import Splits, through_validation
 from .windows import TrainingWindows, length_bucketed_batches
 
 from .checkpoints import CHECKPOINT, CONFIG, MODEL
@@ -169,6 +169,7 @@ class _Progress:
     epoch: int = 0  # the next epoch to train (0-based)
     finished: bool = False
     resumed_from: int | None = None
+    final_fit_done: bool = False  # [train] final_fit_epochs ran; model.pt holds the final-fit weights
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def _resume(tr: _Trainer, *, config: dict, out_dir: Path, log: Callable[[str], N
                 torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
             prog = _Progress(history=list(ckpt["history"]), best_epoch=ckpt["best_epoch"],
                              best_auc=ckpt["best_val_auc"], bad_epochs=ckpt["bad_epochs"],
-                             epoch=ckpt["epoch"] + 1, finished=ckpt["finished"], resumed_from=ckpt["epoch"] + 1)
+                             epoch=ckpt["epoch"] + 1, finished=ckpt["finished"], resumed_from=ckpt["epoch"] + 1,
+                             final_fit_done=bool(ckpt.get("final_fit_done", False)))
             log(f"{tag} resuming after epoch {prog.epoch} from {ckpt_path}"
                 + (" (already finished)" if prog.finished else ""))
         else:
@@ -287,6 +289,7 @@ def _save_checkpoint(tr: _Trainer, prog: _Progress, *, config: dict, epoch: int,
         "best_val_auc": prog.best_auc,
         "bad_epochs": prog.bad_epochs,
         "finished": prog.finished,
+        "final_fit_done": prog.final_fit_done,
     }, path)
 
 
@@ -335,6 +338,32 @@ def _run_epoch(tr: _Trainer, prog: _Progress, windows: TrainingWindows, *, split
         f"{record['events_per_s']:,.0f} events/s {seconds:.1f}s" + (" *" if improved else ""))
     prog.epoch += 1
     return record
+
+
+def _final_fit(tr: _Trainer, prog: _Progress, *, splits: Splits, cfg: TrainConfig, config: dict, out_dir: Path,
+               amp, log: Callable[[str], None], tag: str) -> None:
+    """``[train] final_fit_epochs``: from the best (validation) weights, that many epochs over the
+    training data extended through the validation period; the result replaces model.pt. The
+    checkpoint records it first (a crash in between rewrites model.pt from it; never two fits)."""
+    if prog.final_fit_done:
+        if tr.dist.is_main:  # model.pt may predate the checkpoint's final-fit weights
+            _atomic_save(tr.model.state_dict(), out_dir / MODEL)
+        tr.dist.barrier()
+        return
+    tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
+    windows = TrainingWindows.from_sequences(through_validation(splits), max_len=cfg.max_len, directory=out_dir)
+    sampler = NegativeSampler.of(cfg, splits)
+    for e in range(cfg.final_fit_epochs):
+        tr.dist.seed_dropout(cfg.seed, cfg.epochs + e)
+        t0 = time.perf_counter()
+        loss_sum, n = _train_epoch(tr, windows, cfg=cfg, sampler=sampler, amp=amp)
+        log(f"{tag} final fit {e + 1}/{cfg.final_fit_epochs} (through the validation period): "
+            f"loss {loss_sum / max(n, 1):.4f}, {n:,} events, {time.perf_counter() - t0:.1f}s")
+    prog.final_fit_done = True
+    if tr.dist.is_main:
+        _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
+        _atomic_save(tr.model.state_dict(), out_dir / MODEL)
+    tr.dist.barrier()
 
 
 def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table: pd.DataFrame | None,
@@ -400,6 +429,9 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             if prog.finished and prog.bad_epochs >= cfg.patience and prog.epoch < cfg.epochs:
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
+        if cfg.final_fit_epochs > 0:
+            _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
+                       log=log, tag=tag)
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
         model.eval()
     return _result(prog, config=config, counts=counts, out_dir=out_dir, model=model)

@@ -127,6 +127,8 @@ def test_grid_partitions_train_evaluate_and_report(world):
         assert Path(md["training_curve_png"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
+        # the final fit trains on the validation period: the validation AUC shown is the held-out one
+        assert ev["val_auc"].value == pytest.approx(md["best_val_auc"].value, abs=1e-6)
         for m in (md, ev):  # peak RSS of the training worker (through Pipes) and of the evaluation
             assert m["peak_rss_method"].value in ("hwm-reset", "sampled") and 50 < m["peak_rss_mb"].value < 8000
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value

@@ -10,7 +10,7 @@ import pytest
 from conftest import EVENT_COLUMNS, T0, create_feedback_events, user_feedback
 from semid_pipeline.config import SplitConfig
 from semid_pipeline.errors import SplitError
-from semid_pipeline.splits import build_splits, detect_kind, load_splits
+from semid_pipeline.splits import as_train_sequences, build_splits, detect_kind, load_splits, through_validation
 
 COLS = EVENT_COLUMNS
 
@@ -256,3 +256,43 @@ def test_load_splits_equals_the_pandas_reference_on_the_tiny_world(tmp_path):
         kind = recorded_kind(con)
     assert len(sp.train) > 50 and len(sp.test) > 20
     _assert_same_splits(sp, reference_build_splits(ev, cat, SplitConfig(), kind=kind))
+
+
+def test_through_validation_extends_each_user_by_its_validation_events_only():
+    """[train] final_fit data: every training sequence, followed by its user's validation-period
+    events in order; nothing of the test period; users without validation strata unchanged."""
+    ev = user_events()
+    sp = build_splits(ev, None, SplitConfig(test_days=14, val_days=14))
+    train, tv = as_train_sequences(sp.train), through_validation(sp)
+    assert len(sp.val) > 0 and len(tv) == len(train)  # every validated user has a training sequence here
+    assert tv.offsets[-1] == train.offsets[-1] + len(sp.val.events)
+    row_of = {sid: i for i, sid in enumerate(sp.val.stratum_ids)}
+    by_row = sp.val.events.sort_values(["row", "position"]).groupby("row")
+    for j, sid in enumerate(sp.train_stratum_ids):
+        t, f = tv[j]
+        head_t, head_f = train[j]
+        assert np.array_equal(t[:len(head_t)], head_t) and np.array_equal(f[:len(head_f)], head_f)
+        tail = by_row.get_group(row_of[sid]) if sid in row_of else sp.val.events.iloc[:0]
+        assert np.array_equal(t[len(head_t):], tail["track_idx"].to_numpy())
+        assert np.array_equal(f[len(head_f):], tail["feedback"].to_numpy())
+    # the added events are exactly the raw events of the validation period of those users
+    vocab = {tid: i for i, tid in enumerate(sp.vocab.track_ids, start=1)}
+    raw = ev[(ev["ts"] >= sp.cutoffs["val_start"]) & (ev["ts"] < sp.cutoffs["test_start"])
+             & ev["stratum_id"].isin(sp.val.stratum_ids)]
+    added = np.concatenate([tv[j][0][len(train[j][0]):] for j in range(len(train))])
+    assert sorted(added.tolist()) == sorted(raw["track_id"].map(vocab).tolist())
+
+
+def test_through_validation_appends_the_validation_sessions_whole():
+    cfg = SplitConfig(test_days=10, val_days=10, max_session_len=20)
+    ev = session_events()
+    sp = build_splits(ev, None, cfg)
+    train, tv = as_train_sequences(sp.train), through_validation(sp)
+    assert len(tv) == len(train) + len(sp.val)
+    assert all(np.array_equal(tv[j][0], train[j][0]) for j in range(len(train)))
+    vocab = {tid: i for i, tid in enumerate(sp.vocab.track_ids, start=1)}
+    for i, sid in enumerate(sp.val.stratum_ids):
+        raw = ev[ev["stratum_id"] == sid].sort_values("position").head(cfg.max_session_len)
+        t, f = tv[len(train) + i]
+        assert t.tolist() == raw["track_id"].map(vocab).tolist()
+        assert f.tolist() == raw["feedback"].tolist()

@@ -375,3 +375,31 @@ def test_a_model_saved_without_item_biases_still_loads(splits, tmp_path):
     assert not loaded.encoder.has_bias
     np.testing.assert_allclose(score_eval_set(res.model, splits.val)["score"].to_numpy(),
                                score_eval_set(loaded, splits.val)["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_final_fit_continues_from_the_best_weights_on_data_through_validation(splits, tmp_path):
+    """[train] final_fit_epochs: model.pt ends as the best weights plus that many epochs over the
+    data through the validation period; deterministic; a rerun (or a crash after the checkpoint
+    recorded the fit) never fits twice; 0 leaves the run identity as it was."""
+    from semid_pipeline.config import train_identity
+
+    kw = dict(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None, log=QUIET)
+    off = replace(CFG, final_fit_epochs=0)
+    base = train_recommender(out_dir=tmp_path / "base", cfg=off, **kw)
+    ff = replace(CFG, final_fit_epochs=1)
+    fitted = train_recommender(out_dir=tmp_path / "ff", cfg=ff, **kw)
+    assert fitted.best_epoch == base.best_epoch, "selection is the same run"
+    assert _comparable(fitted.history) == _comparable(base.history)
+    s_base, s_fit = _state(base.checkpoint), _state(fitted.checkpoint)
+    assert not torch.equal(s_base["encoder.table"], s_fit["encoder.table"]), "the final fit trained on"
+    # the validation period's tracks moved from the best weights
+    moved = (s_fit["encoder.table"] - s_base["encoder.table"]).norm(dim=1)
+    val_tracks = np.unique(splits.val.events["track_idx"].to_numpy())
+    assert float(moved[val_tracks].mean()) > 0
+    again = train_recommender(out_dir=tmp_path / "ff2", cfg=ff, **kw)
+    assert all(torch.equal(v, _state(again.checkpoint)[k]) for k, v in s_fit.items()), "deterministic"
+    # a rerun of the finished folder does not fit again, even when model.pt was lost after the checkpoint
+    (tmp_path / "ff" / "model.pt").unlink()
+    rerun = train_recommender(out_dir=tmp_path / "ff", cfg=ff, **kw)
+    assert all(torch.equal(v, _state(rerun.checkpoint)[k]) for k, v in s_fit.items())
+    assert "final_fit_epochs" not in train_identity(off) and train_identity(ff)["final_fit_epochs"] == 1
