@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from semid_pipeline.config import SplitConfig, TrainConfig  # noqa: E402
 from semid_pipeline.model import SASRec, build_track_encoder  # noqa: E402
 from semid_pipeline.objective import next_event_loss  # noqa: E402
-from semid_pipeline.train import make_optimizer  # noqa: E402
+from semid_pipeline.objective import make_optimizer  # noqa: E402
 from semid_pipeline.resources_usage import reset_high_water_mark, current_rss_mb, peak_rss_mb  # noqa: E402
 from semid_pipeline.windows import make_windows  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The training objective: BCE on each observed next event's feedback (optionally the next
 ``horizon`` events) plus a weighted term of sampled catalogue negatives (``NegativeSampler``:
-uniform, or by popularity with the logQ correction)."""
+uniform, or by popularity with the logQ correction); and the optimizer (``make_optimizer``)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,33 @@ class NegativeSampler:
             return torch.randint(1, self.n_tracks + 1, shape, generator=gen)
         u = torch.rand(shape, generator=gen, dtype=torch.float64) * float(self.cum[-1])
         return (torch.searchsorted(self.cum, u) + 1).clamp_max(self.n_tracks)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None,
+                  bias_lr_scale: float = 1.0) -> list[dict]:
+    """Decay on matrices / tables; the per-code biases (``encoder.bias``) in a group of their own
+    with ``lr · bias_lr_scale``: they start at 0 and must reach popularity logits of ±1–2, which at
+    the transformer's learning rate takes longer than the transformer needs to overfit."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    item_bias = [p for n, p in model.named_parameters() if n == "encoder.bias"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and n != "encoder.bias"]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if item_bias:
+        g = {"params": item_bias, "weight_decay": 0.0}
+        if lr is not None:
+            g["lr"] = lr * bias_lr_scale
+        groups.append(g)
+    return groups
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (decay on matrices and embedding tables only); the fused kernel where torch has one.
+
+    The fused kernel does one pass over each parameter instead of ~10: with an ``id`` table of
+    N·h parameters updated densely every step, that is most of the optimizer's cost on a CPU.
+    """
+    groups = _param_groups(model, cfg.weight_decay, cfg.lr, cfg.bias_lr_scale)
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=False)

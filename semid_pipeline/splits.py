@@ -153,33 +153,6 @@ class Splits:
         return t.tracks, t.feedback
 
 
-def through_validation(splits: Splits) -> TrainSequences:
-    """The training sequences as they stand at the start of the test period (``[train] final_fit``).
-
-    Each training sequence followed by its stratum's validation-period events; a validation
-    stratum without a training sequence (a session of the validation period) whole: its input
-    part, then its evaluated part. Only evaluable validation strata carry their events (those the
-    ``EvalSet`` keeps); the others' validation events are not added.
-    """
-    train, val = as_train_sequences(splits.train), splits.val
-    ev = val.events.sort_values(["row", "position"], kind="stable")
-    rows = ev["row"].to_numpy(np.int64)
-    t, f = ev["track_idx"].to_numpy(np.int64), ev["feedback"].to_numpy(np.int64)
-    bounds = np.searchsorted(rows, np.arange(len(val) + 1))
-    where = {sid: j for j, sid in enumerate(splits.train_stratum_ids)}
-    extended: dict[int, Sequence_] = {}
-    extra: list[Sequence_] = []
-    for i, sid in enumerate(val.stratum_ids):
-        j = where.get(sid) if len(splits.train_stratum_ids) == len(train) else None
-        head_t, head_f = train[j] if j is not None else val.inputs[i]
-        seq = (np.r_[head_t, t[bounds[i]:bounds[i + 1]]], np.r_[head_f, f[bounds[i]:bounds[i + 1]]])
-        if j is not None:
-            extended[j] = seq
-        else:
-            extra.append(seq)
-    return TrainSequences.from_list([extended[j] if j in extended else train[j] for j in range(len(train))] + extra)
-
-
 # ------------------------------------------------------------------------------------------------
 # loading
 

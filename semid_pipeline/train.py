@@ -45,11 +45,11 @@ from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
 from .content_init import content_hash, init_from_content, uses_content
 from .model import SASRec, TrackEncoder, build_track_encoder
-from .objective import NegativeSampler, next_event_loss
+from .objective import NegativeSampler, make_optimizer, next_event_loss
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
-from .splits import Splits, through_validation
-from .windows import TrainingWindows, length_bucketed_batches
+from .splits import Splits
+from .windows import TrainingWindows, length_bucketed_batches, through_validation
 
 from .checkpoints import CHECKPOINT, CONFIG, MODEL
 
@@ -126,36 +126,6 @@ def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: 
         "data": {"train_sequences": len(splits.train), "train_events": splits.n_train_events,
                  "val_strata": len(splits.val), "val_events": len(splits.val.events)},
     }
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None,
-                  bias_lr_scale: float = 1.0) -> list[dict]:
-    """Decay on matrices / tables; the per-code biases (``encoder.bias``) in a group of their own
-    with ``lr · bias_lr_scale``: they start at 0 and must reach popularity logits of ±1–2, which at
-    the transformer's learning rate takes longer than the transformer needs to overfit."""
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    item_bias = [p for n, p in model.named_parameters() if n == "encoder.bias"]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and n != "encoder.bias"]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if item_bias:
-        g = {"params": item_bias, "weight_decay": 0.0}
-        if lr is not None:
-            g["lr"] = lr * bias_lr_scale
-        groups.append(g)
-    return groups
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (decay on matrices and embedding tables only); the fused kernel where torch has one.
-
-    The fused kernel does one pass over each parameter instead of ~10: with an ``id`` table of
-    N·h parameters updated densely every step, that is most of the optimizer's cost on a CPU.
-    """
-    groups = _param_groups(model, cfg.weight_decay, cfg.lr, cfg.bias_lr_scale)
-    try:
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=False)
 
 
 @dataclass

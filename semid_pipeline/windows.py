@@ -1,4 +1,5 @@
-"""Training windows: left-padded chunks of the training sequences, and their batching.
+"""Training windows: left-padded chunks of the training sequences, and their batching (and
+``through_validation``: the sequences extended through the validation period, for the final fit).
 
 A window holds ``max_len + 1`` events (``max_len`` inputs and the shifted next-event targets).
 ``TrainingWindows`` is what the training loop sees: ``lengths`` (W,) and ``batch(idx)`` returning
@@ -21,10 +22,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .splits import TrainSequences, as_train_sequences
+from .splits import Splits, TrainSequences, as_train_sequences
 
 Sequence_ = tuple[np.ndarray, np.ndarray]  # (track indices, feedback), oldest first
 CHUNK_WINDOWS = 65_536  # windows materialised at a time while writing (bounds the build's memory)
+
+
+def through_validation(splits: Splits) -> TrainSequences:
+    """The training sequences as they stand at the start of the test period (``[train] final_fit``).
+
+    Each training sequence followed by its stratum's validation-period events; a validation
+    stratum without a training sequence (a session of the validation period) whole: its input
+    part, then its evaluated part. Only evaluable validation strata carry their events (those the
+    ``EvalSet`` keeps); the others' validation events are not added.
+    """
+    train, val = as_train_sequences(splits.train), splits.val
+    ev = val.events.sort_values(["row", "position"], kind="stable")
+    rows = ev["row"].to_numpy(np.int64)
+    t, f = ev["track_idx"].to_numpy(np.int64), ev["feedback"].to_numpy(np.int64)
+    bounds = np.searchsorted(rows, np.arange(len(val) + 1))
+    where = {sid: j for j, sid in enumerate(splits.train_stratum_ids)}
+    extended: dict[int, Sequence_] = {}
+    extra: list[Sequence_] = []
+    for i, sid in enumerate(val.stratum_ids):
+        j = where.get(sid) if len(splits.train_stratum_ids) == len(train) else None
+        head_t, head_f = train[j] if j is not None else val.inputs[i]
+        seq = (np.r_[head_t, t[bounds[i]:bounds[i + 1]]], np.r_[head_f, f[bounds[i]:bounds[i + 1]]])
+        if j is not None:
+            extended[j] = seq
+        else:
+            extra.append(seq)
+    return TrainSequences.from_list([extended[j] if j in extended else train[j] for j in range(len(train))] + extra)
 
 
 def window_bounds(seqs: TrainSequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,8 @@ import pytest
 from conftest import EVENT_COLUMNS, T0, create_feedback_events, user_feedback
 from semid_pipeline.config import SplitConfig
 from semid_pipeline.errors import SplitError
-from semid_pipeline.splits import as_train_sequences, build_splits, detect_kind, load_splits, through_validation
+from semid_pipeline.splits import as_train_sequences, build_splits, detect_kind, load_splits
+from semid_pipeline.windows import through_validation
 
 COLS = EVENT_COLUMNS
 

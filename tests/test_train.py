@@ -336,7 +336,7 @@ def test_length_bucketed_batches_cover_every_window_once_with_little_padding():
 
 
 def test_item_biases_get_their_own_learning_rate_and_no_decay(splits):
-    from semid_pipeline.train import make_optimizer
+    from semid_pipeline.objective import make_optimizer
 
     cfg = replace(CFG, item_bias=True, lr=2e-3, bias_lr_scale=10.0, weight_decay=0.1)
     model = _tiny_model(cfg, splits)
