@@ -181,6 +181,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--content-init", choices=["on", "off"], default="on",
                     help="[train] content_init (on: the repository default)")
+    ap.add_argument("--final-fit", type=int, default=None,
+                    help="[train] final_fit_epochs (default: the configured value)")
     ap.add_argument("--preset", default="bench", help="the world of the table (tiny: a smoke test)")
     ap.add_argument("--seed-from", type=Path, help="folder with warehouse.duckdb + artifacts/ of the preset")
     ap.add_argument("--train-every", type=int, default=1, help="train on every k-th training sequence")
@@ -194,7 +196,8 @@ def main() -> None:
     schemes = args.schemes.split(",")
     base = SemidConfig()
     cfg = replace(base, semantic_ids=replace(base.semantic_ids, schemes={"v0": (1024,), "v1": (1024, 4096)}),
-                  train=replace(base.train, epochs=args.epochs, patience=1, content_init=args.content_init == "on"),
+                  train=replace(base.train, epochs=args.epochs, patience=1, content_init=args.content_init == "on",
+                                final_fit_epochs=base.train.final_fit_epochs if args.final_fit is None else args.final_fit),
                   eval=replace(base.eval, bootstrap=300))
     t_all = time.perf_counter()
     out: dict = {"demo": [], "bench": []}

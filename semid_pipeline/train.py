@@ -140,6 +140,7 @@ class _Progress:
     finished: bool = False
     resumed_from: int | None = None
     final_fit_done: bool = False  # [train] final_fit_epochs ran; model.pt holds the final-fit weights
+    final_fit_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _resume(tr: _Trainer, *, config: dict, out_dir: Path, log: Callable[[str], N
             prog = _Progress(history=list(ckpt["history"]), best_epoch=ckpt["best_epoch"],
                              best_auc=ckpt["best_val_auc"], bad_epochs=ckpt["bad_epochs"],
                              epoch=ckpt["epoch"] + 1, finished=ckpt["finished"], resumed_from=ckpt["epoch"] + 1,
-                             final_fit_done=bool(ckpt.get("final_fit_done", False)))
+                             final_fit_done=bool(ckpt.get("final_fit_done", False)),
+                             final_fit_seconds=float(ckpt.get("final_fit_seconds", 0.0)))
             log(f"{tag} resuming after epoch {prog.epoch} from {ckpt_path}"
                 + (" (already finished)" if prog.finished else ""))
         else:
@@ -260,6 +262,7 @@ def _save_checkpoint(tr: _Trainer, prog: _Progress, *, config: dict, epoch: int,
         "bad_epochs": prog.bad_epochs,
         "finished": prog.finished,
         "final_fit_done": prog.final_fit_done,
+        "final_fit_seconds": prog.final_fit_seconds,
     }, path)
 
 
@@ -327,6 +330,7 @@ def _final_fit(tr: _Trainer, prog: _Progress, *, splits: Splits, cfg: TrainConfi
         tr.dist.seed_dropout(cfg.seed, cfg.epochs + e)
         t0 = time.perf_counter()
         loss_sum, n = _train_epoch(tr, windows, cfg=cfg, sampler=sampler, amp=amp)
+        prog.final_fit_seconds += time.perf_counter() - t0
         log(f"{tag} final fit {e + 1}/{cfg.final_fit_epochs} (through the validation period): "
             f"loss {loss_sum / max(n, 1):.4f}, {n:,} events, {time.perf_counter() - t0:.1f}s")
     prog.final_fit_done = True
@@ -420,7 +424,7 @@ def _result(prog: _Progress, *, config: dict, counts: dict, out_dir: Path, model
         history=history,
         best_epoch=int(prog.best_epoch),
         best_val_auc=float(prog.best_auc),
-        wall_seconds=float(sum(r["seconds"] for r in history)),
+        wall_seconds=float(sum(r["seconds"] for r in history) + prog.final_fit_seconds),  # + the final fit
         events_per_s=float(sum(r["events"] for r in history) / max(train_s, 1e-9)),
         checkpoint=out_dir / MODEL,
         resumed_from_epoch=prog.resumed_from,

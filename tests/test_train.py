@@ -392,6 +392,7 @@ def test_final_fit_continues_from_the_best_weights_on_data_through_validation(sp
     assert _comparable(fitted.history) == _comparable(base.history)
     s_base, s_fit = _state(base.checkpoint), _state(fitted.checkpoint)
     assert not torch.equal(s_base["encoder.table"], s_fit["encoder.table"]), "the final fit trained on"
+    assert fitted.wall_seconds > sum(r["seconds"] for r in fitted.history), "its time is in the wall time"
     # the validation period's tracks moved from the best weights
     moved = (s_fit["encoder.table"] - s_base["encoder.table"]).norm(dim=1)
     val_tracks = np.unique(splits.val.events["track_idx"].to_numpy())
