@@ -53,7 +53,7 @@ def _config(scheme_key: str, h: int):
     from semid_pipeline.config import load_config
 
     cfg = load_config(ROOT / "semid.toml")
-    return replace(cfg, train=replace(cfg.train, epochs=1))
+    return replace(cfg, train=replace(cfg.train, epochs=1, final_fit_epochs=0))  # one epoch, no final fit
 
 
 def _stage(stage: str, size: str, data: Path, work: Path, scheme_key: str, h: int) -> dict:
