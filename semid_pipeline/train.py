@@ -13,7 +13,9 @@ Batches group windows of similar length (``length_bucketed_batches``): long hist
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
 history); a re-run with the same configuration resumes after the last completed epoch and ends
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
-weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``.
+weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``; with
+``cfg.final_fit_epochs`` they then train that many epochs more on the data through the validation
+period (``_final_fit``), and model.pt holds the result.
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
 
 Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
