@@ -22,7 +22,7 @@ from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import make_windows
 
 QUIET = lambda _msg: None  # noqa: E731
-CFG = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
+CFG = TrainConfig(content_init=False, final_fit_epochs=0, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
                   sampled_negatives=2, seed=0)
 
 
@@ -384,7 +384,8 @@ def test_final_fit_continues_from_the_best_weights_on_data_through_validation(sp
     from semid_pipeline.config import train_identity
 
     kw = dict(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None, log=QUIET)
-    off = replace(CFG, final_fit_epochs=0)
+    off = CFG
+    assert off.final_fit_epochs == 0
     base = train_recommender(out_dir=tmp_path / "base", cfg=off, **kw)
     ff = replace(CFG, final_fit_epochs=1)
     fitted = train_recommender(out_dir=tmp_path / "ff", cfg=ff, **kw)
@@ -403,4 +404,14 @@ def test_final_fit_continues_from_the_best_weights_on_data_through_validation(sp
     (tmp_path / "ff" / "model.pt").unlink()
     rerun = train_recommender(out_dir=tmp_path / "ff", cfg=ff, **kw)
     assert all(torch.equal(v, _state(rerun.checkpoint)[k]) for k, v in s_fit.items())
+    # cut after the first epoch and resumed: the same final-fit weights as the uninterrupted run
+    def cut(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_recommender(out_dir=tmp_path / "cut", cfg=ff, on_epoch_end=cut, **kw)
+    resumed = train_recommender(out_dir=tmp_path / "cut", cfg=ff, **kw)
+    assert resumed.resumed_from_epoch == 1
+    assert all(torch.equal(v, _state(resumed.checkpoint)[k]) for k, v in s_fit.items())
     assert "final_fit_epochs" not in train_identity(off) and train_identity(ff)["final_fit_epochs"] == 1
