@@ -105,11 +105,24 @@ def finding_v1_vs_v0(records: list[dict], decomposed: bool) -> Finding:
             pairs.append((v, o))
     if not pairs:
         return Finding(claim, NOT_MEASURABLE, "needs v1 and v0 at the same k and h" + (" with +ag" if decomposed else ""))
+    if decomposed and not _decomposition_adds_fields(records, [r for pair in pairs for r in pair]):
+        return Finding(claim, NOT_MEASURABLE, "the data has no artist or genre: the +ag models are the song-only ones")
     verdicts = [compare(_auc(v), _auc(o)[0]) for v, o in pairs]
     want = "tie" if decomposed else "better"
     held = sum(x == want for x in verdicts) * 2 > len(verdicts)
     ev = "; ".join(f"k={v['k']} h={v['h']}: v1 {_auc(v)[0]:.3f} vs v0 {_auc(o)[0]:.3f} ({c})" for (v, o), c in zip(pairs, verdicts))
     return Finding(claim, HELD if held else NOT_HELD, ev)
+
+
+def _decomposition_adds_fields(records: list[dict], decomposed: list[dict]) -> bool:
+    """Whether any ``+ag`` model has more track parameters than its song-only twin (same scheme,
+    k, h): without artist / genre in the data, song decomposition adds no field."""
+    for r in decomposed:
+        key = str(r.get("scheme_key", "")).removesuffix("+ag")
+        twin = next((o for o in _models(records) if o.get("scheme_key") == key and o.get("h") == r.get("h")), None)
+        if twin is None or r.get("params_track") is None or r.get("params_track") != twin.get("params_track"):
+            return True
+    return False
 
 
 def finding_lift_low_activity(records: list[dict]) -> Finding:

@@ -97,6 +97,16 @@ def test_findings_verdicts_follow_the_numbers():
     assert next(x for c, x in f.items() if c.startswith("Song-only")).verdict == HELD
     assert next(x for c, x in f.items() if c.startswith("With song decomposition")).verdict == NOT_MEASURABLE
     assert next(x for c, x in f.items() if c.startswith("Per parameter")).verdict == NOT_MEASURABLE
+    # song decomposition: measured where +ag adds artist / genre rows, not where the data has none
+    ag = [_rec("v1-k1024+ag", 64, 0.68, 0.66, 0.70, 150, k=1024, scheme="v1"),
+          _rec("v0-k1024+ag", 64, 0.675, 0.655, 0.695, 150, k=1024, scheme="v0")]
+    for r, track in zip(recs + ag, (1000, 100, 100, 120, 120)):
+        r["params_track"] = track
+    dec = lambda rs: next(x for x in paper_findings(rs) if x.claim.startswith("With song decomposition"))  # noqa: E731
+    assert dec(recs + ag).verdict == HELD  # 0.68 vs 0.675: a tie
+    for r in ag:
+        r["params_track"] = 100  # no artist / genre in the data: the same tables as song-only
+    assert dec(recs + ag).verdict == NOT_MEASURABLE and "no artist or genre" in dec(recs + ag).evidence
     weak = [_rec("id", 64, 0.64, 0.62, 0.66, 1000)]
     assert paper_findings(weak)[0].verdict == NOT_HELD
     md = findings_markdown(paper_findings(recs))
