@@ -227,7 +227,7 @@ class TrainConfig:
     # table -= lr · content_anchor · (table − table at init) (0 = off; only with content_init)
     content_anchor: float = 0.0
     # after early stopping, this many more epochs from the best weights over the training data
-    # extended through the validation period (splits.through_validation): the model that is tested
+    # extended through the validation period (windows.through_validation): the model that is tested
     # and served has seen the most recent data, as the fitted GBDT baseline has (0 = off). Chosen
     # with the validation period as the test (sweep --nested): 0 / 1 / 2 / 3 → mean +0 / +0.007 /
     # +0.009 / +0.011 AUC over id and v1-k1024 on both demo worlds; 2: most of the gain, 2 epochs more

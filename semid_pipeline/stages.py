@@ -289,7 +289,8 @@ def _held_out_validation(result: dict, mdir: Path) -> None:
     config = json.loads((mdir / checkpoints.CONFIG).read_text())
     if not int(config.get("train", {}).get("final_fit_epochs", 0)):
         return
-    ckpt = torch.load(mdir / checkpoints.CHECKPOINT, map_location="cpu", weights_only=True)
+    # memory-mapped: only the small fields are read, not the optimizer state (GBs at 1M tracks)
+    ckpt = torch.load(mdir / checkpoints.CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
     val = result["val"]
     result["val"] = {"auc": float(ckpt["best_val_auc"]), "in_sample_auc": val.get("auc"),
                      "n_strata": val.get("n_strata"), "source": "held-out selection AUC before the final fit"}

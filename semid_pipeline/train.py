@@ -332,9 +332,10 @@ def _final_fit(tr: _Trainer, prog: _Progress, *, splits: Splits, cfg: TrainConfi
         tr.dist.seed_dropout(cfg.seed, cfg.epochs + e)
         t0 = time.perf_counter()
         loss_sum, n = _train_epoch(tr, windows, cfg=cfg, sampler=sampler, amp=amp)
-        prog.final_fit_seconds += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        prog.final_fit_seconds += seconds
         log(f"{tag} final fit {e + 1}/{cfg.final_fit_epochs} (through the validation period): "
-            f"loss {loss_sum / max(n, 1):.4f}, {n:,} events, {time.perf_counter() - t0:.1f}s")
+            f"loss {loss_sum / max(n, 1):.4f}, {n:,} events, {seconds:.1f}s")
     prog.final_fit_done = True
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)

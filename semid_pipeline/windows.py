@@ -20,39 +20,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .splits import Splits, TrainSequences, as_train_sequences
+from .splits import Splits, TrainSequences, _ranges, as_train_sequences
 
 Sequence_ = tuple[np.ndarray, np.ndarray]  # (track indices, feedback), oldest first
 CHUNK_WINDOWS = 65_536  # windows materialised at a time while writing (bounds the build's memory)
 
 
 def through_validation(splits: Splits) -> TrainSequences:
-    """The training sequences as they stand at the start of the test period (``[train] final_fit``).
+    """The training sequences as they stand at the start of the test period (``[train]
+    final_fit_epochs``), built with vectorised numpy on the flat arrays.
 
     Each training sequence followed by its stratum's validation-period events; a validation
-    stratum without a training sequence (a session of the validation period) whole: its input
-    part, then its evaluated part. Only evaluable validation strata carry their events (those the
-    ``EvalSet`` keeps); the others' validation events are not added.
+    stratum without a training sequence (a session of the validation period, or splits that do
+    not record ``train_stratum_ids``) is added whole: its input part, then its evaluated part.
+    Only evaluable validation strata carry their events (those the ``EvalSet`` keeps); the others'
+    validation events are not added.
     """
     train, val = as_train_sequences(splits.train), splits.val
     ev = val.events.sort_values(["row", "position"], kind="stable")
-    rows = ev["row"].to_numpy(np.int64)
-    t, f = ev["track_idx"].to_numpy(np.int64), ev["feedback"].to_numpy(np.int64)
-    bounds = np.searchsorted(rows, np.arange(len(val) + 1))
-    where = {sid: j for j, sid in enumerate(splits.train_stratum_ids)}
-    extended: dict[int, Sequence_] = {}
-    extra: list[Sequence_] = []
-    for i, sid in enumerate(val.stratum_ids):
-        j = where.get(sid) if len(splits.train_stratum_ids) == len(train) else None
-        head_t, head_f = train[j] if j is not None else val.inputs[i]
-        seq = (np.r_[head_t, t[bounds[i]:bounds[i + 1]]], np.r_[head_f, f[bounds[i]:bounds[i + 1]]])
-        if j is not None:
-            extended[j] = seq
-        else:
-            extra.append(seq)
-    return TrainSequences.from_list([extended[j] if j in extended else train[j] for j in range(len(train))] + extra)
+    t_val, f_val = ev["track_idx"].to_numpy(np.int64), ev["feedback"].to_numpy(np.int64)
+    bounds = np.searchsorted(ev["row"].to_numpy(np.int64), np.arange(len(val) + 1))  # (S_val+1,)
+    known = len(splits.train_stratum_ids) == len(train)
+    j = (pd.Index(splits.train_stratum_ids).get_indexer(pd.Index(val.stratum_ids)) if known
+         else np.full(len(val), -1))  # (S_val,) training sequence of each validation stratum, -1 = none
+    hit = j >= 0
+    E = int(train.offsets[-1])
+    v_lo, v_hi = np.full(len(train), E), np.full(len(train), E)  # (S,) each sequence's validation rows
+    v_lo[j[hit]], v_hi[j[hit]] = E + bounds[:-1][hit], E + bounds[1:][hit]
+    lo = np.stack([train.offsets[:-1], v_lo], axis=1).ravel()  # a sequence's own rows, then its validation rows
+    hi = np.stack([train.offsets[1:], v_hi], axis=1).ravel()
+    take = _ranges(lo, hi)
+    lengths = (train.lengths + v_hi - v_lo).astype(np.int64)
+    tracks, feedback = np.r_[train.tracks, t_val][take], np.r_[train.feedback, f_val][take]
+    extra = TrainSequences.from_list([  # validation strata without a training sequence: whole
+        (np.r_[val.inputs[i][0], t_val[bounds[i]:bounds[i + 1]]], np.r_[val.inputs[i][1], f_val[bounds[i]:bounds[i + 1]]])
+        for i in np.flatnonzero(~hit)])
+    return TrainSequences(tracks=np.r_[tracks, extra.tracks].astype(np.int64),
+                          feedback=np.r_[feedback, extra.feedback].astype(np.int64),
+                          offsets=np.r_[0, np.cumsum(np.r_[lengths, extra.lengths])].astype(np.int64))
 
 
 def window_bounds(seqs: TrainSequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
