@@ -99,6 +99,10 @@ def _error_message(error) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=STAGES, help="stop after this stage")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="grid cells trained at once, each in its own process (0 = the instance's "
+                        "training steps at once: one per core, or per GPU, up to max_concurrent_runs)")
+    parser.add_argument("--cell", help=argparse.SUPPRESS)  # one grid cell: the worker of --jobs > 1
     args = parser.parse_args(argv)
     from .recovery import stop_on_sigterm
 
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     from .definitions import defs
 
     instance = _instance()
+    if args.cell:  # a worker of the parallel grid stage: one partition of grid_job, then exit
+        _run(defs.resolve_job_def(operations.grid_job.name), instance, f"recommender+eval[{args.cell}]",
+             partition_key=args.cell)
+        return
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
           f"dagster home: {os.environ.get('DAGSTER_HOME', '(ephemeral)')}", flush=True)
@@ -121,9 +129,14 @@ def main(argv: list[str] | None = None) -> None:
         _run(ids_job, instance, f"semantic_ids[{key}]", partition_key=key)
     if args.only == "ids":
         return
-    grid = defs.resolve_job_def(operations.grid_job.name)
-    for key in demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG):
-        _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
+    keys = demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG)
+    jobs = args.jobs or grid_jobs(instance)
+    if jobs > 1:
+        run_cells_in_parallel(keys, jobs)
+    else:
+        grid = defs.resolve_job_def(operations.grid_job.name)
+        for key in keys:
+            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
     if args.only == "grid":
         return
     prod = partitions.grid_key(GridCell.of(partitions.CONFIG.production.scheme, partitions.CONFIG.production.hidden))
@@ -136,6 +149,68 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[demo] done in {time.time() - t0:.0f}s")
     print(f"[demo] experiment report: {ArtifactStore().layout().report_dir() / 'report.html'}")
     print("[demo] browse it all with `make dev` (http://127.0.0.1:3000)")
+
+
+def grid_jobs(instance: dg.DagsterInstance) -> int:
+    """Grid cells to train at once: the instance's training steps at once (``resources/pools.py``:
+    min of the ``training`` pool, set here to one slot per core or GPU unless set before, and
+    ``max_concurrent_runs``), as ``dagster dev`` would run them. Each then derives its torch
+    threads from the same figure (2 cores, 2 cells at once: 1 thread each). An ephemeral instance
+    (no DAGSTER_HOME) cannot be shared between processes: one cell at a time."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return 1
+    from resources.pools import ensure_training_pool, parallel_training_steps
+
+    ensure_training_pool(instance)
+    return parallel_training_steps(instance)
+
+
+def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
+    """Each grid cell as one Dagster run in its own process (``--cell``), ``jobs`` at a time, the
+    largest h first (the longest runs start early). Each process prints its own status line; after
+    a failure no new cell starts, the running ones finish and the demo stops with the failure."""
+    import subprocess
+    import tempfile
+
+    from semid_pipeline.schemes import GridCell
+
+    pending = sorted(keys, key=lambda k: -GridCell.parse(k).h)
+    running: dict[subprocess.Popen, tuple[str, object]] = {}
+    failed: list[str] = []
+    print(f"[demo] grid: {len(keys)} cells, {jobs} at a time (one process each)", flush=True)
+    try:
+        while pending or running:
+            while pending and not failed and len(running) < jobs:
+                key = pending.pop(0)
+                log = tempfile.TemporaryFile(mode="w+")
+                cmd = [sys.executable, "-m", "assets.demo", "--cell", key]
+                proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdout=log,
+                                        stderr=subprocess.STDOUT, text=True)
+                running[proc] = (key, log)
+            if failed and not running:
+                break
+            done = [p for p in running if p.poll() is not None]
+            if not done:
+                time.sleep(0.5)
+                continue
+            for proc in done:
+                key, log = running.pop(proc)
+                log.seek(0)
+                out = log.read()
+                log.close()
+                lines = [ln for ln in out.splitlines() if ln.startswith(("[demo]", "         "))]
+                print("\n".join(lines) if lines else out.rstrip(), flush=True)
+                if proc.returncode != 0:
+                    failed.append(key)
+                    if not lines:
+                        print(f"[demo] recommender+eval[{key}] exited with {proc.returncode}", flush=True)
+    finally:
+        for proc in running:  # interrupted: stop the cells still training
+            proc.terminate()
+        for proc in running:
+            proc.wait()
+    if failed:
+        raise SystemExit(f"demo stopped: recommender+eval[{failed[0]}] failed (see its run in `make dev`)")
 
 
 def demo_grid_keys(keys, cfg) -> list:
