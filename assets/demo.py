@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=0,
                         help="grid cells trained at once, each in its own process (0 = the instance's "
                         "training steps at once: one per core, or per GPU, up to max_concurrent_runs)")
-    parser.add_argument("--cell", help=argparse.SUPPRESS)  # one grid cell: the worker of --jobs > 1
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a grid worker of --jobs > 1
     args = parser.parse_args(argv)
     from .recovery import stop_on_sigterm
 
@@ -114,9 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     from .definitions import defs
 
     instance = _instance()
-    if args.cell:  # a worker of the parallel grid stage: one partition of grid_job, then exit
-        _run(defs.resolve_job_def(operations.grid_job.name), instance, f"recommender+eval[{args.cell}]",
-             partition_key=args.cell)
+    if args.worker:  # a worker of the parallel grid stage: cells from stdin
+        _cell_worker(instance, defs.resolve_job_def(operations.grid_job.name))
         return
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
@@ -165,52 +164,86 @@ def grid_jobs(instance: dg.DagsterInstance) -> int:
     return parallel_training_steps(instance)
 
 
+CELL_DONE = "[demo-cell-done]"  # a --worker's line after each cell: "<marker> <key> ok|failed"
+
+
 def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
-    """Each grid cell as one Dagster run in its own process (``--cell``), ``jobs`` at a time, the
-    largest h first (the longest runs start early). Each process prints its own status line; after
-    a failure no new cell starts, the running ones finish and the demo stops with the failure."""
+    """The grid stage with ``jobs`` worker processes (``--worker``), each executing one grid cell
+    at a time as its own Dagster run, as ``dagster dev`` runs ``max_concurrent_runs`` runs; a worker
+    takes the next cell when it is done (the largest h first: the longest runs start early) and
+    imports Dagster and the definitions once. After a failure no new cell starts, the running
+    ones finish, and the demo stops with the failure."""
     import subprocess
-    import tempfile
+    import threading
 
     from semid_pipeline.schemes import GridCell
 
     pending = sorted(keys, key=lambda k: -GridCell.parse(k).h)
-    running: dict[subprocess.Popen, tuple[str, object]] = {}
+    lock = threading.Lock()
     failed: list[str] = []
-    print(f"[demo] grid: {len(keys)} cells, {jobs} at a time (one process each)", flush=True)
-    try:
-        while pending or running:
-            while pending and not failed and len(running) < jobs:
+    print(f"[demo] grid: {len(keys)} cells, {jobs} at a time (one worker process each)", flush=True)
+    cmd = [sys.executable, "-m", "assets.demo", "--worker"]
+    workers = [
+        subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for _ in range(min(jobs, len(pending)))
+    ]
+
+    def drive(worker: subprocess.Popen) -> None:
+        while True:
+            with lock:
+                if failed or not pending:
+                    break
                 key = pending.pop(0)
-                log = tempfile.TemporaryFile(mode="w+")
-                cmd = [sys.executable, "-m", "assets.demo", "--cell", key]
-                proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdout=log,
-                                        stderr=subprocess.STDOUT, text=True)
-                running[proc] = (key, log)
-            if failed and not running:
-                break
-            done = [p for p in running if p.poll() is not None]
-            if not done:
-                time.sleep(0.5)
-                continue
-            for proc in done:
-                key, log = running.pop(proc)
-                log.seek(0)
-                out = log.read()
-                log.close()
-                lines = [ln for ln in out.splitlines() if ln.startswith(("[demo]", "         "))]
-                print("\n".join(lines) if lines else out.rstrip(), flush=True)
-                if proc.returncode != 0:
+            worker.stdin.write(key + "\n")
+            worker.stdin.flush()
+            lines, status = [], "crashed"
+            for line in worker.stdout:
+                if line.startswith(CELL_DONE):
+                    status = line.split()[-1]
+                    break
+                lines.append(line.rstrip("\n"))
+            shown = [ln for ln in lines if ln.startswith(("[demo]", "         "))]
+            if status == "crashed":  # the worker died: show what it printed last
+                shown = lines[-20:] + [f"[demo] recommender+eval[{key}] worker exited with {worker.wait()}"]
+            with lock:
+                print("\n".join(shown), flush=True)
+                if status != "ok":
                     failed.append(key)
-                    if not lines:
-                        print(f"[demo] recommender+eval[{key}] exited with {proc.returncode}", flush=True)
+            if status != "ok":
+                break
+        worker.stdin.close()
+
+    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in workers]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for w in workers:
+            w.wait()
     finally:
-        for proc in running:  # interrupted: stop the cells still training
-            proc.terminate()
-        for proc in running:
-            proc.wait()
+        for w in workers:  # interrupted: stop the cells still training
+            if w.poll() is None:
+                w.terminate()
+                w.wait()
     if failed:
         raise SystemExit(f"demo stopped: recommender+eval[{failed[0]}] failed (see its run in `make dev`)")
+
+
+def _cell_worker(instance: dg.DagsterInstance, grid: dg.JobDefinition) -> None:
+    """``--worker``: read grid partition keys from stdin, one per line; run each as a Dagster run
+    and print ``CELL_DONE <key> ok|failed`` after it. Ends at the end of stdin."""
+    for line in sys.stdin:
+        key = line.strip()
+        if not key:
+            continue
+        try:
+            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
+            status = "ok"
+        except SystemExit:  # _run printed the failure and its checks
+            status = "failed"
+        print(f"{CELL_DONE} {key} {status}", flush=True)
 
 
 def demo_grid_keys(keys, cfg) -> list:

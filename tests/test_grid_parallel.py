@@ -102,3 +102,38 @@ def test_the_training_pool_limit_is_set_once_and_then_kept(tmp_path):
     assert ensure_training_pool(instance, 3) == 3  # asked for: set
     assert ensure_training_pool(instance) == 3  # not asked: the limit set before is kept
     assert instance.event_log_storage.get_concurrency_info("training").limit == 3
+
+
+def _demo_grid(world, *extra: str):
+    import subprocess
+    import sys
+
+    from grid_util import REPO
+
+    return subprocess.run([sys.executable, "-m", "assets.demo", "--only", "grid", *extra], cwd=REPO, env=world.env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_make_demo_trains_grid_cells_two_at_a_time_and_stops_after_a_failure(tmp_path):
+    """``make demo``'s grid stage: one worker process per training slot (2 cores → 2), each cell its
+    own Dagster run with 1 torch thread; after a failed cell no new one starts. (The tiny demo of
+    test_browser.py goes through the same path to the end.) Here every cell fails its blocking
+    check (too few strata), so each of the two workers stops after its first cell."""
+    world = make_world(tmp_path)
+    strict = tmp_path / "strict.toml"
+    strict.write_text((tmp_path / "semid.toml").read_text().replace("min_strata = 5", "min_strata = 1000000"))
+    world.env["SEMID_CONFIG"] = str(strict)
+    use_home(world, "demo", max_concurrent_runs=2)  # a fresh instance: the demo sets the pool itself
+    out = _demo_grid(world)
+    assert out.returncode != 0, out.stdout[-3000:]
+    assert "4 cells, 2 at a time" in out.stdout, out.stdout
+    assert "check failed: evaluation / evaluation_enough_strata" in out.stdout, out.stdout
+    assert "demo stopped: recommender+eval[" in out.stderr, out.stderr[-2000:]
+    ran = [line for line in out.stdout.splitlines() if line.startswith("[demo] recommender+eval[")]
+    assert len(ran) == 2 and all(line.split()[2] == "FAILED" for line in ran), out.stdout
+    instance = world.instance()
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name="grid_job"))
+    assert len(records) == 2 and all(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in records)
+    assert max_overlap(records) == 2, [(r.start_time, r.end_time) for r in records]
+    threads = [m for m in run_messages(instance, records) if m.startswith("torch threads:")]
+    assert len(threads) == 2 and all(m.startswith("torch threads: 1 ") for m in threads), threads
