@@ -248,13 +248,19 @@ def _cell_worker(instance: dg.DagsterInstance, grid: dg.JobDefinition) -> None:
 
 def demo_grid_keys(keys, cfg) -> list:
     """The grid cells the demo trains: every paper cell, and the ``[grid] variants`` (hybrid, +ag)
-    at the production h only, to keep ``make demo`` within its time. ``make backfill SCHEME=<variant>``
-    fills a variant's row."""
+    and ``[grid] demo_production_h_only`` rows at the production h only, to keep ``make demo``
+    within its time. ``make backfill SCHEME=<row>`` fills such a row."""
+    from semid_pipeline.config import ConfigError
     from semid_pipeline.schemes import GridCell
 
-    variants = set(cfg.grid.variants)
     cells = [(k, GridCell.parse(k)) for k in keys]
-    return [k for k, c in cells if c.scheme.key not in variants or c.h == cfg.production.hidden]
+    rows = {c.scheme.key for _, c in cells}
+    unknown = [r for r in cfg.grid.demo_production_h_only if r not in rows]
+    if unknown:
+        raise ConfigError(f"[grid] demo_production_h_only: {unknown} are not rows of the grid "
+                          f"({', '.join(sorted(rows))})")
+    short = set(cfg.grid.variants) | set(cfg.grid.demo_production_h_only)
+    return [k for k, c in cells if c.scheme.key not in short or c.h == cfg.production.hidden]
 
 
 if __name__ == "__main__":

@@ -269,6 +269,10 @@ class GridConfig:
     # extra rows that reuse a fitted scheme's table: ``hybrid-k<k>`` (per-track row + the v1-k<k>
     # codewords) and ``<scheme>+ag`` (song decomposition: + artist and genre fields)
     variants: tuple[str, ...] = ()
+    # rows `make demo` trains at the [production] hidden size only, like the variants (which it always
+    # trains there only): the alternative tokenizers that are not the paper's method; a backfill or
+    # the UI fills the rest of the row
+    demo_production_h_only: tuple[str, ...] = ()
 
     def model_schemes(self, semantic: SemanticIdConfig) -> list[str]:
         """Partition keys of the grid's ``scheme`` dimension: ``id`` (if included), every configured

@@ -222,18 +222,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(hidden, hidden)
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, *, last_only: bool = False) -> torch.Tensor:
+        """x (B, T, h) → (B, T, h); with ``last_only`` the last position's output alone, (B, 1, h)."""
         B, T, C = x.shape  # (B, T, h)
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 × (B, T, h)
-        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        if last_only:  # the last query attends to every key: causality is implicit
+            q = q[:, -1:]
+        Tq = q.shape[1]
+        q = q.view(B, Tq, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, Tq, hs)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
         p = self.dropout if self.training else 0.0
         if attn_mask is None:  # no padding in the batch: the fast causal kernel
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=not last_only)
         else:  # (B, 1, T, T) bool: causal AND (key is real OR key is the query itself)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, h)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask[:, :, T - Tq:], dropout_p=p)
+        y = y.transpose(1, 2).contiguous().view(B, Tq, C)  # (B, Tq, h)
         return self.resid_drop(self.proj(y))
 
 
@@ -256,8 +260,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(hidden)
         self.mlp = MLP(hidden=hidden, dropout=dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), attn_mask)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, *, last_only: bool = False) -> torch.Tensor:
+        a = self.attn(self.ln_1(x), attn_mask, last_only=last_only)  # (B, T or 1, h)
+        x = (x[:, -1:] if last_only else x) + a
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -318,16 +323,18 @@ class SASRec(nn.Module):
                 nn.init.zeros_(p)
 
     def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
-                track_vecs: torch.Tensor | None = None) -> torch.Tensor:
+                track_vecs: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """track_idx (B, T) long, left-padded with 0; feedback (B, T) in {0, 1} → hidden (B, T, h).
 
         ``track_vecs`` (B, T, h): ``encoder(track_idx)`` when the caller already has it (training
-        reuses the window's vectors for the next-event targets).
+        reuses the window's vectors for the next-event targets). ``last_only``: the hidden state
+        after the last token alone, (B, 1, h) (scoring a later period needs nothing else): the last
+        block then computes one query and one MLP row per sequence.
         """
         B, T = track_idx.shape
         assert T <= self.max_len, f"sequence length {T} > max_len {self.max_len}"
         if not self.use_sequence:
-            return torch.zeros(B, T, self.hidden, device=track_idx.device)
+            return torch.zeros(B, 1 if last_only else T, self.hidden, device=track_idx.device)
         valid = track_idx > 0  # (B, T)
         pos = torch.arange(self.max_len - T, self.max_len, device=track_idx.device)  # (T,)
         tok = self.encoder(track_idx) if track_vecs is None else track_vecs  # (B, T, h)
@@ -338,9 +345,9 @@ class SASRec(nn.Module):
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
             eye = torch.eye(T, dtype=torch.bool, device=x.device)  # a padded query sees itself: no NaN
             attn_mask = (causal & (valid[:, None, :] | eye)).unsqueeze(1)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, attn_mask)
-        return self.ln_f(x)  # (B, T, h)
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn_mask, last_only=last_only and i == len(self.blocks) - 1)
+        return self.ln_f(x)  # (B, T, h), or (B, 1, h) with last_only
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """hidden (B, h) with candidates (B, C) → (B, C); or (B, T, h) with (B, T, C) → (B, T, C)."""

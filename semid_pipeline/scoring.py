@@ -64,7 +64,7 @@ def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None
         rows = order[b: b + batch_size]
         tracks, fb = left_pad([eval_set.inputs[i] for i in rows], max_len)
         with amp:
-            h = model(tracks.to(device), fb.to(device))[:, -1]  # (b, h)
+            h = model(tracks.to(device), fb.to(device), last_only=True)[:, -1]  # (b, h)
         out[torch.from_numpy(rows)] = h.float().cpu()
     model.train(was_training)
     return out

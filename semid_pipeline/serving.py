@@ -201,7 +201,7 @@ class Recommender:
                 L = int(lengths[i])
                 tr[j, T - L:] = torch.from_numpy(np.asarray(t[-L:], dtype=np.int64))
                 fb[j, T - L:] = torch.from_numpy(np.asarray(f[-L:], dtype=np.int64))
-            h = self.model(tr, fb)[:, -1].float()  # eval mode + no_grad: safe from many threads
+            h = self.model(tr, fb, last_only=True)[:, -1].float()  # eval mode + no_grad: safe from many threads
             out[torch.tensor(rows)] = h
         return out
 

@@ -112,6 +112,7 @@ def write_tiny_semid_toml(path: Path, landing_dir: Path) -> Path:
     for section, key, value in [
         ("grid", "hidden_sizes", "[16]"),
         ("grid", "variants", "[]"),  # the repository's variants reuse v1-k1024, not in this grid
+        ("grid", "demo_production_h_only", "[]"),  # nor is rqkmeans-k1024
         ("train", "epochs", "2"),
         ("production", "scheme", '"v1-k16"'),
         ("production", "hidden", "16"),

@@ -66,6 +66,25 @@ def test_left_padding_does_not_change_outputs():
     torch.testing.assert_close(hp[:, 5:], h, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("scheme", ["id", "v1-k8"])
+def test_last_only_is_the_last_position_of_the_full_forward(scheme):
+    """Scoring reads the state after the last token alone; the shortcut (the last block computes one
+    query) gives that state, with and without left padding, and stays causal-safe at the last row."""
+    model = make_model(scheme, dropout=0.2)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(1, 51, (4, MAX_LEN), generator=g)
+    f = torch.randint(0, 2, (4, MAX_LEN), generator=g)
+    with torch.no_grad():
+        for padded in (False, True):
+            if padded:
+                x[1, :5], x[3, :MAX_LEN - 1] = 0, 0  # the explicit-mask path; a row with one real token
+            full = model(x, f)
+            last = model(x, f, last_only=True)
+            assert last.shape == (4, 1, H)
+            torch.testing.assert_close(last[:, 0], full[:, -1], rtol=0, atol=1e-5)
+    assert not torch.allclose(last[0, 0], last[2, 0])  # rows differ: not one row broadcast
+
+
 @pytest.mark.parametrize("scheme,decomposition", [("id", False), ("id", True), ("v1-k8", False),
                                                           ("v0-k16", True), ("rqkmeans-k8", False)])
 def test_parameter_counts_match_formula(scheme, decomposition):

@@ -80,3 +80,20 @@ def test_grid_variants_are_rows_that_reuse_a_fitted_table():
     for bad, why in (("hybrid-k16", "needs v1-k<k>"), ("v1-k8", "already a row"), ("rqkmeans-k8+ag", "must reuse")):
         with pytest.raises(ConfigError, match=why):
             GridConfig(variants=(bad,)).model_schemes(sem)
+
+
+def test_make_demo_trains_variants_and_listed_rows_at_the_production_h_only():
+    from dataclasses import replace
+
+    from assets.demo import demo_grid_keys
+    from semid_pipeline.config import ProductionConfig, SemidConfig
+    from semid_pipeline.schemes import GridCell
+
+    sem = SemanticIdConfig(schemes={"v1": (8,), "rqkmeans": (8,)})
+    grid = GridConfig(hidden_sizes=(16, 32), variants=("hybrid-k8",), demo_production_h_only=("rqkmeans-k8",))
+    cfg = replace(SemidConfig(), semantic_ids=sem, grid=grid, production=ProductionConfig(scheme="v1-k8", hidden=32))
+    keys = [GridCell.of(s, h).partition_key for s in grid.model_schemes(sem) for h in grid.hidden_sizes]
+    assert sorted(demo_grid_keys(keys, cfg)) == sorted(["16|id", "32|id", "16|v1-k8", "32|v1-k8", "32|rqkmeans-k8",
+                                                         "32|hybrid-k8"])
+    with pytest.raises(ConfigError, match="not rows of the grid"):
+        demo_grid_keys(keys, replace(cfg, grid=replace(grid, demo_production_h_only=("v0-k8",))))
