@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=STAGES, help="stop after this stage")
     parser.add_argument("--jobs", type=int, default=0,
-                        help="grid cells trained at once, each in its own process (0 = the instance's "
-                        "training steps at once: one per core, or per GPU, up to max_concurrent_runs)")
+                        help="grid cells trained at once, each in its own worker process (0 = the "
+                        "instance's training steps at once: one per core, or per GPU, up to max_concurrent_runs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a grid worker of --jobs > 1
     args = parser.parse_args(argv)
     from .recovery import stop_on_sigterm
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only == "ids":
         return
     keys = demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG)
-    jobs = args.jobs or grid_jobs(instance)
+    jobs = grid_jobs(instance, args.jobs)
     if jobs > 1:
         run_cells_in_parallel(keys, jobs)
     else:
@@ -150,18 +150,20 @@ def main(argv: list[str] | None = None) -> None:
     print("[demo] browse it all with `make dev` (http://127.0.0.1:3000)")
 
 
-def grid_jobs(instance: dg.DagsterInstance) -> int:
-    """Grid cells to train at once: the instance's training steps at once (``resources/pools.py``:
-    min of the ``training`` pool, set here to one slot per core or GPU unless set before, and
-    ``max_concurrent_runs``), as ``dagster dev`` would run them. Each then derives its torch
-    threads from the same figure (2 cores, 2 cells at once: 1 thread each). An ephemeral instance
-    (no DAGSTER_HOME) cannot be shared between processes: one cell at a time."""
+def grid_jobs(instance: dg.DagsterInstance, requested: int = 0) -> int:
+    """Grid cells to train at once: ``requested`` (``--jobs``; it also becomes the ``training``
+    pool's limit, as ``python -m assets.grid --training-slots N`` sets it), else the instance's
+    training steps at once (``resources/pools.py``: min of the ``training`` pool, set here to one
+    slot per core or GPU unless set before, and ``max_concurrent_runs``), as ``dagster dev`` would
+    run them. Each cell derives its torch threads from the same figures (2 cores, 2 cells at once:
+    1 thread each). An ephemeral instance (no DAGSTER_HOME) cannot be shared between processes:
+    one cell at a time."""
     if not os.environ.get("DAGSTER_HOME"):
         return 1
     from resources.pools import ensure_training_pool, parallel_training_steps
 
-    ensure_training_pool(instance)
-    return parallel_training_steps(instance)
+    ensure_training_pool(instance, requested or None)
+    return requested or parallel_training_steps(instance)
 
 
 CELL_DONE = "[demo-cell-done]"  # a --worker's line after each cell: "<marker> <key> ok|failed"
