@@ -185,8 +185,9 @@ def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
     failed: list[str] = []
     print(f"[demo] grid: {len(keys)} cells, {jobs} at a time (one worker process each)", flush=True)
     cmd = [sys.executable, "-m", "assets.demo", "--worker"]
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
     workers = [
-        subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE,
+        subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, env=env, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for _ in range(min(jobs, len(pending)))
     ]
@@ -233,9 +234,29 @@ def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
         raise SystemExit(f"demo stopped: recommender+eval[{failed[0]}] failed (see its run in `make dev`)")
 
 
+PARENT_ENV = "SEMID_DEMO_PARENT_PID"
+
+
+def _die_with_parent() -> None:
+    """A worker dies with the demo process that started it, even when that one is killed with
+    SIGKILL (Linux ``PR_SET_PDEATHSIG``): its run is then left crashed, as a one-process demo's
+    would be, and the next ``make demo`` reaps it and resumes from the checkpoint. Elsewhere a
+    worker notices only at its next cell (end of stdin)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if str(os.getppid()) != os.environ.get(PARENT_ENV, str(os.getppid())):  # it died before prctl
+        os._exit(1)
+
+
 def _cell_worker(instance: dg.DagsterInstance, grid: dg.JobDefinition) -> None:
     """``--worker``: read grid partition keys from stdin, one per line; run each as a Dagster run
     and print ``CELL_DONE <key> ok|failed`` after it. Ends at the end of stdin."""
+    _die_with_parent()
     for line in sys.stdin:
         key = line.strip()
         if not key:
