@@ -7,17 +7,17 @@
 The report's oracle ranks the test pairs with the generator's own probability: the TRUE taste
 vector of the listener, the true track latents and appeal, and the position term (the rank of an
 event inside its sitting, which no model here sees). A model only sees the history. This probe
-scores the same test pairs (the last ``test_days`` of the warehouse's users-format events) with:
+scores the same test pairs as the report (the listeners' events in the last ``test_days`` of the
+users-format events file, listeners with a history only) with:
 
-  oracle                      the generator's logit (the report's ceiling)
-  oracle − position           the same without the within-sitting position term
+  oracle − position           the generator's logit without the within-sitting position term
   taste only / appeal only    the two parts alone
   history-limited taste       taste estimated from the listener's last ≤ 400 history events by a
                               per-listener Bayesian logistic regression (MAP) on the TRUE track
                               latents, with the world's true population prior and the true appeal
                               as offset: near the best any model can do from that history
 
-The last row is an upper bound for a model that also has to learn the latents from content and
+The history-limited rows are an upper bound for a model that also has to learn the latents from content and
 plays; the distance from it to the oracle is the information the history does not hold.
 """
 
@@ -87,7 +87,7 @@ def main() -> None:
     ev["position"] = ev.groupby("stratum_id").cumcount() + 1
     t_idx = pd.Index(cat.track_ids).get_indexer(ev["track_id"])
     u_idx = pd.Index(lis.user_ids).get_indexer(ev["stratum_id"])
-    assert (t_idx >= 0).all() and (u_idx >= 0).all(), "the warehouse is not this preset's users-format world"
+    assert (t_idx >= 0).all() and (u_idx >= 0).all(), "the events file does not belong to this preset's world"
     ev = ev.assign(t=t_idx, u=u_idx).sort_values(["stratum_id", "position"], kind="stable")
     start = ev["ts"].max().normalize() - pd.Timedelta(days=args.test_days - 1)
     test, hist = ev[ev["ts"] >= start], ev[ev["ts"] < start]
