@@ -53,7 +53,7 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     # while its config.json (no item_bias key) would read as the new default (on)
     encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence, history_pool=cfg.history_pool)
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
     model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves

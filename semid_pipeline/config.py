@@ -232,9 +232,6 @@ class TrainConfig:
     # with the validation period as the test (sweep --nested): 0 / 1 / 2 / 3 → mean +0 / +0.007 /
     # +0.009 / +0.011 AUC over id and v1-k1024 on both demo worlds; 2: most of the gain, 2 epochs more
     final_fit_epochs: int = 2
-    # the hidden state also gets learned projections of the running means of the liked and of the
-    # disliked track vectors in the input (model.SASRec history_pool; 2h² parameters; off = as before)
-    history_pool: bool = False
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -260,8 +257,6 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["negative_popularity"]
     if d["content_anchor"] == 0:
         del d["content_anchor"]
-    if not d["history_pool"]:
-        del d["history_pool"]
     if d["final_fit_epochs"] == 0:
         del d["final_fit_epochs"]
     return d

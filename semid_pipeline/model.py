@@ -282,7 +282,7 @@ def semantic_field_sizes(*, k: int, levels: int, max_tie: int, max_tie_embedding
 
 
 def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], hidden: int, layers: int,
-                             max_len: int, with_bias: bool = False, history_pool: bool = False) -> dict[str, int]:
+                             max_len: int, with_bias: bool = False) -> dict[str, int]:
     """Trainable parameters of ``SASRec`` (documented formula, checked by tests).
 
     track_representation = (1 + Σ_f n_f) · h         one shared zero pad row + every field's codes
@@ -291,18 +291,16 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
                        beyond the cap share one row: ``semantic_field_sizes``) [+ artist A + genre G]
         with_bias:     + (1 + Σ_f n_f) biases (one scalar per row, the pad row included)
     other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
-            [+ 2h² with history_pool: the liked / disliked mean projections]
     """
     sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)
     track = (1 + sum(int(s) for s in sizes)) * (hidden + (1 if with_bias else 0))
     other = 2 * hidden + max_len * hidden + layers * block_parameter_count(hidden) + 2 * hidden
-    other += 2 * hidden * hidden if history_pool else 0
     return {"total": track + other, "track_representation": track, "other": other}
 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float, use_sequence: bool = True, history_pool: bool = False) -> None:
+                 dropout: float, use_sequence: bool = True) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -316,43 +314,13 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(hidden)
-        # history_pool: the hidden state also gets P·mean(liked track vectors) + N·mean(disliked ones)
-        # up to each position (FISM-style; the content similarity to a listener's likes and dislikes
-        # that the boosted-tree baseline uses, given to the model directly). Zero-initialised.
-        # (skip_init: no random draws, so every other parameter starts as in the plain model)
-        pool = (lambda: torch.nn.utils.skip_init(nn.Linear, hidden, hidden, bias=False)) if history_pool else (lambda: None)
-        self.pool_liked, self.pool_disliked = pool(), pool()
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # nanoGPT: scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
-            elif p.ndim == 2 and not name.startswith(("encoder.", "pool_")):
+            elif p.ndim == 2 and not name.startswith("encoder."):
                 nn.init.normal_(p, mean=0.0, std=0.02)
             elif name.endswith("bias") and not name.startswith("encoder."):  # the encoder inits its own
                 nn.init.zeros_(p)
-        for lin in (self.pool_liked, self.pool_disliked):
-            if lin is not None:
-                nn.init.zeros_(lin.weight)
-
-    @property
-    def history_pool(self) -> bool:
-        return self.pool_liked is not None
-
-    def _pooled(self, tok: torch.Tensor, feedback: torch.Tensor, valid: torch.Tensor, last_only: bool) -> torch.Tensor:
-        """Running means of the liked and disliked track vectors up to each position, projected:
-        tok (B, T, h) → (B, T, h), or (B, 1, h) with ``last_only``."""
-        w = valid.to(tok.dtype)  # (B, T)
-        liked = w * (feedback > 0).to(tok.dtype)
-        disliked = w - liked
-        out = 0
-        for weight, lin in ((liked, self.pool_liked), (disliked, self.pool_disliked)):
-            if last_only:
-                total = (tok * weight.unsqueeze(-1)).sum(1, keepdim=True)  # (B, 1, h)
-                count = weight.sum(1, keepdim=True).unsqueeze(-1)  # (B, 1, 1)
-            else:
-                total = torch.cumsum(tok * weight.unsqueeze(-1), dim=1)  # (B, T, h)
-                count = torch.cumsum(weight, dim=1).unsqueeze(-1)  # (B, T, 1)
-            out = out + lin(total / count.clamp(min=1.0))
-        return out
 
     def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
                 track_vecs: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
@@ -379,10 +347,7 @@ class SASRec(nn.Module):
             attn_mask = (causal & (valid[:, None, :] | eye)).unsqueeze(1)  # (B, 1, T, T)
         for i, block in enumerate(self.blocks):
             x = block(x, attn_mask, last_only=last_only and i == len(self.blocks) - 1)
-        out = self.ln_f(x)  # (B, T, h), or (B, 1, h) with last_only
-        if self.history_pool:
-            out = out + self._pooled(tok, feedback, valid, last_only)
-        return out
+        return self.ln_f(x)  # (B, T, h), or (B, 1, h) with last_only
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """hidden (B, h) with candidates (B, C) → (B, C); or (B, T, h) with (B, T, C) → (B, T, C)."""

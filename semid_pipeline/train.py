@@ -107,7 +107,7 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
     return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                  dropout=cfg.dropout, use_sequence=cfg.use_sequence, history_pool=cfg.history_pool)
+                  dropout=cfg.dropout, use_sequence=cfg.use_sequence)
 
 
 def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,

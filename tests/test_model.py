@@ -22,7 +22,7 @@ def id_table(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.DataFr
     return random_id_table([f"t{i:05d}" for i in range(n_tracks)], k, levels, seed)
 
 
-def make_model(scheme="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0, history_pool=False):
+def make_model(scheme="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0, dropout=0.0):
     torch.manual_seed(seed)
     tbl = id_table(n, k) if scheme != "id" else None
     artist = np.r_[0, np.arange(n) % 5 + 1]
@@ -31,23 +31,12 @@ def make_model(scheme="id", *, n=50, k=8, decomposition=False, hidden=H, seed=0,
                               track_ids=[f"t{i:05d}" for i in range(n)], id_table=tbl,
                               artist=artist, n_artists=5, genre=genre, n_genres=3,
                               song_decomposition=decomposition)
-    return SASRec(encoder=enc, hidden=hidden, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=dropout,
-                  history_pool=history_pool).eval()
+    return SASRec(encoder=enc, hidden=hidden, layers=LAYERS, heads=HEADS, max_len=MAX_LEN, dropout=dropout).eval()
 
 
-def randomize_pool(model):
-    """history_pool's projections start at zero; random ones make the pooled path visible to a test."""
-    with torch.no_grad():
-        model.pool_liked.weight.normal_(0, 0.3)
-        model.pool_disliked.weight.normal_(0, 0.3)
-    return model
-
-
-@pytest.mark.parametrize("scheme,history_pool", [("id", False), ("v1-k8", False), ("id", True)])
-def test_causal_future_tokens_never_change_earlier_outputs(scheme, history_pool):
-    model = make_model(scheme, history_pool=history_pool)
-    if history_pool:
-        randomize_pool(model)
+@pytest.mark.parametrize("scheme", ["id", "v1-k8"])
+def test_causal_future_tokens_never_change_earlier_outputs(scheme):
+    model = make_model(scheme)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(1, 51, (3, MAX_LEN), generator=g)
     f = torch.randint(0, 2, (3, MAX_LEN), generator=g)
@@ -77,13 +66,11 @@ def test_left_padding_does_not_change_outputs():
     torch.testing.assert_close(hp[:, 5:], h, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("scheme,history_pool", [("id", False), ("v1-k8", False), ("v1-k8", True)])
-def test_last_only_is_the_last_position_of_the_full_forward(scheme, history_pool):
+@pytest.mark.parametrize("scheme", ["id", "v1-k8"])
+def test_last_only_is_the_last_position_of_the_full_forward(scheme):
     """Scoring reads the state after the last token alone; the shortcut (the last block computes one
     query) gives that state, with and without left padding, and stays causal-safe at the last row."""
-    model = make_model(scheme, dropout=0.2, history_pool=history_pool)
-    if history_pool:
-        randomize_pool(model)
+    model = make_model(scheme, dropout=0.2)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(1, 51, (4, MAX_LEN), generator=g)
     f = torch.randint(0, 2, (4, MAX_LEN), generator=g)
@@ -96,32 +83,6 @@ def test_last_only_is_the_last_position_of_the_full_forward(scheme, history_pool
             assert last.shape == (4, 1, H)
             torch.testing.assert_close(last[:, 0], full[:, -1], rtol=0, atol=1e-5)
     assert not torch.allclose(last[0, 0], last[2, 0])  # rows differ: not one row broadcast
-
-
-def test_history_pool_adds_the_liked_and_disliked_means_and_starts_as_the_plain_model():
-    x = torch.randint(1, 51, (3, MAX_LEN), generator=torch.Generator().manual_seed(2))
-    f = torch.randint(0, 2, (3, MAX_LEN), generator=torch.Generator().manual_seed(3))
-    x[2, :6] = 0
-    plain, pooled = make_model(), make_model(history_pool=True)
-    with torch.no_grad():
-        torch.testing.assert_close(pooled(x, f), plain(x, f), rtol=0, atol=0)  # zero-initialised
-        randomize_pool(pooled)
-        h = pooled(x, f)
-        base = plain(x, f)
-        tok = pooled.encoder(x)
-        for b, t in ((0, MAX_LEN - 1), (2, 7), (1, 0)):
-            liked = [s for s in range(t + 1) if x[b, s] > 0 and f[b, s] == 1]
-            disliked = [s for s in range(t + 1) if x[b, s] > 0 and f[b, s] == 0]
-            want = base[b, t].clone()
-            if liked:
-                want += pooled.pool_liked(tok[b, liked].mean(0))
-            if disliked:
-                want += pooled.pool_disliked(tok[b, disliked].mean(0))
-            torch.testing.assert_close(h[b, t], want, rtol=0, atol=1e-5)
-    counts = expected_parameter_count(field_sizes={"track": 50}, hidden=H, layers=LAYERS, max_len=MAX_LEN,
-                                      history_pool=True)
-    assert pooled.parameter_counts() == counts
-    assert counts["other"] - plain.parameter_counts()["other"] == 2 * H * H
 
 
 @pytest.mark.parametrize("scheme,decomposition", [("id", False), ("id", True), ("v1-k8", False),
