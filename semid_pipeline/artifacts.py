@@ -87,5 +87,8 @@ class ArtifactLayout:
     def baselines_file(self, dataset_fingerprint: str) -> Path:
         return self._dir("baselines") / f"{dataset_fingerprint[:12]}.json"
 
+    def ceilings_file(self, dataset_fingerprint: str) -> Path:
+        return self._dir("ceilings") / f"{dataset_fingerprint[:12]}.json"
+
     def report_dir(self) -> Path:
         return self._dir("report")

@@ -2,7 +2,8 @@
 
 * ``lead_section``: a one-line headline (does the best model beat the best model-free baseline,
   with both CIs) and the paper's findings as verdicts on this data (``findings``), for the top.
-* ``ceiling_table``: the synthetic world's oracle ceiling, every baseline and every model side by
+* ``ceiling_table``: the synthetic world's oracle ceiling (and, per-user worlds, the learnable
+  ceiling: the best a model can expect from this data), every baseline and every model side by
   side (test AUC + 95% CI), so "how much is left" is one glance.
 * ``popularity_table``: AUC by track-popularity bucket (head / torso / tail / unseen) for models
   and baselines: semantic-ID gains are expected on the tail.
@@ -22,6 +23,8 @@ from .findings import compare, findings_html, findings_markdown, paper_findings
 from .popularity import POPULARITY_BUCKETS
 
 _CI_COLS = ("test AUC", "CI lo", "CI hi")
+#: The per-user world's learnable ceiling (``synthetic.ceiling``): taste and appeal estimated from the data.
+LEARNABLE_NAME = "learnable ceiling (taste + appeal estimated from the data)"
 
 
 def _num(v) -> float:
@@ -60,6 +63,8 @@ def ceiling_table(records: Sequence[dict]) -> pd.DataFrame:
     oracle = _oracle(records)
     if oracle is not None:
         rows.append(("ceiling", "oracle (generator's P(positive))", *_triple(oracle)))
+        if isinstance(oracle.get("learnable"), dict):
+            rows.append(("ceiling", LEARNABLE_NAME, *_triple(oracle["learnable"])))
     base = sorted(_baselines(records).items(), key=lambda kv: -_num(kv[1].get("auc")))
     rows += [("baseline", name, *_triple(b)) for name, b in base]
     models = sorted(records, key=lambda r: -_triple(r.get("test"))[0])
@@ -84,7 +89,10 @@ def headline(records: Sequence[dict]) -> str:
     line = f"Best model {_key(best)} {fmt(m)} {verdict} the best baseline {bname} {fmt(bt)} (test AUC, 95% CI)."
     oracle = _oracle(records)
     if oracle is not None:
-        line += f" Ceiling (oracle): {fmt(_triple(oracle))}."
+        line += f" Ceiling (oracle): {fmt(_triple(oracle))}"
+        if isinstance(oracle.get("learnable"), dict):
+            line += f"; learnable from this data: {fmt(_triple(oracle['learnable']))}"
+        line += "."
     return line
 
 

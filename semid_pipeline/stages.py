@@ -277,7 +277,7 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
     record = experiment.partition_record(cell, result, baselines=baselines, dataset=inputs.dataset,
                                          dataset_fingerprint=inputs.dataset_fingerprint,
                                          id_table_hash=inputs.id_table_hash)
-    record["oracle"] = oracle_record(warehouse, inputs, cfg)
+    record["oracle"] = oracle_record(warehouse, layout, inputs, cfg)
     path = atomic_write_json(layout.evaluation_record(inputs.dataset_fingerprint, cell), record)
     return CellEvaluation(record=record, record_path=path, result=result, baselines=baselines)
 
@@ -296,20 +296,32 @@ def _held_out_validation(result: dict, mdir: Path) -> None:
                      "n_strata": val.get("n_strata"), "source": "held-out selection AUC before the final fit"}
 
 
-def oracle_record(warehouse: str, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:
-    """Test AUC (+ CI) of a synthetic world's own P(positive) on the same test pairs: the ceiling a
-    model could reach. None for a data set without an oracle (every real one)."""
+def oracle_record(warehouse: str, layout: ArtifactLayout, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:
+    """Test AUC (+ CI) of a synthetic world's own P(positive) on the same test pairs: the ceiling no
+    model can be expected to pass; for a per-user world also ``learnable``, the same pairs scored
+    with taste and appeal estimated from the data (``synthetic.ceiling``): about the best a model
+    can reach from it. None for a data set without an oracle (every real one). Computed once per
+    data set, then cached (like the baselines)."""
     from .datasets import ORACLE_META
 
     with connect(warehouse, read_only=True) as con:
         path = get_meta(con, ORACLE_META, "") or ""
     if not path or not len(inputs.splits.test.events):
         return None
+    cache = layout.ceilings_file(inputs.dataset_fingerprint)
+    cached = read_json(cache)
+    if cached is not None and cached.get("source") == path:
+        return cached
     from .diagnostics import oracle_auc
     from .synthetic import load_oracle
+    from .synthetic.ceiling import learnable_ceiling
 
-    return oracle_auc(inputs.splits.test.events, load_oracle(path), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed,
-                      source=path)
+    events = inputs.splits.test.events
+    out = oracle_auc(events, load_oracle(path), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed, source=path)
+    out["source"] = path
+    out["learnable"] = learnable_ceiling(path, events, n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed)
+    atomic_write_json(cache, out)
+    return out
 
 
 def _dataset_keys(warehouse: str) -> tuple[str, str]:

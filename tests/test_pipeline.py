@@ -148,6 +148,9 @@ def test_grid_partitions_train_evaluate_and_report(world):
     records = [json.loads(p.read_text()) for p in root.rglob("evaluations/*/*.json")]
     assert len(records) == 2  # a synthetic world: every record carries the oracle ceiling on its test pairs
     assert all(r["oracle"]["ci_lo"] <= r["oracle"]["auc"] <= r["oracle"]["ci_hi"] for r in records)
+    # a per-user world: the learnable ceiling (estimated taste + appeal) sits below the oracle, in the report
+    assert all(0.5 < r["oracle"]["learnable"]["auc"] < r["oracle"]["auc"] for r in records)
+    assert "learnable ceiling" in html and "learnable from this data" in html
 
 
 def _recommender_md(result) -> dict:

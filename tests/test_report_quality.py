@@ -45,6 +45,17 @@ def test_ceiling_table_lists_oracle_baselines_and_models_side_by_side():
     assert "ceiling" not in set(rq.ceiling_table([_rec("64|id", 0.7, 0.01, baselines=BASE)])["kind"])
 
 
+def test_the_learnable_ceiling_sits_next_to_the_oracle_in_the_table_and_the_headline():
+    oracle = {**ORACLE, "learnable": {"auc": 0.69, "ci_lo": 0.68, "ci_hi": 0.70}}
+    recs = [_rec("64|id", 0.66, 0.01, baselines=BASE, oracle=oracle)]
+    t = rq.ceiling_table(recs)
+    assert list(t["name"][:2]) == ["oracle (generator's P(positive))", rq.LEARNABLE_NAME]
+    assert t.loc[1, "test AUC"] == pytest.approx(0.69)
+    line = rq.headline(recs)
+    assert "Ceiling (oracle): 0.7600" in line and "learnable from this data: 0.6900 [0.6800, 0.7000]" in line
+    assert "learnable" not in rq.headline([_rec("64|id", 0.66, 0.01, baselines=BASE, oracle=ORACLE)])
+
+
 def test_popularity_table_has_models_and_baselines_by_bucket():
     buckets = [{"bucket": "head", "auc": 0.8}, {"bucket": "unseen", "auc": 0.52}]
     t = rq.popularity_table([_rec("64|id", 0.7, 0.01, baselines=BASE, buckets=buckets)])
@@ -80,3 +91,38 @@ def test_synthetic_ingestion_records_an_oracle_that_covers_every_test_pair(tmp_p
     rec = oracle_auc(splits.test.events, load_oracle(path), n_boot=50)
     assert rec["n_matched"] == len(splits.test.events) > 0
     assert rec["ci_lo"] <= rec["auc"] <= rec["ci_hi"] and rec["auc"] > 0.5
+    # the learnable ceiling: same pairs, taste and appeal estimated from the data, below the oracle
+    from semid_pipeline.synthetic.ceiling import learnable_ceiling
+    learn = learnable_ceiling(path, splits.test.events, n_boot=50)
+    assert learn["n_strata"] == rec["n_strata"] and 0.5 < learn["auc"] < rec["auc"]
+    assert learn["appeal_auc"] < learn["true_appeal_auc"]  # appeal from ~tens of plays is a rough guess
+
+
+def test_learnable_ceiling_estimators_recover_what_plenty_of_data_reveals():
+    from semid_pipeline.synthetic.ceiling import map_appeal, map_taste
+    rng = np.random.default_rng(0)
+    n, per = 40, 3000  # 40 tracks, 3000 plays each: the MAP approaches the truth
+    a = rng.standard_normal(n)
+    t = np.repeat(np.arange(n), per)
+    off = rng.normal(0.0, 1.0, t.size)
+    y = (rng.random(t.size) < 1 / (1 + np.exp(-(off + 0.8 * a[t])))).astype(float)
+    a_hat = map_appeal(t, off, y, 0.8, np.zeros(n), 1.0)
+    assert np.abs(a_hat - a).max() < 0.15
+    few = map_appeal(t[::per], off[::per], y[::per], 0.8, np.zeros(n), 1.0)  # one play each: shrunk to the prior
+    assert np.abs(few).max() < np.abs(a).max() and np.corrcoef(few, a)[0, 1] < np.corrcoef(a_hat, a)[0, 1]
+    D = 4
+    taste = rng.standard_normal(D)
+    lat = rng.standard_normal((20_000, D))
+    off = rng.normal(0.0, 0.5, len(lat))
+    y = (rng.random(len(lat)) < 1 / (1 + np.exp(-(lat @ taste + off)))).astype(float)
+    est = map_taste(lat, off, y, 1.0, np.zeros(D), np.eye(D))
+    assert np.abs(est - taste).max() < 0.1
+
+
+def test_learnable_ceiling_is_none_for_a_sessions_world(tmp_path):
+    from semid_pipeline.synthetic import write_world
+    from semid_pipeline.synthetic.ceiling import learnable_ceiling
+    import pandas as pd
+    m = write_world("tiny", tmp_path / "w", formats=("sessions",))
+    events = pd.DataFrame({"stratum_id": ["s"], "position": [1], "feedback": [1], "ts": [pd.Timestamp("2018-07-01")]})
+    assert learnable_ceiling(m.sessions_oracle, events) is None

@@ -109,7 +109,8 @@ constants, presets · ``sampling`` random streams, samplers · ``catalogue`` gen
 and their content · ``extras``/``titles`` hard-catalogue additions · ``listeners`` listeners and
 stations · ``world`` the assembled world · ``feedback`` the feedback model · ``behaviour`` MSSD's
 behaviour columns · ``users_format``/``sessions_format`` the two file formats ·
-``tracks_table`` the tracks tables per content mode · ``oracle`` the oracle sidecar · ``files``
+``tracks_table`` the tracks tables per content mode · ``oracle`` the oracle sidecar · ``ceiling`` the learnable ceiling (estimated taste +
+appeal on the test pairs) · ``files``
 write_world, manifest, ground truth · ``io`` deterministic file writing.
 """
 

@@ -1,0 +1,165 @@
+"""The learnable ceiling of a synthetic per-user world: the best a model can do from THIS data.
+
+The report's oracle (``oracle.parquet``) ranks the test pairs with the generator's own probability:
+every listener's TRUE taste and every track's TRUE appeal. No model has those; it has the plays.
+``learnable_ceiling`` scores the same test pairs with both estimated from the data before the test
+period, everything else taken from the truth (so it is still generous):
+
+* **taste**: per listener, a Bayesian logistic regression (MAP, Newton) on the listener's last
+  ``max_history`` events before the test period, on the TRUE track latents, with the world's
+  population of tastes as the prior and the true appeal as an offset;
+* **appeal**: per track, a MAP from ALL listeners' plays before the test period, with every other
+  term of each play's logit true (recovered from ``oracle.parquet``) and, as the prior, the true
+  appeal's regression on the track's popularity percentile (the ``us_popularity_estimate``
+  content column: good songs get played more).
+
+The appeal is independent of content by construction: a track played ~10 times reveals it only
+roughly, and that, not the model, is what keeps any learner far from the oracle on the default
+world. Per-user format only (MSSD sessions carry no listener id to estimate a taste from).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation import bootstrap_ci, stratified_auc
+from .files import load_manifest
+from .oracle import load_oracle
+from .world import World, build_world
+
+
+def map_taste(lat: np.ndarray, off: np.ndarray, y: np.ndarray, scale: float, mu: np.ndarray,
+              prec: np.ndarray, iters: int = 25) -> np.ndarray:
+    """MAP of [taste, intercept] for logit = scale·(lat @ taste) + off + c under N(mu, prec⁻¹) × N(0, 4)."""
+    D = lat.shape[1]
+    X = np.c_[scale * lat, np.ones(len(y))]
+    P = np.zeros((D + 1, D + 1))
+    P[:D, :D] = prec
+    P[D, D] = 0.25
+    m = np.r_[mu, 0.0]
+    w = m.copy()
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(X @ w + off, -30, 30)))
+        g = X.T @ (p - y) + P @ (w - m)
+        H = (X * (p * (1 - p))[:, None]).T @ X + P
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return w[:D]
+
+
+def map_appeal(t: np.ndarray, off: np.ndarray, y: np.ndarray, weight: float, prior_mean: np.ndarray,
+               prior_var: float, iters: int = 30) -> np.ndarray:
+    """Per-track MAP of a for logit = off + weight·a[t] under a ~ N(prior_mean, prior_var) (Newton, all at once)."""
+    n = len(prior_mean)
+    a = np.asarray(prior_mean, dtype=np.float64).copy()
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(off + weight * a[t], -30, 30)))
+        g = weight * np.bincount(t, weights=p - y, minlength=n) + (a - prior_mean) / prior_var
+        H = weight ** 2 * np.bincount(t, weights=p * (1 - p), minlength=n) + 1.0 / prior_var
+        step = g / H
+        a -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return a
+
+
+def appeal_prior(world: World) -> tuple[np.ndarray, float]:
+    """(prior mean per track, prior variance): the true appeal regressed on the popularity percentile."""
+    from scipy.stats import norm
+
+    pct = world.cat.pop_percentile
+    x = norm.ppf((pct - 50.0 / len(pct)) / 100.0)  # back to the popularity score's normal scale
+    beta, c = np.polyfit(x, world.cat.appeal, 1)
+    mean = beta * x + c
+    return mean, float(np.var(world.cat.appeal - mean))
+
+
+def world_events(world_dir: Path) -> pd.DataFrame:
+    """The world's per-user events with their ingestion position, track / listener numbers and p_positive."""
+    ev = pd.read_parquet(world_dir / "users" / "events.parquet", columns=["user_id", "track_id", "timestamp", "feedback"])
+    ev = ev.rename(columns={"user_id": "stratum_id", "timestamp": "ts"})
+    ev["ts"] = pd.to_datetime(ev["ts"])
+    ev = ev.sort_values(["stratum_id", "ts", "track_id"], kind="stable").reset_index(drop=True)
+    ev["position"] = ev.groupby("stratum_id").cumcount() + 1  # as ingestion numbers them
+    ev = ev.merge(load_oracle(world_dir / "users"), on=["stratum_id", "position"], how="left", validate="one_to_one")
+    return ev
+
+
+def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, *, max_history: int = 400
+                     ) -> dict[str, np.ndarray]:
+    """Logit parts per ``test`` row (columns t, u): true taste / appeal, and both estimated from
+    the events of ``ev`` (columns t, u, ts, feedback, p_positive) before ``start``."""
+    cfg, cat, lis = world.cfg, world.cat, world.lis
+    hist = ev[ev["ts"] < start]
+    tu, tt = test["u"].to_numpy(), test["t"].to_numpy()
+    scale = cfg.taste_weight / world.affinity_std
+    out = {"taste": scale * (world.affinity(tu, tt) - world.affinity_mean), "appeal": cfg.appeal_weight * cat.appeal[tt]}
+
+    mu, cov = lis.taste.mean(0), np.cov(lis.taste.T)
+    prec = np.linalg.inv(cov + 1e-9 * np.eye(cov.shape[0]))
+    est = np.zeros(len(test))
+    groups = dict(tuple(hist.groupby("u", sort=False)))
+    for u in np.unique(tu):
+        rows = np.flatnonzero(tu == u)
+        h = groups.get(u)
+        taste = mu
+        if h is not None and len(h):
+            h = h.tail(max_history)
+            ht = h["t"].to_numpy()
+            off = cfg.appeal_weight * cat.appeal[ht] - scale * world.affinity_mean
+            taste = map_taste(cat.latent[ht], off, h["feedback"].to_numpy(dtype=float), scale, mu, prec)
+        est[rows] = scale * (cat.latent[tt[rows]] @ taste)
+    out["taste_est"] = est
+
+    ht = hist["t"].to_numpy()
+    p = hist["p_positive"].to_numpy(dtype=np.float64).clip(1e-12, 1 - 1e-12)
+    off = np.log(p / (1 - p)) - cfg.appeal_weight * cat.appeal[ht]  # every other term of the play's logit
+    mean, var = appeal_prior(world)
+    a_hat = map_appeal(ht, off, hist["feedback"].to_numpy(dtype=float), cfg.appeal_weight, mean, var)
+    out["appeal_est"] = cfg.appeal_weight * a_hat[tt]
+    return out
+
+
+def with_numbers(world: World, ev: pd.DataFrame) -> pd.DataFrame:
+    """``ev`` plus t (track number) and u (listener number) in ``world``."""
+    t = pd.Index(world.cat.track_ids).get_indexer(ev["track_id"])
+    u = pd.Index(world.lis.user_ids).get_indexer(ev["stratum_id"])
+    if (t < 0).any() or (u < 0).any():
+        raise ValueError("the events file does not belong to this world")
+    return ev.assign(t=t, u=u)
+
+
+def learnable_ceiling(oracle_path: str | Path, eval_events: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
+                      max_history: int = 400) -> dict | None:
+    """{auc, ci_lo, ci_hi, n_strata, appeal_auc} of estimated taste + estimated appeal on the
+    evaluated events (stratum_id, position, feedback, ts of an ``EvalSet.events`` frame), or None
+    when the oracle is not a per-user world's (a sessions world, or a world folder without manifest)."""
+    oracle_path = Path(oracle_path)
+    world_dir = oracle_path.parent.parent
+    manifest = load_manifest(world_dir)
+    if oracle_path.parent.name != "users" or manifest is None or manifest.users_events is None or not len(eval_events):
+        return None
+    world = build_world(manifest.config)
+    ev = with_numbers(world, world_events(world_dir))
+    e = eval_events[["stratum_id", "position", "feedback", "ts"]].astype({"stratum_id": str})
+    test = e.merge(ev[["stratum_id", "position", "t", "u"]], on=["stratum_id", "position"], how="left")
+    if test["t"].isna().any():
+        return None
+    test = test.astype({"t": np.int64, "u": np.int64})
+    parts = estimated_scores(world, ev, test, pd.to_datetime(e["ts"]).min(), max_history=max_history)
+
+    def auc_ci(score):
+        auc, per = stratified_auc(test["stratum_id"], test["feedback"], score)
+        lo, hi = bootstrap_ci(per["auc"].to_numpy(), n_boot=n_boot, seed=seed)
+        return auc, lo, hi, len(per)
+
+    auc, lo, hi, n = auc_ci(parts["taste_est"] + parts["appeal_est"])
+    return {"auc": float(auc), "ci_lo": float(lo), "ci_hi": float(hi), "n_strata": int(n),
+            "appeal_auc": float(auc_ci(parts["appeal_est"])[0]),
+            "true_appeal_auc": float(auc_ci(parts["appeal"])[0]),
+            "max_history": int(max_history)}
