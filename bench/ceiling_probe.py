@@ -21,6 +21,9 @@ users-format events file, listeners with a history only) with:
                               listeners' plays before the test period, every other term of each
                               play's logit TRUE (from oracle.parquet): about the best any model can
                               learn about appeal, which content cannot reveal, from those plays
+  history-limited taste + appeal prior only   no per-track parameter: the appeal from the
+                              popularity percentile alone (what a representation that cannot tell
+                              two tracks with the same content apart can know of it)
   history-limited taste + estimated appeal   both estimated: the report's "learnable ceiling"
                               (semid_pipeline.synthetic.ceiling; still generous: it knows every
                               latent and the population of tastes)
@@ -77,7 +80,8 @@ def main() -> None:
               "history-limited taste + true appeal": parts["taste_est"] + parts["appeal"],
               "history-limited taste only": parts["taste_est"],
               "appeal estimated from plays": parts["appeal_est"],
-              "history-limited taste + estimated appeal": parts["taste_est"] + parts["appeal_est"]}
+              "history-limited taste + estimated appeal": parts["taste_est"] + parts["appeal_est"],
+              "history-limited taste + appeal prior only": parts["taste_est"] + parts["appeal_prior"]}
 
     y, strata = test["feedback"].to_numpy(), test["stratum_id"].to_numpy()
     print(f"world {cfg.name} {over or ''}: {len(test):,} test events, {test['stratum_id'].nunique():,} listeners, "

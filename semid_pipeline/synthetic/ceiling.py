@@ -92,8 +92,9 @@ def world_events(world_dir: Path) -> pd.DataFrame:
 
 def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, *, max_history: int = 400
                      ) -> dict[str, np.ndarray]:
-    """Logit parts per ``test`` row (columns t, u): true taste / appeal, and both estimated from
-    the events of ``ev`` (columns t, u, ts, feedback, p_positive) before ``start``."""
+    """Logit parts per ``test`` row (columns t, u): true ``taste`` / ``appeal``; ``taste_est`` and
+    ``appeal_est`` estimated from the events of ``ev`` (columns t, u, ts, feedback, p_positive)
+    before ``start``; ``appeal_prior``, the appeal's prior mean (from the popularity percentile)."""
     cfg, cat, lis = world.cfg, world.cat, world.lis
     hist = ev[ev["ts"] < start]
     tu, tt = test["u"].to_numpy(), test["t"].to_numpy()
@@ -122,6 +123,7 @@ def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, 
     mean, var = appeal_prior(world)
     a_hat = map_appeal(ht, off, hist["feedback"].to_numpy(dtype=float), cfg.appeal_weight, mean, var)
     out["appeal_est"] = cfg.appeal_weight * a_hat[tt]
+    out["appeal_prior"] = cfg.appeal_weight * mean[tt]  # no per-track parameter: the content's guess only
     return out
 
 
