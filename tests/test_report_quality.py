@@ -74,7 +74,7 @@ def test_report_opens_with_the_verdict_and_findings(tmp_path):
     assert page.index("Verdict on this data") < page.index("<h2>Headline</h2>")
 
 
-def test_synthetic_ingestion_records_an_oracle_that_covers_every_test_pair(tmp_path):
+def test_synthetic_ingestion_records_an_oracle_that_covers_every_test_pair(tmp_path, monkeypatch):
     from semid_pipeline import warehouse as wh
     from semid_pipeline.config import IngestConfig, load_config, parse_dataset_spec
     from semid_pipeline.datasets import ORACLE_META, ingest_dataset
@@ -96,6 +96,9 @@ def test_synthetic_ingestion_records_an_oracle_that_covers_every_test_pair(tmp_p
     learn = learnable_ceiling(path, splits.test.events, n_boot=50)
     assert learn["n_strata"] == rec["n_strata"] and 0.5 < learn["auc"] < rec["auc"]
     assert learn["appeal_auc"] < learn["true_appeal_auc"]  # appeal from ~tens of plays is a rough guess
+    import semid_pipeline.synthetic.ceiling as ceiling
+    monkeypatch.setattr(ceiling, "MAX_EVENTS", 100)  # too big a world: no ceiling rather than minutes of work
+    assert learnable_ceiling(path, splits.test.events, n_boot=50) is None
 
 
 def test_learnable_ceiling_estimators_recover_what_plenty_of_data_reveals():

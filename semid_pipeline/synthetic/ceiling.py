@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..evaluation import bootstrap_ci, stratified_auc
 from .files import load_manifest
@@ -136,15 +137,23 @@ def with_numbers(world: World, ev: pd.DataFrame) -> pd.DataFrame:
     return ev.assign(t=t, u=u)
 
 
+#: Worlds with more per-user events than this get no learnable ceiling (it reads them all in memory:
+#: the ``bench`` preset's 1.2M take ~13 s and ~1 GB; ``large`` would take minutes and several GB).
+MAX_EVENTS = 3_000_000
+
+
 def learnable_ceiling(oracle_path: str | Path, eval_events: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                       max_history: int = 400) -> dict | None:
-    """{auc, ci_lo, ci_hi, n_strata, appeal_auc} of estimated taste + estimated appeal on the
+    """{auc, ci_lo, ci_hi, n_strata, appeal_auc, ...} of estimated taste + estimated appeal on the
     evaluated events (stratum_id, position, feedback, ts of an ``EvalSet.events`` frame), or None
-    when the oracle is not a per-user world's (a sessions world, or a world folder without manifest)."""
+    when the oracle is not a per-user world's (a sessions world, or a world folder without manifest)
+    or the world has more than :data:`MAX_EVENTS` events."""
     oracle_path = Path(oracle_path)
     world_dir = oracle_path.parent.parent
     manifest = load_manifest(world_dir)
     if oracle_path.parent.name != "users" or manifest is None or manifest.users_events is None or not len(eval_events):
+        return None
+    if pq.ParquetFile(manifest.users_events).metadata.num_rows > MAX_EVENTS:
         return None
     world = build_world(manifest.config)
     ev = with_numbers(world, world_events(world_dir))
