@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = preset(args.preset)
-    over = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    over = {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     cfg = replace(cfg, **over)
     cache = Path(os.environ.get("SEMID_PROBE_CACHE", Path(tempfile.gettempdir()) / "semid_probe"))
     out = cache / cfg.hash(("users",))[:16]

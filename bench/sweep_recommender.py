@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/sweep_recommender.py --format users \
         --runs base 'bias:item_bias=true' 'bias_nw0:item_bias=true,negative_weight=0' \
-        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines]
+        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines] [--world-set taste_weight=3]
 
 Each run is ``name:key=value,...`` (TrainConfig overrides on top of the repository's [train]
 settings). The world (``synthetic:demo:<format>``) is written, ingested, featurised and its
@@ -41,15 +41,22 @@ from semid_pipeline.splits import load_splits  # noqa: E402
 from semid_pipeline.schema import FEEDBACK_EVENTS  # noqa: E402
 from semid_pipeline.schemes import IdScheme  # noqa: E402
 from semid_pipeline.scoring import score_eval_set  # noqa: E402
+from semid_pipeline.synthetic import preset, write_world  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
 
 CACHE = Path(os.environ.get("SEMID_SWEEP_CACHE", Path(tempfile.gettempdir()) / "semid_sweep"))
 
 
-def prepare(fmt: str, scheme_keys: list[str], world: str = "demo"):
-    """(warehouse path, {scheme: id table}) for synthetic:<world>:<fmt>, built once."""
+def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: dict | None = None):
+    """(warehouse path, {scheme: id table}) for synthetic:<world>:<fmt>, built once.
+
+    ``world_set``: WorldConfig overrides (e.g. {"taste_weight": 3.0}); the world is then written
+    with them and ingested from its per-user files (``events:``), in a folder of its own."""
     cfg = load_config()
-    root = CACHE / (fmt if world == "demo" else f"{world}_{fmt}")
+    name = fmt if world == "demo" else f"{world}_{fmt}"
+    if world_set:
+        name += "_" + "_".join(f"{k}{v:g}" for k, v in sorted(world_set.items()))
+    root = CACHE / name
     root.mkdir(parents=True, exist_ok=True)
     db = root / "warehouse.duckdb"
     if not db.exists():
@@ -58,6 +65,11 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo"):
         tmp.unlink(missing_ok=True)
         world_name, _, content = world.partition("-")  # demo-genreflags → synthetic:demo:users:genreflags
         spec = f"synthetic:{world_name}:{fmt}" + (f":{content}" if content else "")
+        if world_set:
+            if fmt != "users":
+                raise SystemExit("--world-set: per-user format only")
+            m = write_world(replace(preset(world), **world_set), root / "world", formats=("users",))
+            spec = f"events:{m.users_events},{m.users_tracks}"
         ingest_dataset(parse_dataset_spec(spec), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
         with wh.connect(tmp) as con:
             features.build_content_features(con, root / "features")
@@ -126,6 +138,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--format", default="users", choices=["users", "sessions"])
     ap.add_argument("--world", default="demo", help="preset, e.g. demo-genreflags (weak content)")
+    ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="WorldConfig overrides (numbers), e.g. taste_weight=3 (per-user format; as in "
+                         "bench/ceiling_probe.py --set)")
     ap.add_argument("--runs", nargs="+", default=["base:"])
     ap.add_argument("--schemes", nargs="+", default=["id", "v1-k1024"])
     ap.add_argument("--hidden", type=int, default=64)
@@ -140,7 +155,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config()
     # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
-    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world)
+    world_set = {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in (kv.split("=", 1) for kv in args.world_set)}
+    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world,
+                         world_set)
     if args.nested:
         db = nested_copy(db, cfg)
     with wh.connect(db, read_only=True) as con:
@@ -156,7 +173,7 @@ def main() -> None:
         name, tc = parse_run(spec, cfg.train)
         for suffix, sp in variants:
             for key in args.schemes:
-                fp = hashlib.sha256(json.dumps([args.world, args.format + ("-nested" if args.nested else ""), key,
+                fp = hashlib.sha256(json.dumps([args.world, *([world_set] if world_set else []), args.format + ("-nested" if args.nested else ""), key,
                                                  args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
                 scheme = IdScheme.parse(key)
                 res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
