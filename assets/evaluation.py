@@ -32,6 +32,9 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
     with stage_peak_rss() as mem:
         done = stages.evaluate_cell(warehouse=warehouse.file, layout=artifacts.layout(), cell=cell, cfg=cfg)
     result, test, ranking, k = done.result, done.result["test"], done.result.get("ranking", {}), cfg.eval.topk
+    oracle = done.record.get("oracle") or {}  # synthetic worlds: the ceilings on the same test pairs
+    ceilings = {"ceiling/oracle_auc": number(oracle.get("auc")),
+                "ceiling/learnable_auc": number((oracle.get("learnable") or {}).get("auc"))} if oracle else {}
     context.log.info(
         f"{cell}: test AUC {test['auc']:.4f} [{test['ci_lo']:.4f}, {test['ci_hi']:.4f}] over {test['n_strata']} strata"
     )
@@ -51,6 +54,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "by_history": md_table(pd.DataFrame(test.get("by_history", []))),
             "diversity": dg.MetadataValue.json(result.get("diversity", {})),
             "baselines": dg.MetadataValue.json(done.baselines),
+            **ceilings,
             "record": dg.MetadataValue.path(str(done.record_path)),
             **peak_rss_metadata(mem),
         }

@@ -127,6 +127,8 @@ def test_grid_partitions_train_evaluate_and_report(world):
         assert Path(md["training_curve_png"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         ev = runs[key].asset_materializations_for_node("evaluation")[0].metadata
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
+        # a synthetic per-user world: the ceilings next to the model's AUC in the asset's metadata
+        assert 0.5 < ev["ceiling/learnable_auc"].value < ev["ceiling/oracle_auc"].value
         # the final fit trains on the validation period: the validation AUC shown is the held-out one
         assert ev["val_auc"].value == pytest.approx(md["best_val_auc"].value, abs=1e-6)
         for m in (md, ev):  # peak RSS of the training worker (through Pipes) and of the evaluation
