@@ -21,9 +21,9 @@ def _record(h: int, scheme: str, k: int | None, rng: np.random.Generator, **drop
     """A record as production writes it (``experiment.partition_record``), with made-up numbers."""
     n_tracks = 50_000
     base = 0.70 + 0.0004 * h + (0.0 if scheme == "id" else 0.008 * np.log2(k) - 0.07)
-    base += {"id": 0.0, "v0": -0.01, "v1": 0.0, "rqkmeans": -0.002}[scheme]
+    base += {"id": 0.0, "v0": -0.01, "v1": 0.0, "rqkmeans": -0.002, "hybrid": 0.08}[scheme]
     half = 0.004
-    codebook = n_tracks if k is None else 4 * k + 8
+    codebook = n_tracks if k is None else 4 * k + 8 + (n_tracks if scheme == "hybrid" else 0)
     params_track = codebook * h
     buckets = []
     for i, b in enumerate(DEFAULT_BUCKETS):
@@ -94,6 +94,18 @@ def test_report_renders_from_stored_records(tmp_path):
     lifts = art.tables["lifts"]
     assert len(lifts) == 10 * len(DEFAULT_BUCKETS)  # 5 semantic partitions x 2 h
     assert lifts["lift"].notna().all()
+
+
+def test_headline_compares_semantic_ids_with_id_without_the_hybrid_rows(tmp_path):
+    rng = np.random.default_rng(2)
+    recs = _grid() + [_record(64, "hybrid", 256, rng)]  # best AUC of all, more parameters than id
+    hd = render_report(recs, tmp_path / "h").headline
+    assert hd["best_partition"] == "64|hybrid-k256"  # still the best row overall
+    best_sem = hd["best_semantic_vs_id"]["partition"]
+    assert not best_sem.endswith("hybrid-k256") and best_sem.split("|")[1].startswith(("v0", "v1", "rqkmeans"))
+    assert "% fewer parameters" in (tmp_path / "h" / "report.html").read_text().split("Best semantic vs id")[1]
+    from semid_pipeline.report import _param_change
+    assert _param_change(-54.0) == ", 54.0% more parameters" and _param_change(25.0) == ", 25.0% fewer parameters"
 
 
 def test_report_handles_missing_pieces(tmp_path):
