@@ -67,9 +67,14 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
         return Finding(claim, NOT_MEASURABLE, "no evaluated model or no baseline")
     best = max(models, key=lambda r: _auc(r)[0])
     c = compare(_auc(best), base[1])
-    return Finding(claim, HELD if c == "better" else NOT_HELD,
-                   f"best model {best['scheme_key']} h={best['h']} {_fmt(_auc(best))} vs best baseline "
-                   f"{base[0]} {base[1]:.3f} (margin {_auc(best)[0] - base[1]:+.3f})")
+    evidence = (f"best model {best['scheme_key']} h={best['h']} {_fmt(_auc(best))} vs best baseline "
+                f"{base[0]} {base[1]:.3f} (margin {_auc(best)[0] - base[1]:+.3f})")
+    learn = next((r["oracle"]["learnable"] for r in records
+                  if isinstance(r.get("oracle"), dict) and isinstance(r["oracle"].get("learnable"), dict)), None)
+    if learn is not None:  # synthetic per-user worlds: how much room the data leaves above the baseline
+        evidence += (f"; learnable ceiling of this data {_fmt(_auc({'test': learn}))}, "
+                     f"{learn['auc'] - base[1]:+.3f} above the best baseline")
+    return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)
 
 
 def _semantic(records, scheme: str) -> list[dict]:

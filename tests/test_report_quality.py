@@ -54,6 +54,10 @@ def test_the_learnable_ceiling_sits_next_to_the_oracle_in_the_table_and_the_head
     line = rq.headline(recs)
     assert "Ceiling (oracle): 0.7600" in line and "learnable from this data: 0.6900 [0.6800, 0.7000]" in line
     assert "learnable" not in rq.headline([_rec("64|id", 0.66, 0.01, baselines=BASE, oracle=ORACLE)])
+    from semid_pipeline.findings import paper_findings
+    beats = paper_findings(recs)[0]
+    assert beats.claim.startswith("The sequence model beats") and "learnable ceiling of this data 0.690" in beats.evidence
+    assert "+0.040 above the best baseline" in beats.evidence  # 0.69 vs gbdt 0.65
 
 
 def test_popularity_table_has_models_and_baselines_by_bucket():
