@@ -84,11 +84,13 @@ class ArtifactLayout:
     def evaluation_record(self, dataset_fingerprint: str, cell: GridCell) -> Path:
         return self.evaluations_dir(dataset_fingerprint) / f"{cell.file_name}.json"
 
-    def baselines_file(self, dataset_fingerprint: str) -> Path:
-        return self._dir("baselines") / f"{dataset_fingerprint[:12]}.json"
+    def baselines_file(self, data_key: str) -> Path:
+        """The model-free baselines of one data set + split + evaluation settings (``data_key``, a hash)."""
+        return self._dir("baselines") / f"{data_key[:12]}.json"
 
-    def ceilings_file(self, dataset_fingerprint: str) -> Path:
-        return self._dir("ceilings") / f"{dataset_fingerprint[:12]}.json"
+    def ceilings_file(self, data_key: str) -> Path:
+        """A synthetic world's oracle and learnable ceilings on that data's test pairs (same key)."""
+        return self._dir("ceilings") / f"{data_key[:12]}.json"
 
     def report_dir(self) -> Path:
         return self._dir("report")

@@ -14,9 +14,10 @@ decisions live here so that they are tested without Dagster and stated once:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -247,9 +248,15 @@ class CellEvaluation:
     baselines: dict
 
 
+def _data_key(inputs: TrainingInputs, cfg: SemidConfig) -> str:
+    """What the model-free figures depend on: the data, its split and the evaluation settings."""
+    payload = json.dumps([inputs.dataset_fingerprint, asdict(cfg.split), asdict(cfg.eval)], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def _baselines(layout: ArtifactLayout, inputs: TrainingInputs, view, cfg: SemidConfig) -> dict:
-    """Model-free baselines depend only on the data: computed once per data set, then cached."""
-    path = layout.baselines_file(inputs.dataset_fingerprint)
+    """Model-free baselines depend only on the data (and its split): computed once, then cached."""
+    path = layout.baselines_file(_data_key(inputs, cfg))
     cached = read_json(path)
     if cached is not None:
         return cached
@@ -308,7 +315,7 @@ def oracle_record(warehouse: str, layout: ArtifactLayout, inputs: TrainingInputs
         path = get_meta(con, ORACLE_META, "") or ""
     if not path or not len(inputs.splits.test.events):
         return None
-    cache = layout.ceilings_file(inputs.dataset_fingerprint)
+    cache = layout.ceilings_file(_data_key(inputs, cfg))
     cached = read_json(cache)
     if cached is not None and cached.get("source") == path:
         return cached

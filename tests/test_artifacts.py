@@ -37,3 +37,20 @@ def test_fingerprint_changes_with_every_input():
     variants = [{"dataset_fingerprint": "d2"}, {"id_table_hash": "i2"}, {"cell": GridCell.parse("64|id")},
                 {"train": replace(TrainConfig(), epochs=1)}, {"split": replace(SplitConfig(), test_days=7)}]
     assert len({run_fingerprint(**{**base, **v}) for v in variants} | {fp}) == len(variants) + 1
+
+
+def test_cached_baselines_and_ceilings_are_keyed_by_data_split_and_evaluation_settings():
+    """Changing [split] or [eval] must not reuse baselines computed on other test pairs."""
+    from types import SimpleNamespace
+
+    from semid_pipeline.config import load_config
+    from semid_pipeline.stages import _data_key
+
+    cfg = load_config()
+    inputs = SimpleNamespace(dataset_fingerprint="d" * 64)
+    key = _data_key(inputs, cfg)
+    assert key == _data_key(inputs, cfg)
+    others = [_data_key(SimpleNamespace(dataset_fingerprint="e" * 64), cfg),
+              _data_key(inputs, replace(cfg, split=replace(cfg.split, test_days=cfg.split.test_days + 1))),
+              _data_key(inputs, replace(cfg, eval=replace(cfg.eval, bootstrap=cfg.eval.bootstrap + 1)))]
+    assert len({key, *others}) == 4
