@@ -73,7 +73,7 @@ def main() -> None:
     start = ev["ts"].max().normalize() - pd.Timedelta(days=args.test_days - 1)
     test, hist = ev[ev["ts"] >= start], ev[ev["ts"] < start]
     test = test[test["u"].isin(hist["u"].unique())]  # as evaluated: a stratum needs a non-empty input
-    parts = estimated_scores(world, ev, test, start, max_history=args.max_history)
+    parts = estimated_scores(world, test, hist, hist, max_history=args.max_history)
     # the position inside a sitting is not in the warehouse; the report's oracle has it (oracle.parquet)
     scores = {"taste only (true)": parts["taste"], "appeal only (true)": parts["appeal"],
               "oracle − position": parts["taste"] + parts["appeal"],

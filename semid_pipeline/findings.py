@@ -71,7 +71,7 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
                 f"{base[0]} {base[1]:.3f} (margin {_auc(best)[0] - base[1]:+.3f})")
     learn = next((r["oracle"]["learnable"] for r in records
                   if isinstance(r.get("oracle"), dict) and isinstance(r["oracle"].get("learnable"), dict)), None)
-    if learn is not None:  # synthetic per-user worlds: how much room the data leaves above the baseline
+    if learn is not None:  # synthetic worlds: how much room the data leaves above the baseline
         evidence += (f"; learnable ceiling of this data {_fmt(_auc({'test': learn}))}, "
                      f"{learn['auc'] - base[1]:+.3f} above the best baseline")
     return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)

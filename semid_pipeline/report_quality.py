@@ -2,7 +2,7 @@
 
 * ``lead_section``: a one-line headline (does the best model beat the best model-free baseline,
   with both CIs) and the paper's findings as verdicts on this data (``findings``), for the top.
-* ``ceiling_table``: the synthetic world's oracle ceiling (and, per-user worlds, the learnable
+* ``ceiling_table``: the synthetic world's oracle ceiling (and the learnable
   ceiling: the best a model can expect from this data), every baseline and every model side by
   side (test AUC + 95% CI), so "how much is left" is one glance.
 * ``popularity_table``: AUC by track-popularity bucket (head / torso / tail / unseen) for models
@@ -23,7 +23,7 @@ from .findings import compare, findings_html, findings_markdown, paper_findings
 from .popularity import POPULARITY_BUCKETS
 
 _CI_COLS = ("test AUC", "CI lo", "CI hi")
-#: The per-user world's learnable ceiling (``synthetic.ceiling``): taste and appeal estimated from the data.
+#: A synthetic world's learnable ceiling (``synthetic.ceiling``): taste and appeal estimated from the data.
 LEARNABLE_NAME = "learnable ceiling (taste + appeal estimated from the data)"
 
 

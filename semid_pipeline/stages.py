@@ -305,7 +305,7 @@ def _held_out_validation(result: dict, mdir: Path) -> None:
 
 def oracle_record(warehouse: str, layout: ArtifactLayout, inputs: TrainingInputs, cfg: SemidConfig) -> dict | None:
     """Test AUC (+ CI) of a synthetic world's own P(positive) on the same test pairs: the ceiling no
-    model can be expected to pass; for a per-user world also ``learnable``, the same pairs scored
+    model can be expected to pass; for a one-shot world also ``learnable``, the same pairs scored
     with taste and appeal estimated from the data (``synthetic.ceiling``): about the best a model
     can reach from it. None for a data set without an oracle (every real one). Computed once per
     data set, then cached (like the baselines)."""

@@ -126,10 +126,29 @@ def test_learnable_ceiling_estimators_recover_what_plenty_of_data_reveals():
     assert np.abs(est - taste).max() < 0.1
 
 
-def test_learnable_ceiling_is_none_for_a_sessions_world(tmp_path):
-    from semid_pipeline.synthetic import write_world
+def test_learnable_ceiling_of_a_sessions_world_uses_each_sessions_input(tmp_path):
+    from dataclasses import replace
+
+    from semid_pipeline import warehouse as wh
+    from semid_pipeline.config import IngestConfig, load_config, parse_dataset_spec
+    from semid_pipeline.datasets import ORACLE_META, ingest_dataset
+    from semid_pipeline.diagnostics import oracle_auc
+    from semid_pipeline.splits import load_splits
+    from semid_pipeline.synthetic import load_oracle, write_world
     from semid_pipeline.synthetic.ceiling import learnable_ceiling
-    import pandas as pd
-    m = write_world("tiny", tmp_path / "w", formats=("sessions",))
-    events = pd.DataFrame({"stratum_id": ["s"], "position": [1], "feedback": [1], "ts": [pd.Timestamp("2018-07-01")]})
-    assert learnable_ceiling(m.sessions_oracle, events) is None
+
+    db = tmp_path / "s.duckdb"
+    ingest_dataset(parse_dataset_spec("synthetic:tiny:sessions"), warehouse=db, cfg=IngestConfig(),
+                   data_dir=tmp_path / "data")
+    with wh.connect(db, read_only=True) as con:
+        path = wh.get_meta(con, ORACLE_META)
+        test = load_splits(con, load_config().split).test.events
+    rec = oracle_auc(test, load_oracle(path), n_boot=50)
+    learn = learnable_ceiling(path, test, n_boot=50)
+    # regenerated sessions match the ingested ones pair for pair; the estimate stays below the oracle
+    assert learn["n_strata"] == rec["n_strata"] > 0 and 0.5 < learn["auc"] < rec["auc"]
+    # a chunked world draws its sessions block by block: not regenerated, so no ceiling
+    from semid_pipeline.synthetic import preset
+    m = write_world(replace(preset("tiny"), name="tiny-chunked", listener_block=64), tmp_path / "c",
+                    formats=("sessions",))
+    assert learnable_ceiling(m.sessions_oracle, test) is None

@@ -1,13 +1,14 @@
-"""The learnable ceiling of a synthetic per-user world: the best a model can do from THIS data.
+"""The learnable ceiling of a synthetic world: the best a model can do from THIS data.
 
 The report's oracle (``oracle.parquet``) ranks the test pairs with the generator's own probability:
 every listener's TRUE taste and every track's TRUE appeal. No model has those; it has the plays.
 ``learnable_ceiling`` scores the same test pairs with both estimated from the data before the test
 period, everything else taken from the truth (so it is still generous):
 
-* **taste**: per listener, a Bayesian logistic regression (MAP, Newton) on the listener's last
-  ``max_history`` events before the test period, on the TRUE track latents, with the world's
-  population of tastes as the prior and the true appeal as an offset;
+* **taste**: per listener (per session for MSSD), a Bayesian logistic regression (MAP, Newton) on
+  the listener's last ``max_history`` events before the test period (the session's input), on
+  the TRUE track latents, with the world's population of tastes as the prior and the true appeal
+  as an offset;
 * **appeal**: per track, a MAP from ALL listeners' plays before the test period, with every other
   term of each play's logit true (recovered from ``oracle.parquet``) and, as the prior, the true
   appeal's regression on the track's popularity percentile (the ``us_popularity_estimate``
@@ -15,7 +16,11 @@ period, everything else taken from the truth (so it is still generous):
 
 The appeal is independent of content by construction: a track played ~10 times reveals it only
 roughly, and that, not the model, is what keeps any learner far from the oracle on the default
-world. Per-user format only (MSSD sessions carry no listener id to estimate a taste from).
+world.
+
+Per-user format: a listener's taste from their history. Sessions (MSSD) format: the logs carry no
+listener, so a session's taste comes from its own input (the events before its evaluated ones),
+as the model sees it; the sessions are regenerated from the world (one-shot worlds only).
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..evaluation import bootstrap_ci, stratified_auc
 from .files import load_manifest
 from .oracle import load_oracle
+from .sessions_format import generate_sessions, part_bounds, session_ids
 from .world import World, build_world
 
 
@@ -91,13 +96,14 @@ def world_events(world_dir: Path) -> pd.DataFrame:
     return ev
 
 
-def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, *, max_history: int = 400
-                     ) -> dict[str, np.ndarray]:
-    """Logit parts per ``test`` row (columns t, u): true ``taste`` / ``appeal``; ``taste_est`` and
-    ``appeal_est`` estimated from the events of ``ev`` (columns t, u, ts, feedback, p_positive)
-    before ``start``; ``appeal_prior``, the appeal's prior mean (from the popularity percentile)."""
+def estimated_scores(world: World, test: pd.DataFrame, plays: pd.DataFrame, inputs: pd.DataFrame, *,
+                     key: str = "u", max_history: int = 400) -> dict[str, np.ndarray]:
+    """Logit parts per ``test`` row (columns t, u, ``key``): true ``taste`` / ``appeal``;
+    ``taste_est`` from each stratum's ``inputs`` rows (same ``key``; its last ``max_history``);
+    ``appeal_est`` from ``plays`` (every play before the test period); ``appeal_prior``, the
+    appeal's prior mean (from the popularity percentile). ``plays`` and ``inputs`` have columns t,
+    feedback (+ p_positive for ``plays``)."""
     cfg, cat, lis = world.cfg, world.cat, world.lis
-    hist = ev[ev["ts"] < start]
     tu, tt = test["u"].to_numpy(), test["t"].to_numpy()
     scale = cfg.taste_weight / world.affinity_std
     out = {"taste": scale * (world.affinity(tu, tt) - world.affinity_mean), "appeal": cfg.appeal_weight * cat.appeal[tt]}
@@ -105,10 +111,9 @@ def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, 
     mu, cov = lis.taste.mean(0), np.cov(lis.taste.T)
     prec = np.linalg.inv(cov + 1e-9 * np.eye(cov.shape[0]))
     est = np.zeros(len(test))
-    groups = dict(tuple(hist.groupby("u", sort=False)))
-    for u in np.unique(tu):
-        rows = np.flatnonzero(tu == u)
-        h = groups.get(u)
+    groups = dict(tuple(inputs.groupby(key, sort=False)))
+    for k, rows in test.groupby(key, sort=False).indices.items():
+        h = groups.get(k)
         taste = mu
         if h is not None and len(h):
             h = h.tail(max_history)
@@ -118,14 +123,29 @@ def estimated_scores(world: World, ev: pd.DataFrame, test: pd.DataFrame, start, 
         est[rows] = scale * (cat.latent[tt[rows]] @ taste)
     out["taste_est"] = est
 
-    ht = hist["t"].to_numpy()
-    p = hist["p_positive"].to_numpy(dtype=np.float64).clip(1e-12, 1 - 1e-12)
+    ht = plays["t"].to_numpy()
+    p = plays["p_positive"].to_numpy(dtype=np.float64).clip(1e-12, 1 - 1e-12)
     off = np.log(p / (1 - p)) - cfg.appeal_weight * cat.appeal[ht]  # every other term of the play's logit
     mean, var = appeal_prior(world)
-    a_hat = map_appeal(ht, off, hist["feedback"].to_numpy(dtype=float), cfg.appeal_weight, mean, var)
+    a_hat = map_appeal(ht, off, plays["feedback"].to_numpy(dtype=float), cfg.appeal_weight, mean, var)
     out["appeal_est"] = cfg.appeal_weight * a_hat[tt]
     out["appeal_prior"] = cfg.appeal_weight * mean[tt]  # no per-track parameter: the content's guess only
     return out
+
+
+def session_events(world: World) -> pd.DataFrame:
+    """Every radio session event of a one-shot world, regenerated (MSSD logs carry no listener):
+    stratum_id (session_id), position, t, u, day, feedback, p_positive."""
+    s = generate_sessions(world)
+    bounds = part_bounds(world.cfg, s)
+    sid = np.empty(s.n_sessions, dtype=object)
+    for part in range(len(bounds) - 1):
+        a, b = int(bounds[part]), int(bounds[part + 1])
+        sid[a:b] = session_ids(s, part, a, b)
+    ev = pd.DataFrame({"stratum_id": sid[s.ev_s], "position": s.pos, "t": s.track, "u": s.s_user[s.ev_s],
+                       "day": s.s_day[s.ev_s], "feedback": (~s.behaviour.skip_2).astype(np.int64),
+                       "p_positive": s.p_positive})
+    return ev[s.s_ctx[s.ev_s] == 0].reset_index(drop=True)  # ingestion keeps radio sessions
 
 
 def with_numbers(world: World, ev: pd.DataFrame) -> pd.DataFrame:
@@ -137,32 +157,50 @@ def with_numbers(world: World, ev: pd.DataFrame) -> pd.DataFrame:
     return ev.assign(t=t, u=u)
 
 
-#: Worlds with more per-user events than this get no learnable ceiling (it reads them all in memory:
-#: the ``bench`` preset's 1.2M take ~13 s and ~1 GB; ``large`` would take minutes and several GB).
+#: Worlds with more events (of the format) than this get no learnable ceiling (it holds them all in
+#: memory: the ``bench`` preset's 1.2M per-user events take ~13 s and ~1 GB; ``large`` would take
+#: minutes and several GB).
 MAX_EVENTS = 3_000_000
 
 
 def learnable_ceiling(oracle_path: str | Path, eval_events: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                       max_history: int = 400) -> dict | None:
     """{auc, ci_lo, ci_hi, n_strata, appeal_auc, ...} of estimated taste + estimated appeal on the
-    evaluated events (stratum_id, position, feedback, ts of an ``EvalSet.events`` frame), or None
-    when the oracle is not a per-user world's (a sessions world, or a world folder without manifest)
-    or the world has more than :data:`MAX_EVENTS` events."""
+    evaluated events (stratum_id, position, feedback, ts of an ``EvalSet.events`` frame).
+
+    Per-user worlds: a listener's taste from their history before the test period. Sessions
+    worlds: a session's taste from its input (the events before its evaluated ones), as the model
+    sees it (MSSD sessions carry no listener id). None for a world folder without manifest, a
+    chunked sessions world, or more than :data:`MAX_EVENTS` events."""
     oracle_path = Path(oracle_path)
-    world_dir = oracle_path.parent.parent
+    fmt, world_dir = oracle_path.parent.name, oracle_path.parent.parent
     manifest = load_manifest(world_dir)
-    if oracle_path.parent.name != "users" or manifest is None or manifest.users_events is None or not len(eval_events):
+    if fmt not in ("users", "sessions") or manifest is None or not len(eval_events):
         return None
-    if pq.ParquetFile(manifest.users_events).metadata.num_rows > MAX_EVENTS:
+    cfg = manifest.config
+    n_events = manifest.counts.get("users_events" if fmt == "users" else "sessions_rows")
+    if n_events is None or n_events > MAX_EVENTS or (fmt == "sessions" and cfg.listener_block > 0):
         return None
-    world = build_world(manifest.config)
-    ev = with_numbers(world, world_events(world_dir))
+    world = build_world(cfg)
     e = eval_events[["stratum_id", "position", "feedback", "ts"]].astype({"stratum_id": str})
+    start = pd.to_datetime(e["ts"]).min()
+    if fmt == "users":
+        ev = with_numbers(world, world_events(world_dir))
+        plays = inputs = ev[ev["ts"] < start]
+        key = "u"
+    else:
+        ev = session_events(world)
+        start_day = (start.normalize() - pd.Timestamp(cfg.start_date)).days
+        plays = ev[ev["day"] < start_day]
+        first = e.groupby("stratum_id")["position"].min()  # a session's input: the positions before
+        ev = ev.assign(first=ev["stratum_id"].map(first))
+        inputs = ev[ev["position"] < ev["first"]]
+        key = "stratum_id"
     test = e.merge(ev[["stratum_id", "position", "t", "u"]], on=["stratum_id", "position"], how="left")
     if test["t"].isna().any():
         return None
     test = test.astype({"t": np.int64, "u": np.int64})
-    parts = estimated_scores(world, ev, test, pd.to_datetime(e["ts"]).min(), max_history=max_history)
+    parts = estimated_scores(world, test, plays, inputs, key=key, max_history=max_history)
 
     def auc_ci(score):
         auc, per = stratified_auc(test["stratum_id"], test["feedback"], score)

@@ -183,14 +183,25 @@ def _part_table(world: World, s: Sessions, sid: list[str], rows: np.ndarray, a: 
     return table
 
 
+def part_bounds(cfg, s: Sessions) -> np.ndarray:
+    """Session index bounds of the ``log_<p>`` files: sessions [bounds[p], bounds[p + 1]) go to part p."""
+    parts = min(cfg.session_parts, s.n_sessions)
+    return np.linspace(0, s.n_sessions, parts + 1).round().astype(np.int64)
+
+
+def session_ids(s: Sessions, part: int, a: int, b: int) -> list[str]:
+    """The ``session_id`` column values of sessions a..b-1, written to part ``part``."""
+    return [f"{part}_{u}" for u in s.s_uuid[a:b]]
+
+
 def write_sessions(world: World, dirpath: Path) -> SessionsWritten:
     cfg = world.cfg
     s = generate_sessions(world)
     dirpath.mkdir(parents=True, exist_ok=True)
     start = date.fromisoformat(cfg.start_date)
     date_arr = pa.array([(start + timedelta(days=d)).isoformat() for d in range(cfg.n_days)], pa.string())
-    parts = min(cfg.session_parts, s.n_sessions)
-    bounds = np.linspace(0, s.n_sessions, parts + 1).round().astype(np.int64)
+    bounds = part_bounds(cfg, s)
+    parts = len(bounds) - 1
     s_first = np.r_[0, np.cumsum(s.s_len)]
     logs: list[Path] = []
     ev_sid: list[pa.Array] = []
@@ -199,7 +210,7 @@ def write_sessions(world: World, dirpath: Path) -> SessionsWritten:
     jobs = []
     for p in range(parts):
         a, b = int(bounds[p]), int(bounds[p + 1])
-        sid = [f"{p}_{u}" for u in s.s_uuid[a:b]]
+        sid = session_ids(s, p, a, b)
         order = np.argsort(np.array(sid, dtype=object), kind="stable")
         sess = np.arange(a, b)[order]
         lens = s.s_len[sess]
