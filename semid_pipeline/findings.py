@@ -60,6 +60,11 @@ def _best_baseline(records: list[dict]) -> tuple[str, float] | None:
     return best
 
 
+def oracle_of(records) -> dict | None:
+    """The synthetic world's oracle record (``oracle`` of any record: they share it), else None."""
+    return next((r["oracle"] for r in records if isinstance(r.get("oracle"), dict)), None)
+
+
 def finding_beats_baselines(records: list[dict]) -> Finding:
     claim = "The sequence model beats every model-free baseline on the same test pairs"
     models, base = _models(records), _best_baseline(records)
@@ -69,9 +74,8 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
     c = compare(_auc(best), base[1])
     evidence = (f"best model {best['scheme_key']} h={best['h']} {_fmt(_auc(best))} vs best baseline "
                 f"{base[0]} {base[1]:.3f} (margin {_auc(best)[0] - base[1]:+.3f})")
-    learn = next((r["oracle"]["learnable"] for r in records
-                  if isinstance(r.get("oracle"), dict) and isinstance(r["oracle"].get("learnable"), dict)), None)
-    if learn is not None:  # synthetic worlds: how much room the data leaves above the baseline
+    learn = (oracle_of(records) or {}).get("learnable")
+    if isinstance(learn, dict):  # synthetic worlds: how much room the data leaves above the baseline
         evidence += (f"; learnable ceiling of this data {_fmt(_auc({'test': learn}))}, "
                      f"{learn['auc'] - base[1]:+.3f} above the best baseline")
     return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .findings import compare, findings_html, findings_markdown, paper_findings
+from .findings import compare, findings_html, findings_markdown, oracle_of, paper_findings
 from .popularity import POPULARITY_BUCKETS
 
 _CI_COLS = ("test AUC", "CI lo", "CI hi")
@@ -53,14 +53,10 @@ def _baselines(records: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
-def _oracle(records: Sequence[dict]) -> dict | None:
-    return next((r["oracle"] for r in records if isinstance(r.get("oracle"), dict)), None)
-
-
 def ceiling_table(records: Sequence[dict]) -> pd.DataFrame:
     """One row per oracle / baseline / model, best first within each kind."""
     rows = []
-    oracle = _oracle(records)
+    oracle = oracle_of(records)
     if oracle is not None:
         rows.append(("ceiling", "oracle (generator's P(positive))", *_triple(oracle)))
         if isinstance(oracle.get("learnable"), dict):
@@ -87,7 +83,7 @@ def headline(records: Sequence[dict]) -> str:
         return f"{t[0]:.4f} [{t[1]:.4f}, {t[2]:.4f}]"
 
     line = f"Best model {_key(best)} {fmt(m)} {verdict} the best baseline {bname} {fmt(bt)} (test AUC, 95% CI)."
-    oracle = _oracle(records)
+    oracle = oracle_of(records)
     if oracle is not None:
         line += f" Ceiling (oracle): {fmt(_triple(oracle))}"
         if isinstance(oracle.get("learnable"), dict):

@@ -86,7 +86,7 @@ def appeal_prior(world: World) -> tuple[np.ndarray, float]:
 
 
 def world_events(world_dir: Path) -> pd.DataFrame:
-    """The world's per-user events with their ingestion position, track / listener numbers and p_positive."""
+    """The world's per-user events (``<world>/users/``) with their ingestion position and p_positive."""
     ev = pd.read_parquet(world_dir / "users" / "events.parquet", columns=["user_id", "track_id", "timestamp", "feedback"])
     ev = ev.rename(columns={"user_id": "stratum_id", "timestamp": "ts"})
     ev["ts"] = pd.to_datetime(ev["ts"])
@@ -172,10 +172,13 @@ def learnable_ceiling(oracle_path: str | Path, eval_events: pd.DataFrame, *, n_b
     worlds: a session's taste from its input (the events before its evaluated ones), as the model
     sees it (MSSD sessions carry no listener id). None for a world folder without manifest, a
     chunked sessions world, or more than :data:`MAX_EVENTS` events."""
-    oracle_path = Path(oracle_path)
-    fmt, world_dir = oracle_path.parent.name, oracle_path.parent.parent
+    oracle_path = Path(oracle_path).resolve()
+    world_dir = oracle_path.parent.parent  # <world>/<format>/oracle.parquet
     manifest = load_manifest(world_dir)
-    if fmt not in ("users", "sessions") or manifest is None or not len(eval_events):
+    if manifest is None or not len(eval_events):
+        return None
+    fmt = {manifest.users_oracle: "users", manifest.sessions_oracle: "sessions"}.get(oracle_path)
+    if fmt is None:
         return None
     cfg = manifest.config
     n_events = manifest.counts.get("users_events" if fmt == "users" else "sessions_rows")
