@@ -131,6 +131,17 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         out[f"{period}_auc"], out[f"{period}_lo"], out[f"{period}_hi"] = r["auc"], r["ci_lo"], r["ci_hi"]
     if res.config["train"].get("final_fit_epochs"):  # trained on the validation period: keep the held-out figure
         out["val_in_sample_auc"], out["val_auc"] = out["val_auc"], res.best_val_auc
+    if res.prior:  # popularity prior: its weight, the held-out validation AUC with it, the test AUC without
+        out["prior_weight"] = res.prior["weight"]
+        if res.prior.get("val_auc") is not None:
+            out["val_auc_without_prior"], out["val_auc"] = res.prior["val_auc_without"], res.prior["val_auc"]
+        z, w = res.model.prior_logit.clone(), float(res.model.prior_weight)
+        res.model.set_prior(z, 0.0)  # the same model with w = 0: the switch off (training never saw it)
+        sc = score_eval_set(res.model, splits.test, max_len=max_len, train_track_counts=splits.train_track_counts)
+        r = ev.evaluate_scored(sc, n_boot=cfg_eval.bootstrap, seed=0)
+        out["test_auc_without_prior"], out["test_lo_without_prior"], out["test_hi_without_prior"] = (
+            r["auc"], r["ci_lo"], r["ci_hi"])
+        res.model.set_prior(z, w)
     return out
 
 
@@ -183,7 +194,9 @@ def main() -> None:
                 r = record(name + suffix, key, args.hidden, res, sp, cfg.eval, tc.max_len)
                 print(f"{args.format:<8} {r['run']:<22} {key:<10} val {r['val_auc']:.4f} "
                       f"test {r['test_auc']:.4f} [{r['test_lo']:.4f}, {r['test_hi']:.4f}] "
-                      f"epoch {r['best_epoch']}/{r['epochs']} {r['events_per_s']:,} ev/s", flush=True)
+                      f"epoch {r['best_epoch']}/{r['epochs']} {r['events_per_s']:,} ev/s"
+                      + (f" prior w={r['prior_weight']:g} (without: val {r.get('val_auc_without_prior', float('nan')):.4f}"
+                         f" test {r['test_auc_without_prior']:.4f})" if "prior_weight" in r else ""), flush=True)
                 if args.out:
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(r) + "\n")

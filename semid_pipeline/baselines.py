@@ -29,6 +29,7 @@ import pandas as pd
 
 from .evaluation import require_columns
 from .splits import EvalSet, Splits
+from .track_prior import PRIOR_STRENGTH, smoothed_rate
 
 
 # --------------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ from .splits import EvalSet, Splits
 
 
 def popularity_scores(
-    train_events: pd.DataFrame, eval_events: pd.DataFrame, *, prior_strength: float = 10.0
+    train_events: pd.DataFrame, eval_events: pd.DataFrame, *, prior_strength: float = PRIOR_STRENGTH
 ) -> np.ndarray:
     """Smoothed positive rate of each evaluated track in training.
 
@@ -141,20 +142,12 @@ def content_baseline_scores(
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    prior_strength: float = 10.0  # Beta prior weight (pseudo-events) of the smoothed rates
+    prior_strength: float = PRIOR_STRENGTH  # Beta prior weight (pseudo-events) of the smoothed rates
     window_days: int = 14  # trailing-window length
     content_dims: int = 8  # raw content dimensions given to the boosted model
     max_iter: int = 200
     learning_rate: float = 0.05
     seed: int = 0
-
-
-def smoothed_rate(track_idx: np.ndarray, feedback: np.ndarray, n_tokens: int, *, prior: np.ndarray | float,
-                  strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """(rate (n_tokens,), count (n_tokens,)): (positives + a·prior) / (events + a) per track index."""
-    pos = np.bincount(track_idx, weights=feedback.astype(np.float64), minlength=n_tokens)[:n_tokens]
-    cnt = np.bincount(track_idx, minlength=n_tokens)[:n_tokens].astype(np.float64)
-    return (pos + strength * np.asarray(prior, dtype=np.float64)) / (cnt + strength), cnt
 
 
 def _train_arrays(splits: Splits) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,9 @@
 """A trained model's folder, read back: ``load_recommender`` (the best weights, checked against
 the ID table and vocabulary they were trained with). ``train`` writes the folder:
 
-    config.json    the run's description (``train.run_config``): scheme, h, fields, hashes
-    model.pt       the best (validation AUC) weights, a state_dict
+    config.json    the run's description (``run_config``): scheme, h, fields, hashes
+    model.pt       the best (validation AUC) weights, a state_dict (after the final fit, its
+                   weights; with the popularity prior, its z and w as buffers)
     checkpoint.pt  the last epoch's full state, for resume (``train``)
 
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
@@ -17,15 +18,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, train_identity
 from .errors import IdTableMismatchError, SemidError
 from .model import SASRec, TrackEncoder, semantic_fields
 from .schemes import IdScheme
+from .splits import Splits
 from .vocab import TrackVocab
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 CONFIG = "config.json"
+
+
+def prior_tokens(state: dict) -> int:
+    """Rows of a saved model's popularity prior (``SASRec(prior_tokens=...)``); 0 = none. The weights
+    say it, not config.json: a model saved before the switch existed has none."""
+    z = state.get("prior_logit")
+    return 0 if z is None else int(z.numel())
 
 
 def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.DataFrame | None,
@@ -53,7 +62,7 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     # while its config.json (no item_bias key) would read as the new default (on)
     encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence)
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence, prior_tokens=prior_tokens(state))
     model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves
@@ -67,3 +76,23 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
                     f"{id_table_hash!r} assigns different {name} codes than the ones the model was trained with"
                 )
     return model.to(device).eval()
+
+
+def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
+               cfg: TrainConfig, encoder: TrackEncoder, max_tie_embeddings: int | None = None,
+               content_hash: str | None = None) -> dict:
+    """The JSON-able description written to config.json (a resume only continues an identical one)."""
+    return {
+        "scheme": scheme.key,
+        "hidden": hidden,
+        "train": train_identity(cfg),
+        "vocab_size": splits.vocab.n_tracks,
+        "vocab_fingerprint": splits.vocab.fingerprint(),
+        "id_table_hash": id_table_hash,
+        "kind": splits.kind,
+        "fields": [[name, encoder.field_sizes[name]] for name in encoder.field_names],
+        "max_tie_embeddings": max_tie_embeddings,  # load_recommender re-derives the codes with it
+        "content_hash": content_hash,  # the content the tables were initialised from (content_init)
+        "data": {"train_sequences": len(splits.train), "train_events": splits.n_train_events,
+                 "val_strata": len(splits.val), "val_events": len(splits.val.events)},
+    }

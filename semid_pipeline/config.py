@@ -232,6 +232,9 @@ class TrainConfig:
     # with the validation period as the test (sweep --nested): 0 / 1 / 2 / 3 → mean +0 / +0.007 /
     # +0.009 / +0.011 AUC over id and v1-k1024 on both demo worlds; 2: most of the gain, 2 epochs more
     final_fit_epochs: int = 2
+    # score += w · z(track): the Beta-smoothed positive rate of the track in the training data as a
+    # logit (``track_prior``; w learned, z a per-track statistic, leave-sequence-out while training)
+    popularity_prior: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -245,7 +248,8 @@ def train_identity(cfg: TrainConfig) -> dict:
     (the default) is left out, so one-process runs keep the folders and checkpoints they had
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
-    ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``."""
+    ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
+    ``popularity_prior``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -259,6 +263,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["content_anchor"]
     if d["final_fit_epochs"] == 0:
         del d["final_fit_epochs"]
+    if not d["popularity_prior"]:
+        del d["popularity_prior"]
     return d
 
 

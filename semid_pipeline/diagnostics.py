@@ -82,4 +82,4 @@ def bias_only_config(cfg):
 
     Trained on ``id`` it is a learned per-track popularity; on a semantic-ID scheme, a per-codeword
     one (Σ over levels + tie): how much each representation gets from popularity alone."""
-    return replace(cfg, item_bias=True, use_sequence=False)
+    return replace(cfg, item_bias=True, use_sequence=False, popularity_prior=False)

@@ -143,6 +143,7 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
         "params_track": result.get("params_track"),
         "ranking": result.get("ranking", {}),
         "diversity": result.get("diversity", {}),
+        "prior": result.get("prior"),  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without"}
         "baselines": {f"{name}_auc": b.get("auc") for name, b in baselines.items()},
         "baseline_details": baselines,
     }

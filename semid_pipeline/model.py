@@ -7,7 +7,10 @@ Read top to bottom, like nanoGPT's model.py:
                        input tokens and the output scoring (SASRec's tied item table).
 2. ``CausalSelfAttention`` / ``MLP`` / ``Block``   pre-LN transformer block.
 3. ``SASRec``         token = track vec + feedback embedding + learned position; causal blocks;
-                       final LayerNorm; score(candidate) = <hidden, track vec(candidate)>.
+                       final LayerNorm; score(candidate) = <hidden, track vec(candidate)>
+                       [+ summed code biases] [+ w · z(candidate): the popularity prior
+                       (``track_prior``): a per-track statistic of the data and its weight, set
+                       after training, never trained].
 
 Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
 last token always has position max_len-1), and padded keys are masked out of attention, so a
@@ -291,6 +294,7 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
                        beyond the cap share one row: ``semantic_field_sizes``) [+ artist A + genre G]
         with_bias:     + (1 + Σ_f n_f) biases (one scalar per row, the pad row included)
     other = 2h (feedback) + max_len·h (positions) + layers · (12h² + 13h) + 2h (final LayerNorm)
+    (the popularity prior, w and its per-track z, is a buffer, not a parameter)
     """
     sizes = list(field_sizes.values()) if isinstance(field_sizes, Mapping) else list(field_sizes)
     track = (1 + sum(int(s) for s in sizes)) * (hidden + (1 if with_bias else 0))
@@ -300,7 +304,7 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float, use_sequence: bool = True) -> None:
+                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -314,6 +318,13 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(hidden)
+        # popularity prior (``track_prior``): score += prior_weight · prior_logit[candidate]. Both are
+        # buffers (saved with the weights, never trained): w = 0 while training, then ``set_prior``.
+        if prior_tokens:
+            self.register_buffer("prior_logit", torch.zeros(prior_tokens))
+            self.register_buffer("prior_weight", torch.zeros(()))
+        else:
+            self.prior_logit = self.prior_weight = None
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # nanoGPT: scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
@@ -321,6 +332,26 @@ class SASRec(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02)
             elif name.endswith("bias") and not name.startswith("encoder."):  # the encoder inits its own
                 nn.init.zeros_(p)
+
+    @property
+    def has_prior(self) -> bool:
+        return self.prior_logit is not None
+
+    @torch.no_grad()
+    def set_prior(self, z: np.ndarray | torch.Tensor, weight: float) -> None:
+        """Copy in the (N+1,) per-track z (``track_prior.prior_logits``) and its weight w."""
+        self.prior_logit.copy_(torch.as_tensor(np.asarray(z, dtype=np.float32)).to(self.prior_logit.device))
+        self.prior_weight.fill_(float(weight))
+
+    def prior(self, track_idx: torch.Tensor) -> torch.Tensor:
+        """(...,) → (...,) w · z of each track (zeros without a prior)."""
+        if self.prior_logit is None:
+            return torch.zeros(track_idx.shape, device=track_idx.device)
+        return self.prior_weight * self.prior_logit[track_idx]
+
+    def track_offsets(self) -> torch.Tensor | None:
+        """(N+1,) float32 w · z for every track (the decomposed scorers add it), None without a prior."""
+        return None if self.prior_logit is None else (self.prior_weight * self.prior_logit).detach().float()
 
     def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
                 track_vecs: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
@@ -353,7 +384,9 @@ class SASRec(nn.Module):
         """hidden (B, h) with candidates (B, C) → (B, C); or (B, T, h) with (B, T, C) → (B, T, C)."""
         cand = self.encoder(candidates)  # (..., C, h)
         dot = torch.einsum("...h,...ch->...c", hidden, cand.to(hidden.dtype))
-        return dot + self.encoder.track_bias(candidates).to(dot.dtype) if self.encoder.has_bias else dot
+        if self.encoder.has_bias:
+            dot = dot + self.encoder.track_bias(candidates).to(dot.dtype)
+        return dot + self.prior(candidates).to(dot.dtype) if self.has_prior else dot
 
     def scoring_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., h) → (..., h+1) with a trailing 1: the query side of ``encoder.scoring_tables()``."""

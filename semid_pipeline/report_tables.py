@@ -56,6 +56,7 @@ def normalize_record(rec: dict) -> dict:
         "test_ci_hi": _num(test.get("ci_hi")),
         "n_strata": _num(test.get("n_strata")),
         "val_auc": _num(val.get("auc")),
+        "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
         "params_total": _num(rec.get("params_total")),
         "params_track": _num(rec.get("params_track")),
         "by_history": list(test.get("by_history") or []),
@@ -107,8 +108,8 @@ def _topk(df: pd.DataFrame) -> str:
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Every partition: AUC with CI, val AUC, parameters, reduction vs id (same h), ΔAUC,
-    cold-start AUC, ranking metrics."""
+    """Every partition: AUC with CI, val AUC, the popularity prior's weight (``track_prior``; blank
+    without the switch), parameters, reduction vs id (same h), ΔAUC, cold-start AUC, ranking metrics."""
     if df.empty:
         return pd.DataFrame(columns=["partition", "scheme", "k", "h", "test AUC", "95% CI"])
     out = pd.DataFrame(
@@ -124,6 +125,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             ],
             "ΔAUC vs id": df["delta_auc_vs_id"],
             "val AUC": df["val_auc"],
+            "prior w": df["prior_weight"],
             "params total": df["params_total"],
             "params track": df["params_track"],
             "param reduction vs id (%)": df["param_reduction_pct"],

@@ -100,6 +100,8 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         sc = (hid[rows[s: s + step]].to(device) * cand).sum(-1)
         if model.encoder.has_bias:  # the same score the loss trained: dot product + summed code biases
             sc = sc + model.encoder.track_bias(t).float()
+        if model.has_prior:  # + w · z (the popularity prior)
+            sc = sc + model.prior(t).float()
         scores[s: s + step] = sc.cpu()
     model.train(was_training)
     hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
@@ -194,6 +196,7 @@ def topk_decomposed(
     chunk: int = 16384,
     strata_chunk: int = 256,
     block: int = 64,
+    offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of ``hidden @ item_emb.T`` over the whole catalogue, where the item embedding
     is a sum over fields: ``item_emb[i] = sum_f tables[f][codes[f][i]]``.
@@ -202,7 +205,8 @@ def topk_decomposed(
     scores are gathered and summed (``embedding_bag``, cost S·N·F) chunk by chunk over
     tracks (``chunk``) and strata (``strata_chunk``); top-k is merged across chunks. Memory
     beyond the inputs is bounded by the chunks (no (N, h) item table, no (N, F) offsets).
-    ``exclude``: track indices never returned (e.g. a padding row 0).
+    ``exclude``: track indices never returned (e.g. a padding row 0). ``offset`` (N,): added to
+    every stratum's score of each track (the popularity prior, ``SASRec.track_offsets``).
     Returns ``(scores (S, k), indices (S, k))``, best first.
     """
     if len(tables) != len(codes) or not tables:
@@ -228,6 +232,8 @@ def topk_decomposed(
             b = min(n, a + chunk)
             offs = torch.stack([c[a:b].long() for c in codes], 1) + base[None, :]  # (C, F): per chunk, O(chunk)
             sc = torch.nn.functional.embedding_bag(offs, w, mode="sum")  # (C, S_c)
+            if offset is not None:
+                sc += offset[a:b, None].to(sc.dtype)
             if mask is not None:
                 mm = mask[a:b]
                 if mm.any():
@@ -274,7 +280,7 @@ def top_k_lists(model: SASRec, eval_set: EvalSet, *, k: int, max_len: int) -> tu
     hidden = scoring_query(model, final_hidden(model, eval_set, max_len=max_len))  # (S, h[+1])
     tables, codes = scoring_fields(model)
     with torch.no_grad():
-        return topk_decomposed(hidden, tables, codes, k=k, exclude=torch.tensor([0]))
+        return topk_decomposed(hidden, tables, codes, k=k, exclude=torch.tensor([0]), offset=model.track_offsets())
 
 
 def scoring_fields(model: SASRec) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -84,7 +84,8 @@ def load_partition(*, warehouse: str | Path, layout: ArtifactLayout, cell: GridC
 
 
 def random_bundle(*, n_tracks: int, k: int = 1024, levels: int = 4, hidden: int = 64, n_artists: int = 0,
-                  cold_share: float = 0.1, seed: int = 0, max_len: int = 50, with_bias: bool = False) -> PartitionBundle:
+                  cold_share: float = 0.1, seed: int = 0, max_len: int = 50, with_bias: bool = False,
+                  with_prior: bool = False) -> PartitionBundle:
     """An untrained partition of a synthetic catalogue (random codes, random weights): benchmarks and
     tests of the serving path at any catalogue size, without training anything."""
     import numpy as np
@@ -108,7 +109,9 @@ def random_bundle(*, n_tracks: int, k: int = 1024, levels: int = 4, hidden: int 
         with torch.no_grad():
             enc.bias.normal_()
     model = SASRec(encoder=enc, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout).eval()
+                   dropout=cfg.dropout, prior_tokens=n_tracks + 1 if with_prior else 0).eval()
+    if with_prior:  # a random popularity prior and weight: a test then sees whether the scorer adds it
+        model.set_prior(np.r_[0.0, rng.normal(size=n_tracks)], 0.7)
     counts = np.r_[0, (rng.random(n_tracks) >= cold_share).astype(np.int64)]
     artist = np.r_[0, rng.integers(1, n_artists + 1, size=n_tracks)] if n_artists else None
     return PartitionBundle(

@@ -292,14 +292,20 @@ def evaluate_cell(*, warehouse: str, layout: ArtifactLayout, cell: GridCell, cfg
 def _held_out_validation(result: dict, mdir: Path) -> None:
     """A model with ``[train] final_fit_epochs`` has trained on the validation period, so its
     re-scored validation AUC is in-sample: the record keeps that as ``in_sample_auc`` and reports
-    the held-out AUC that chose its epoch (the checkpoint's ``best_val_auc``) as the validation AUC."""
+    the held-out AUC that chose its epoch (the checkpoint's ``best_val_auc``; with the popularity
+    prior, the one that chose its weight) as the validation AUC. The prior's choice goes in the
+    record as ``prior`` ({"weight", "val_auc", "val_auc_without"})."""
     config = json.loads((mdir / checkpoints.CONFIG).read_text())
-    if not int(config.get("train", {}).get("final_fit_epochs", 0)):
-        return
     # memory-mapped: only the small fields are read, not the optimizer state (GBs at 1M tracks)
     ckpt = torch.load(mdir / checkpoints.CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
+    prior = ckpt.get("prior")
+    if prior:
+        result["prior"] = prior
+    if not int(config.get("train", {}).get("final_fit_epochs", 0)):
+        return
+    held = prior["val_auc"] if prior and prior.get("val_auc") is not None else ckpt["best_val_auc"]
     val = result["val"]
-    result["val"] = {"auc": float(ckpt["best_val_auc"]), "in_sample_auc": val.get("auc"),
+    result["val"] = {"auc": float(held), "in_sample_auc": val.get("auc"),
                      "n_strata": val.get("n_strata"), "source": "held-out selection AUC before the final fit"}
 
 

@@ -1,11 +1,7 @@
 """Training and checkpoint/resume for ``SASRec`` (scoring lives in ``scoring``).
 
-Loss: binary cross-entropy of each NEXT event's feedback — the hidden state at t scores the track
-at t+1 with label = its feedback (positive 1, negative 0) — the main term, plus
-``cfg.negative_weight`` × the mean BCE of ``cfg.sampled_negatives`` catalogue tracks per position
-drawn uniformly (label 0), an optional extra term (see ``next_event_loss``). Padding is masked.
-With ``cfg.horizon`` = H > 1 the hidden state at t scores each of the next H events of its window
-(mean BCE per position), as evaluation scores a whole later period from one state.
+Loss (``objective.next_event_loss``): BCE of each NEXT event's feedback, plus a weighted term of
+sampled catalogue negatives; ``cfg.horizon`` > 1 scores the next H events from each state.
 With ``cfg.content_init`` the track tables start fitted to the content's principal components
 (``content_init``; ``v0``, the random control, stays random).
 Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
@@ -15,7 +11,9 @@ history); a re-run with the same configuration resumes after the last completed 
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``; with
 ``cfg.final_fit_epochs`` they then train that many epochs more on the data through the validation
-period (``_final_fit``), and model.pt holds the result.
+period (``_final_fit``), and model.pt holds the result. With ``cfg.popularity_prior`` the model
+trains with w = 0; w is chosen on validation for the best weights (``_choose_prior``) and model.pt
+is saved with it and z counted over the data it last trained on (``track_prior``).
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
 
 Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
@@ -40,20 +38,21 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-from .config import TrainConfig, train_identity
+from .config import TrainConfig
 from .determinism import deterministic
 from .distributed import Dist, shard
 from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
 from .content_init import content_hash, init_from_content, uses_content
-from .model import SASRec, TrackEncoder, build_track_encoder
+from .model import SASRec, build_track_encoder
 from .objective import NegativeSampler, make_optimizer, next_event_loss
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
-from .splits import Splits
+from .splits import Splits, as_train_sequences
+from .track_prior import prior_logits, validation_weight
 from .windows import TrainingWindows, length_bucketed_batches, through_validation
 
-from .checkpoints import CHECKPOINT, CONFIG, MODEL
+from .checkpoints import CHECKPOINT, CONFIG, MODEL, run_config
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,6 +70,7 @@ class TrainResult:
     events_per_s: float
     checkpoint: Path  # out_dir/model.pt (best weights, state_dict)
     resumed_from_epoch: int | None = None
+    prior: dict | None = None  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without"}
     model: SASRec | None = field(default=None, repr=False, compare=False)  # best weights, eval mode
 
     def to_dict(self) -> dict:
@@ -106,28 +106,10 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         if content is None:
             raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
-    return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                  dropout=cfg.dropout, use_sequence=cfg.use_sequence)
-
-
-def run_config(*, scheme: IdScheme, hidden: int, splits: Splits, id_table_hash: str | None,
-               cfg: TrainConfig, encoder: TrackEncoder, max_tie_embeddings: int | None = None,
-               content_hash: str | None = None) -> dict:
-    """The JSON-able description written to config.json (a resume only continues an identical one)."""
-    return {
-        "scheme": scheme.key,
-        "hidden": hidden,
-        "train": train_identity(cfg),
-        "vocab_size": splits.vocab.n_tracks,
-        "vocab_fingerprint": splits.vocab.fingerprint(),
-        "id_table_hash": id_table_hash,
-        "kind": splits.kind,
-        "fields": [[name, encoder.field_sizes[name]] for name in encoder.field_names],
-        "max_tie_embeddings": max_tie_embeddings,  # load_recommender re-derives the codes with it
-        "content_hash": content_hash,  # the content the tables were initialised from (content_init)
-        "data": {"train_sequences": len(splits.train), "train_events": splits.n_train_events,
-                 "val_strata": len(splits.val), "val_events": len(splits.val.events)},
-    }
+    model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence,
+                   prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0)
+    return model  # a prior's w stays 0 while training (``_choose_prior`` / ``_set_prior``)
 
 
 @dataclass
@@ -143,6 +125,7 @@ class _Progress:
     resumed_from: int | None = None
     final_fit_done: bool = False  # [train] final_fit_epochs ran; model.pt holds the final-fit weights
     final_fit_seconds: float = 0.0
+    prior: dict | None = None  # [train] popularity_prior: the weight chosen on validation (``_choose_prior``)
 
 
 @dataclass(frozen=True)
@@ -176,7 +159,8 @@ def _resume(tr: _Trainer, *, config: dict, out_dir: Path, log: Callable[[str], N
                              best_auc=ckpt["best_val_auc"], bad_epochs=ckpt["bad_epochs"],
                              epoch=ckpt["epoch"] + 1, finished=ckpt["finished"], resumed_from=ckpt["epoch"] + 1,
                              final_fit_done=bool(ckpt.get("final_fit_done", False)),
-                             final_fit_seconds=float(ckpt.get("final_fit_seconds", 0.0)))
+                             final_fit_seconds=float(ckpt.get("final_fit_seconds", 0.0)),
+                             prior=ckpt.get("prior"))
             log(f"{tag} resuming after epoch {prog.epoch} from {ckpt_path}"
                 + (" (already finished)" if prog.finished else ""))
         else:
@@ -265,6 +249,7 @@ def _save_checkpoint(tr: _Trainer, prog: _Progress, *, config: dict, epoch: int,
         "finished": prog.finished,
         "final_fit_done": prog.final_fit_done,
         "final_fit_seconds": prog.final_fit_seconds,
+        "prior": prog.prior,
     }, path)
 
 
@@ -406,12 +391,36 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             if prog.finished and prog.bad_epochs >= cfg.patience and prog.epoch < cfg.epochs:
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
+        if model.has_prior and prog.prior is None:
+            _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag)
         if cfg.final_fit_epochs > 0:
             _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
                        log=log, tag=tag)
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
+        if model.has_prior:  # z over the data the weights last trained on, w from validation
+            seqs = through_validation(splits) if cfg.final_fit_epochs > 0 else as_train_sequences(splits.train)
+            model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), prog.prior["weight"])
+            if d.is_main:
+                _atomic_save(model.state_dict(), out_dir / MODEL)
+            d.barrier()
         model.eval()
     return _result(prog, config=config, counts=counts, out_dir=out_dir, model=model)
+
+
+def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict, out_dir: Path,
+                  log: Callable[[str], None], tag: str) -> None:
+    """``[train] popularity_prior``: w chosen for the best weights (``track_prior.validation_weight``)
+    and recorded in the checkpoint (a rerun does not choose again). Rank 0 chooses, all get it."""
+    tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
+    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {"weight": math.nan}
+    prior["weight"] = tr.dist.broadcast_float(prior["weight"], tr.dev)
+    prog.prior = prior
+    if tr.dist.is_main:
+        _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
+    tr.dist.barrier()
+    if prior.get("val_auc") is not None:
+        log(f"{tag} popularity prior: w = {prior['weight']:g} (validation AUC {prior['val_auc']:.4f}, "
+            f"without {prior['val_auc_without']:.4f})")
 
 
 def _quiet(_msg: str) -> None:
@@ -431,5 +440,6 @@ def _result(prog: _Progress, *, config: dict, counts: dict, out_dir: Path, model
         events_per_s=float(sum(r["events"] for r in history) / max(train_s, 1e-9)),
         checkpoint=out_dir / MODEL,
         resumed_from_epoch=prog.resumed_from,
+        prior=prog.prior,
         model=model,
     )

@@ -195,9 +195,12 @@ def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
     assert hid.shape == (len(splits.test), 16)
     with torch.no_grad():
         emb = res.model.encoder.all_embeddings()
-        bias = res.model.encoder.track_bias(torch.as_tensor(np.array(scored["track_idx"])))
+        idx = torch.as_tensor(np.array(scored["track_idx"]))
+        bias = res.model.encoder.track_bias(idx)
+        assert res.model.has_prior  # the default: + w · z, the popularity prior
+        prior = res.model.prior_weight * res.model.prior_logit[idx]
     rows = np.array(splits.test.events["row"])
-    manual = ((hid[rows] * emb[np.array(scored["track_idx"])]).sum(-1) + bias).numpy()  # <h, vec> + bias
+    manual = ((hid[rows] * emb[np.array(scored["track_idx"])]).sum(-1) + bias + prior).numpy()  # <h, vec> + b + w·z
     np.testing.assert_allclose(scored["score"], manual, rtol=1e-5, atol=1e-5)
     # batch size (and so padding) does not change scores
     other = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=1000)

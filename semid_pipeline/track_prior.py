@@ -1,0 +1,92 @@
+"""Per-track popularity prior: the smoothed positive rate of each track, as a model input.
+
+On data where a track's own appeal decides most feedback (explicit ratings, skips of a weak
+track), a Beta-smoothed positive rate per track beats a sequence model whose per-track bias is a
+free parameter fitted by SGD: the rate is the right shrinkage for a track with 3 plays. With
+``[train] popularity_prior`` the model adds ``w · z_i`` to every score, where
+
+    rate_i = (positives_i + a · p0) / (plays_i + a)      (``smoothed_rate``; a = ``PRIOR_STRENGTH``)
+    z_i    = logit(rate_i) − logit(p0)                   (0 for a track never played: the prior)
+
+Both ``w`` and ``z`` are buffers of the model (saved in the state_dict, never trained). The model
+trains with w = 0, exactly as without the switch. Then w is chosen on the VALIDATION period
+(``choose_weight``: the best stratified AUC of model score + w · z, z counted over the training
+period, w in 0..8): there neither the model nor z has seen the labels. The model that is tested
+and served carries z counted over the data it last trained on (through the validation period
+after the final fit), so the two stand to each other as they did when w was chosen.
+
+Why not learn w jointly: any per-track parameter (a bias, an id row) memorises its training
+labels, and z counted over the same labels says it again; trained together, the model
+double-counts popularity and overfits after one epoch (measured: README "Popularity prior").
+The popularity baseline's rate is the same function (``baselines`` imports it from here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PRIOR_STRENGTH = 10.0  # pseudo-events of the Beta prior (the popularity baselines use the same)
+_EPS = 1e-6
+
+
+def smoothed_rate(track_idx: np.ndarray, feedback: np.ndarray, n_tokens: int, *, prior: np.ndarray | float,
+                  strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """(rate (n_tokens,), count (n_tokens,)): (positives + a·prior) / (events + a) per track index."""
+    pos = np.bincount(track_idx, weights=feedback.astype(np.float64), minlength=n_tokens)[:n_tokens]
+    cnt = np.bincount(track_idx, minlength=n_tokens)[:n_tokens].astype(np.float64)
+    return (pos + strength * np.asarray(prior, dtype=np.float64)) / (cnt + strength), cnt
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def global_rate(feedback: np.ndarray) -> float:
+    """p0: the share of positive events (0.5 without events)."""
+    return float(np.mean(feedback)) if len(feedback) else 0.5
+
+
+def prior_logits(tracks: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
+                 strength: float = PRIOR_STRENGTH) -> np.ndarray:
+    """(n_tokens,) float32 z per track index from all ``tracks``/``feedback`` events; row 0 (padding)
+    and tracks without events are 0."""
+    t, f = np.asarray(tracks, dtype=np.int64), np.asarray(feedback, dtype=np.int64)
+    p0 = global_rate(f)
+    rate, _ = smoothed_rate(t, f, n_tokens, prior=p0, strength=strength)
+    z = _logit(rate) - _logit(p0)
+    z[0] = 0.0
+    return z.astype(np.float32)
+
+
+# the validation search: 0, 0.1, ..., 2, then coarser up to 8 (where the model's score barely counts)
+PRIOR_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21)) + (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+
+
+def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[float, list[dict]]:
+    """(w, table) with w the weight of ``weights`` whose ``scores + w · z`` has the best stratified
+    AUC on these (validation) events; the smallest such w on ties (0 = the prior does not help).
+    ``table``: one {"weight", "auc"} row per candidate."""
+    from .evaluation import stratified_auc
+
+    s, zz = np.asarray(scores, dtype=np.float64), np.asarray(z, dtype=np.float64)
+    rows = [{"weight": float(w), "auc": float(stratified_auc(strata, labels, s + w * zz)[0])} for w in weights]
+    best = max(rows, key=lambda r: (r["auc"], -r["weight"]))
+    return best["weight"], rows
+
+
+def validation_weight(model, splits) -> dict:
+    """{"weight", "val_auc", "val_auc_without"} for a trained model with a prior (w = 0 until now):
+    z counted over the training period, the validation events scored, w by ``choose_weight``. The
+    model keeps that z with w = 0 (the caller sets the final one). No validation events: w = 0."""
+    from .scoring import score_eval_set
+
+    t, f = splits.train_arrays()
+    model.set_prior(prior_logits(t, f, splits.vocab.n_tokens), 0.0)
+    scored = score_eval_set(model, splits.val)
+    if not len(scored):
+        return {"weight": 0.0, "val_auc": None, "val_auc_without": None}
+    z = model.prior_logit.cpu().numpy()[scored["track_idx"].to_numpy()]
+    weight, table = choose_weight(scored["stratum_id"], scored["feedback"], scored["score"], z)
+    by_w = {r["weight"]: r["auc"] for r in table}
+    return {"weight": weight, "val_auc": by_w[weight], "val_auc_without": by_w[0.0]}

@@ -1,0 +1,105 @@
+"""The popularity prior: its statistic by hand, its weight chosen where it ranks, a model trained
+exactly as without it, and z counted over the data the served model last trained on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import user_feedback
+from semid_pipeline.config import SplitConfig, TrainConfig
+from semid_pipeline.schemes import IdScheme
+from semid_pipeline.splits import build_splits
+from semid_pipeline.checkpoints import load_recommender
+from semid_pipeline.scoring import score_eval_set
+from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits
+from semid_pipeline.train import train_recommender
+from semid_pipeline.windows import through_validation
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+QUIET = lambda _msg: None  # noqa: E731
+
+
+def logit(p):
+    return math.log(p / (1 - p))
+
+
+def test_prior_logits_by_hand():
+    # track 1: 2 of 3 positive, track 2: 0 of 1; p0 = 2/4; a = 2 pseudo-events
+    z = prior_logits(np.array([1, 1, 1, 2]), np.array([1, 1, 0, 0]), 4, strength=2.0)
+    assert z.dtype == np.float32 and z.shape == (4,)
+    np.testing.assert_allclose(z, [0.0, logit(3 / 5), logit(1 / 3), 0.0], atol=1e-6)  # row 0 and unplayed: 0
+
+
+def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_does_not():
+    rng = np.random.default_rng(0)
+    n = 4000
+    strata = rng.integers(0, 200, n)
+    appeal = rng.normal(size=n)
+    taste = rng.normal(size=n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-(taste + appeal)))).astype(int)
+    w, table = choose_weight(strata, labels, taste, appeal)  # the model knows taste, z knows appeal
+    assert 0.5 <= w <= 1.5 and [r["weight"] for r in table] == list(PRIOR_WEIGHTS)
+    by_w = {r["weight"]: r["auc"] for r in table}
+    assert by_w[w] == max(by_w.values()) and by_w[w] > by_w[0.0] + 0.05
+    assert choose_weight(strata, labels, taste + appeal, np.zeros(n))[0] == 0.0  # ties: the smallest w
+
+
+CFG = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3,
+                  patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0)
+
+
+def appeal_world() -> pd.DataFrame:
+    """Half of the tracks are liked by 80% of the listeners, the rest by 20%; no taste."""
+    return user_feedback(n_users=60, n_tracks=80, days=90, seed=2, min_events=25, max_events=45,
+                         feedback=lambda rng, u, k: rng.random() < (0.8 if k % 2 else 0.2))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return build_splits(appeal_world(), None, SplitConfig(test_days=14, val_days=14))
+
+
+def _train(splits, cfg, out_dir):
+    return train_recommender(scheme=IdScheme(family="id"), hidden=16, splits=splits, id_table=None, id_table_hash=None,
+                             cfg=cfg, out_dir=out_dir, log=QUIET)
+
+
+def test_the_prior_never_changes_training_and_is_weighed_on_validation(splits, tmp_path):
+    off = _train(splits, replace(CFG, popularity_prior=False), tmp_path / "off")
+    on = _train(splits, CFG, tmp_path / "on")
+    s_off, s_on = off.model.state_dict(), on.model.state_dict()
+    assert set(s_on) - set(s_off) == {"prior_logit", "prior_weight"}
+    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items())  # the same weights: trained with w = 0
+    assert on.history == [{**h, "seconds": h2["seconds"], "train_seconds": h2["train_seconds"],
+                           "events_per_s": h2["events_per_s"]} for h, h2 in zip(off.history, on.history)]
+    # 3 short epochs leave the id rows far from the tracks' rates: the prior helps on validation
+    assert on.prior["weight"] > 0 and on.prior["val_auc"] > on.prior["val_auc_without"]
+    t, f = splits.train_arrays()
+    np.testing.assert_allclose(on.model.prior_logit.numpy(), prior_logits(t, f, splits.vocab.n_tokens))
+    assert float(on.model.prior_weight) == pytest.approx(on.prior["weight"])
+    test_off = score_eval_set(off.model, splits.test)
+    test_on = score_eval_set(on.model, splits.test)
+    z = prior_logits(t, f, splits.vocab.n_tokens)[test_on["track_idx"]]
+    np.testing.assert_allclose(test_on["score"], test_off["score"] + on.prior["weight"] * z, rtol=1e-5, atol=1e-5)
+
+
+def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_path):
+    cfg = replace(CFG, final_fit_epochs=1)
+    res = _train(splits, cfg, tmp_path)
+    seqs = through_validation(splits)
+    np.testing.assert_allclose(res.model.prior_logit.numpy(),
+                               prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens))
+    loaded = load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
+    assert loaded.has_prior and res.prior["weight"] > 0
+    assert float(loaded.prior_weight) == pytest.approx(res.prior["weight"])
+    a = score_eval_set(res.model, splits.test)["score"].to_numpy()
+    np.testing.assert_allclose(score_eval_set(loaded, splits.test)["score"].to_numpy(), a, rtol=1e-5, atol=1e-6)
+    again = _train(splits, cfg, tmp_path)  # a rerun of the finished folder: same weight, same model
+    assert again.prior == res.prior
+    np.testing.assert_allclose(score_eval_set(again.model, splits.test)["score"].to_numpy(), a, rtol=1e-5, atol=1e-6)
