@@ -11,7 +11,7 @@ free parameter fitted by SGD: the rate is the right shrinkage for a track with 3
 Both ``w`` and ``z`` are buffers of the model (saved in the state_dict, never trained). The model
 trains with w = 0, exactly as without the switch. Then w is chosen on the VALIDATION period
 (``choose_weight``: the best stratified AUC of model score + w · z, z counted over the training
-period, w in 0..8): there neither the model nor z has seen the labels. The model that is tested
+period, w in 0..16): there neither the model nor z has seen the labels. The model that is tested
 and served carries z counted over the data it last trained on (through the validation period
 after the final fit), so the two stand to each other as they did when w was chosen.
 
@@ -59,8 +59,8 @@ def prior_logits(tracks: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
     return z.astype(np.float32)
 
 
-# the validation search: 0, 0.1, ..., 2, then coarser up to 8 (where the model's score barely counts)
-PRIOR_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21)) + (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+# the validation search: 0, 0.1, ..., 2, then coarser up to 16 (where the model's score barely counts)
+PRIOR_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21)) + (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
 
 
 def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[float, list[dict]]:

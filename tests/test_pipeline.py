@@ -129,8 +129,12 @@ def test_grid_partitions_train_evaluate_and_report(world):
         assert ev["test_ci_lo"].value <= ev["test_auc"].value <= ev["test_ci_hi"].value
         # a synthetic per-user world: the ceilings next to the model's AUC in the asset's metadata
         assert 0.5 < ev["ceiling/learnable_auc"].value < ev["ceiling/oracle_auc"].value
-        # the final fit trains on the validation period: the validation AUC shown is the held-out one
-        assert ev["val_auc"].value == pytest.approx(md["best_val_auc"].value, abs=1e-6)
+        # the final fit trains on the validation period: the validation AUC shown is the held-out one,
+        # with the popularity prior's weight chosen there (the default)
+        prior = json.loads(Path(ev["record"].value).read_text())["prior"]
+        assert md["prior_weight"].value == ev["prior_weight"].value == prior["weight"] >= 0
+        assert ev["val_auc"].value == pytest.approx(prior["val_auc"], abs=1e-6)
+        assert prior["val_auc"] >= prior["val_auc_without"] == pytest.approx(md["best_val_auc"].value, abs=1e-6)
         for m in (md, ev):  # peak RSS of the training worker (through Pipes) and of the evaluation
             assert m["peak_rss_method"].value in ("hwm-reset", "sampled") and 50 < m["peak_rss_mb"].value < 8000
     id_params = runs["32|id"].asset_materializations_for_node("recommender")[0].metadata["params/track_representation"].value
@@ -192,9 +196,11 @@ def test_pipes_training_gives_the_in_process_model_and_metadata(world, tmp_path)
     assert md["wall_seconds"].value > 0 and md["events_per_s"].value > 0
     assert all(f"{r['val_auc']:.4g}" in md["training_curve"].value for r in res.history)
     assert md["training_curve_plot"].value.startswith("![training curve](data:image/png;base64,")
+    assert md["prior_weight"].value == res.prior["weight"]  # the popularity prior's w (default on)
     assert set(md) == {"model_dir", "params/total", "params/track_representation", "best_epoch", "best_val_auc",
                        "wall_seconds", "events_per_s", "training_curve", "training_curve_plot",
-                       "training_curve_png", "config", "id_table_hash", "peak_rss_mb", "peak_rss_method"}
+                       "training_curve_png", "config", "id_table_hash", "peak_rss_mb", "peak_rss_method",
+                       "prior_weight"}
     mat = run.asset_materializations_for_node("recommender")[0]
     assert mat.tags["dagster/data_version"] == local.fingerprint[:16]
     logs = [e.user_message for e in instance.all_logs(run.run_id)]

@@ -103,3 +103,21 @@ def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_pat
     again = _train(splits, cfg, tmp_path)  # a rerun of the finished folder: same weight, same model
     assert again.prior == res.prior
     np.testing.assert_allclose(score_eval_set(again.model, splits.test)["score"].to_numpy(), a, rtol=1e-5, atol=1e-6)
+
+
+def test_the_full_catalogue_top_k_adds_the_prior():
+    from semid_pipeline.scoring import scoring_fields, scoring_query, topk_decomposed
+    from semid_pipeline.serving_load import random_bundle
+
+    model = random_bundle(n_tracks=500, k=16, levels=3, hidden=16, seed=1, with_bias=True, with_prior=True).model
+    hid = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    tables, codes = scoring_fields(model)
+    v, i = topk_decomposed(scoring_query(model, hid), tables, codes, k=10, exclude=torch.tensor([0]),
+                           offset=model.track_offsets())
+    with torch.no_grad():
+        naive = model.score(hid, torch.arange(1, 501).expand(5, -1))  # (5, 500): dot + biases + w · z
+        without = naive - model.prior(torch.arange(1, 501))
+    nv, ni = naive.topk(10, dim=1)
+    assert torch.equal(i, ni + 1)
+    torch.testing.assert_close(v, nv, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(ni, without.topk(10, dim=1).indices)  # the prior changes the lists
