@@ -15,6 +15,8 @@ import html
 import math
 from dataclasses import dataclass
 
+from .track_prior import stored_numbers
+
 HELD, NOT_HELD, NOT_MEASURABLE = "held", "not held", "not measurable"
 
 
@@ -96,8 +98,9 @@ def finding_v1_matches_id(records: list[dict]) -> Finding:
     for v, i in sorted(pairs, key=lambda p: p[0]["h"]):
         inside = _auc(i)[1] <= _auc(v)[0]  # at or above id's CI lower bound
         ok &= inside
-        red = 1 - (v.get("params_total") or 0) / max(i.get("params_total") or 1, 1)
-        parts.append(f"h={v['h']}: {v['scheme_key']} {_fmt(_auc(v))} vs id {_fmt(_auc(i))}, {red:.0%} fewer parameters")
+        red = 1 - stored_numbers(v) / max(stored_numbers(i), 1)  # + the popularity prior's z where it is used
+        parts.append(f"h={v['h']}: {v['scheme_key']} {_fmt(_auc(v))} vs id {_fmt(_auc(i))}, {red:.0%} fewer parameters"
+                     + (" (counting the prior's per-track values)" if stored_numbers(v) != (v.get("params_total") or 0) else ""))
     return Finding(claim, HELD if ok else NOT_HELD, "; ".join(parts))
 
 

@@ -70,23 +70,35 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
     from .evaluation import stratified_auc
 
     s, zz = np.asarray(scores, dtype=np.float64), np.asarray(z, dtype=np.float64)
-    rows = [{"weight": float(w), "auc": float(stratified_auc(strata, labels, s + w * zz)[0])} for w in weights]
+    codes = np.unique(np.asarray(strata), return_inverse=True)[1].ravel()  # once, not per candidate w
+    rows = [{"weight": float(w), "auc": float(stratified_auc(codes, labels, s + w * zz)[0])} for w in weights]
     best = max(rows, key=lambda r: (r["auc"], -r["weight"]))
     return best["weight"], rows
 
 
 def validation_weight(model, splits) -> dict:
-    """{"weight", "val_auc", "val_auc_without"} for a trained model with a prior (w = 0 until now):
-    z counted over the training period, the validation events scored, w by ``choose_weight``. The
-    model keeps that z with w = 0 (the caller sets the final one). No validation events: w = 0."""
+    """{"weight", "val_auc", "val_auc_without", "values"} for a trained model with a prior (w = 0
+    until now): z counted over the training period, the validation events scored, w by
+    ``choose_weight``; ``values``: the numbers z stores (one per track index, the model's storage
+    beyond its parameters). The model keeps that z with w = 0 (the caller sets the final one).
+    No validation events: w = 0."""
     from .scoring import score_eval_set
 
+    n_tok = splits.vocab.n_tokens
     t, f = splits.train_arrays()
-    model.set_prior(prior_logits(t, f, splits.vocab.n_tokens), 0.0)
+    model.set_prior(prior_logits(t, f, n_tok), 0.0)
     scored = score_eval_set(model, splits.val)
     if not len(scored):
-        return {"weight": 0.0, "val_auc": None, "val_auc_without": None}
+        return {"weight": 0.0, "val_auc": None, "val_auc_without": None, "values": n_tok}
     z = model.prior_logit.cpu().numpy()[scored["track_idx"].to_numpy()]
     weight, table = choose_weight(scored["stratum_id"], scored["feedback"], scored["score"], z)
     by_w = {r["weight"]: r["auc"] for r in table}
-    return {"weight": weight, "val_auc": by_w[weight], "val_auc_without": by_w[0.0]}
+    return {"weight": weight, "val_auc": by_w[weight], "val_auc_without": by_w[0.0], "values": n_tok}
+
+
+def stored_numbers(record: dict) -> int:
+    """A partition record's parameters plus its prior's per-track values when the prior is in use
+    (w > 0): what the model stores, for parameter comparisons that stay honest with the prior."""
+    prior = record.get("prior") or {}
+    extra = int(prior.get("values") or 0) if (prior.get("weight") or 0) > 0 else 0
+    return int(record.get("params_total") or 0) + extra

@@ -106,10 +106,10 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         if content is None:
             raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
-    model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence,
-                   prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0)
-    return model  # a prior's w stays 0 while training (``_choose_prior`` / ``_set_prior``)
+    # a popularity prior's w stays 0 while training (``_choose_prior``, then set by ``train_recommender``)
+    return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
+                  dropout=cfg.dropout, use_sequence=cfg.use_sequence,
+                  prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0)
 
 
 @dataclass

@@ -152,3 +152,17 @@ def test_learnable_ceiling_of_a_sessions_world_uses_each_sessions_input(tmp_path
     m = write_world(replace(preset("tiny"), name="tiny-chunked", listener_block=64), tmp_path / "c",
                     formats=("sessions",))
     assert learnable_ceiling(m.sessions_oracle, test) is None
+
+
+def test_the_parameter_reduction_counts_the_priors_per_track_values_when_it_is_used():
+    from semid_pipeline.findings import finding_v1_matches_id
+
+    def rec(key, params, weight):
+        r = _rec(key, 0.68, 0.01, baselines=BASE)
+        return {**r, "k": 1024 if "v1" in key else None, "params_total": params,
+                "prior": {"weight": weight, "values": 1000}}
+
+    off = finding_v1_matches_id([rec("64|v1-k1024", 1000, 0.0), rec("64|id", 10000, 0.0)])
+    on = finding_v1_matches_id([rec("64|v1-k1024", 1000, 2.0), rec("64|id", 10000, 2.0)])
+    assert "90% fewer parameters" in off.evidence and "counting" not in off.evidence  # w = 0: z is not used
+    assert "82% fewer parameters (counting the prior's per-track values)" in on.evidence  # 1 − 2000 / 11000
