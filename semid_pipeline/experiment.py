@@ -80,6 +80,12 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
         if period == "test":
             out[period]["by_popularity"] = auc_by_popularity(scored, splits.train_track_counts,
                                                                 n_boot=cfg.bootstrap, seed=cfg.seed)
+            if model.has_prior and float(model.prior_weight) != 0.0:  # the representation alone, w = 0
+                with torch.no_grad():
+                    wz = model.prior(torch.from_numpy(scored["track_idx"].to_numpy(dtype=np.int64, copy=True))).cpu().numpy()
+                out["test_without_prior"] = ev.evaluate_scored(scored.assign(score=scored["score"] - wz),
+                                                               n_boot=cfg.bootstrap, seed=cfg.seed,
+                                                               min_strata=cfg.min_strata)
     if len(splits.test):
         _, topk = top_k_lists(model, splits.test, k=cfg.topk, max_len=max_len)
         out["ranking"] = ranking.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)
@@ -143,7 +149,8 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
         "params_track": result.get("params_track"),
         "ranking": result.get("ranking", {}),
         "diversity": result.get("diversity", {}),
-        "prior": result.get("prior"),  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without"}
+        "prior": result.get("prior"),  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without", "values"}
+        "test_without_prior": result.get("test_without_prior"),  # the same scores with w = 0 (when w > 0)
         "baselines": {f"{name}_auc": b.get("auc") for name, b in baselines.items()},
         "baseline_details": baselines,
     }

@@ -134,9 +134,15 @@ def quality_sections(records: Sequence[dict], section_type) -> tuple[list, list]
     records = list(records)
     line = headline(records)
     found = paper_findings(records)
+    note = ""
+    if any(r.get("test_without_prior") for r in records):
+        note = ("The models carry the popularity prior ([train] popularity_prior): the first finding and the "
+                "tables judge them with it; the other findings compare representations on the models' own "
+                "scores, without it, as the paper does.")
     lead = section_type(title="Verdict on this data",
-                        html=f"<p><b>{html.escape(line)}</b></p>" + findings_html(found),
-                        markdown=f"**{line}**\n\n" + findings_markdown(found))
+                        html=f"<p><b>{html.escape(line)}</b></p>" + findings_html(found)
+                        + (f"<p class='note'>{html.escape(note)}</p>" if note else ""),
+                        markdown=f"**{line}**\n\n" + findings_markdown(found) + (f"\n\n{note}" if note else ""))
     ceiling, pop = ceiling_table(records), popularity_table(records)
     tail = [
         section_type(title="Ceiling, baselines and models (test AUC)", html=_html(ceiling), markdown=_md(ceiling)),

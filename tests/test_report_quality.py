@@ -166,3 +166,25 @@ def test_the_parameter_reduction_counts_the_priors_per_track_values_when_it_is_u
     on = finding_v1_matches_id([rec("64|v1-k1024", 1000, 2.0), rec("64|id", 10000, 2.0)])
     assert "90% fewer parameters" in off.evidence and "counting" not in off.evidence  # w = 0: z is not used
     assert "82% fewer parameters (counting the prior's per-track values)" in on.evidence  # 1 − 2000 / 11000
+
+
+def test_representation_findings_use_the_models_own_scores_and_the_first_the_shipped_ones(tmp_path):
+    from semid_pipeline.findings import paper_findings
+
+    def rec(key, auc, bare):
+        r = _rec(key, auc, 0.01, baselines=BASE)
+        return {**r, "k": 1024 if "v1" in key else None, "params_total": 100 if "v1" in key else 1000,
+                "prior": {"weight": 1.5, "values": 10},
+                "test_without_prior": {"auc": bare, "ci_lo": bare - 0.01, "ci_hi": bare + 0.01}}
+
+    recs = [rec("64|id", 0.70, 0.66), rec("64|v1-k1024", 0.695, 0.60)]
+    beats, v1_id = paper_findings(recs)[:2]
+    assert beats.verdict == "held" and "0.700" in beats.evidence  # with the prior: 0.70 vs gbdt 0.65
+    assert v1_id.verdict == "not held" and "0.600" in v1_id.evidence and "0.660" in v1_id.evidence
+    assert "counting" not in v1_id.evidence  # the representations alone: no prior values to count
+    assert paper_findings([{**r, "test_without_prior": None} for r in recs])[1].verdict == "held"  # 0.695 vs [0.69, 0.71]
+    art = render_report(recs, tmp_path / "out", dataset="synthetic:tiny")
+    page = art.html_path.read_text()
+    assert "without it, as the paper does" in page
+    assert "as the paper does" not in render_report([{**r, "test_without_prior": None} for r in recs],
+                                             tmp_path / "plain").html_path.read_text()

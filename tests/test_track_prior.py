@@ -89,6 +89,27 @@ def test_the_prior_never_changes_training_and_is_weighed_on_validation(splits, t
     np.testing.assert_allclose(test_on["score"], test_off["score"] + on.prior["weight"] * z, rtol=1e-5, atol=1e-5)
 
 
+def test_the_evaluation_record_keeps_the_models_own_auc_beside_the_shipped_one(splits, tmp_path):
+    from semid_pipeline.config import EvalConfig
+    from semid_pipeline.evaluation import stratified_auc
+    from semid_pipeline.experiment import CatalogView, evaluate_model
+
+    res = _train(splits, CFG, tmp_path)
+    assert res.prior["weight"] > 0
+    out = evaluate_model(res.model, splits, CatalogView(None, None, None), EvalConfig(bootstrap=50, min_strata=1),
+                         max_len=CFG.max_len)
+    with_prior = score_eval_set(res.model, splits.test)
+    res.model.set_prior(res.model.prior_logit, 0.0)
+    bare = score_eval_set(res.model, splits.test)
+    assert out["test"]["auc"] == pytest.approx(stratified_auc(with_prior["stratum_id"], with_prior["feedback"],
+                                                              with_prior["score"])[0])
+    assert out["test_without_prior"]["auc"] == pytest.approx(stratified_auc(bare["stratum_id"], bare["feedback"],
+                                                                            bare["score"])[0])
+    assert out["test_without_prior"]["auc"] != pytest.approx(out["test"]["auc"], abs=1e-4)
+    assert "test_without_prior" not in evaluate_model(res.model, splits, CatalogView(None, None, None),
+                                                      EvalConfig(bootstrap=50, min_strata=1), max_len=CFG.max_len)
+
+
 def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_path):
     cfg = replace(CFG, final_fit_epochs=1)
     res = _train(splits, cfg, tmp_path)
