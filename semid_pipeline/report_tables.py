@@ -11,6 +11,7 @@ import pandas as pd
 
 from .report_plots import _bucket_frame
 from .schemes import GridCell
+from .track_prior import stored_numbers
 
 
 # --------------------------------------------------------------------------------------
@@ -57,6 +58,7 @@ def normalize_record(rec: dict) -> dict:
         "n_strata": _num(test.get("n_strata")),
         "val_auc": _num(val.get("auc")),
         "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
+        "stored_total": _num(stored_numbers(rec) if rec.get("params_total") is not None else None),  # + z in use
         "params_total": _num(rec.get("params_total")),
         "params_track": _num(rec.get("params_track")),
         "by_history": list(test.get("by_history") or []),
@@ -88,11 +90,12 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     df = df.sort_values(["_h", "scheme", "_k"]).reset_index(drop=True)
     ids = df[df["scheme"] == "id"].set_index("_h")
     id_auc = df["_h"].map(ids["test_auc"]) if len(ids) else pd.Series(np.nan, index=df.index)
-    id_pt = df["_h"].map(ids["params_total"]) if len(ids) else pd.Series(np.nan, index=df.index)
+    id_pt = df["_h"].map(ids["stored_total"]) if len(ids) else pd.Series(np.nan, index=df.index)
     id_tr = df["_h"].map(ids["params_track"]) if len(ids) else pd.Series(np.nan, index=df.index)
     df["id_auc"] = id_auc.astype(float)
     df["delta_auc_vs_id"] = df["test_auc"] - df["id_auc"]
-    df["param_reduction_pct"] = 100.0 * (1.0 - df["params_total"] / id_pt.astype(float))
+    # what each model stores: its parameters + the popularity prior's per-track values where w > 0
+    df["param_reduction_pct"] = 100.0 * (1.0 - df["stored_total"] / id_pt.astype(float))
     df["track_param_reduction_pct"] = 100.0 * (1.0 - df["params_track"] / id_tr.astype(float))
     return df.drop(columns=["_k", "_h"])
 

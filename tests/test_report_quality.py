@@ -188,3 +188,16 @@ def test_representation_findings_use_the_models_own_scores_and_the_first_the_shi
     assert "without it, as the paper does" in page
     assert "as the paper does" not in render_report([{**r, "test_without_prior": None} for r in recs],
                                              tmp_path / "plain").html_path.read_text()
+
+
+def test_the_partition_tables_reduction_counts_the_priors_values_where_it_is_used():
+    from semid_pipeline.report_tables import records_frame
+
+    def rec(key, params, weight):
+        return {**_rec(key, 0.68, 0.01, baselines=BASE), "params_total": params, "params_track": params,
+                "prior": {"weight": weight, "values": 1000}}
+
+    df = records_frame([rec("64|id", 10000, 2.0), rec("64|v1-k8", 1000, 2.0), rec("32|id", 10000, 0.0),
+                        rec("32|v1-k8", 1000, 0.0)]).set_index("partition_key")
+    assert df.loc["64|v1-k8", "param_reduction_pct"] == pytest.approx(100 * (1 - 2000 / 11000))
+    assert df.loc["32|v1-k8", "param_reduction_pct"] == pytest.approx(90.0)  # w = 0: z is not used
