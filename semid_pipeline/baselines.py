@@ -29,7 +29,7 @@ import pandas as pd
 
 from .evaluation import require_columns
 from .splits import EvalSet, Splits
-from .track_prior import PRIOR_STRENGTH, smoothed_rate
+from .track_prior import PRIOR_STRENGTH, global_rate, smoothed_rate
 
 
 # --------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def popularity_scores(
     require_columns(train_events, ("track_id", "feedback"))
     require_columns(eval_events, ("track_id",))
     fb = train_events["feedback"].astype(float)
-    p0 = float(fb.mean()) if len(fb) else 0.5
+    p0 = global_rate(fb)
     g = fb.groupby(train_events["track_id"].to_numpy()).agg(["sum", "count"])
     rate = (g["sum"] + prior_strength * p0) / (g["count"] + prior_strength)
     return rate.reindex(eval_events["track_id"].to_numpy()).fillna(p0).to_numpy(dtype=np.float64)
@@ -247,7 +247,7 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     is absent. Tracks of the catalogue never played in training get the global rate."""
     n_tok = splits.vocab.n_tokens
     ti, tf = _train_arrays(splits)
-    p0 = float(tf.mean()) if len(tf) else 0.5
+    p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
     pool = known_events(splits)
     out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "trailing_rate": {}}
