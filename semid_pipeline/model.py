@@ -10,7 +10,7 @@ Read top to bottom, like nanoGPT's model.py:
                        final LayerNorm; score(candidate) = <hidden, track vec(candidate)>
                        [+ summed code biases] [+ w · z(candidate): the popularity prior
                        (``track_prior``): a per-track statistic of the data and its weight, set
-                       after training, never trained].
+                       after training, never trained; feedback scores only, not the top-k].
 
 Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
 last token always has position max_len-1), and padded keys are masked out of attention, so a
@@ -348,10 +348,6 @@ class SASRec(nn.Module):
         if self.prior_logit is None:
             return torch.zeros(track_idx.shape, device=track_idx.device)
         return self.prior_weight * self.prior_logit[track_idx]
-
-    def track_offsets(self) -> torch.Tensor | None:
-        """(N+1,) float32 w · z for every track (the decomposed scorers add it), None without a prior."""
-        return None if self.prior_logit is None else (self.prior_weight * self.prior_logit).detach().float()
 
     def forward(self, track_idx: torch.Tensor, feedback: torch.Tensor, *,
                 track_vecs: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:

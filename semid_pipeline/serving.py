@@ -89,15 +89,13 @@ def decomposition(model: SASRec) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def codeword_scores(hidden: torch.Tensor, table: torch.Tensor, offs: torch.Tensor,
-                    offs_t: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> torch.Tensor:
+                    offs_t: torch.Tensor | None = None) -> torch.Tensor:
     """(B, h) hidden states → (B, N+1) scores of every track: codewords once, gather-sum per track.
 
     Row 0 of every field table is the zero pad, so a track's unused fields add exactly 0. A table
     one column wider than ``hidden`` carries the item biases (score = dot product + bias). One
     listener (an HTTP request): F passes of a 1-D gather (``offs_t`` = offs.T, contiguous) beat
     ``embedding_bag`` about 2× on a CPU; batches use ``embedding_bag`` over (N+1, B) columns.
-    ``offset`` (N+1,): added to every listener's score of each track (the popularity prior,
-    ``SASRec.track_offsets``).
     """
     if table.shape[1] == hidden.shape[1] + 1:  # the bias column (``scoring_fields``): query gets a 1
         hidden = torch.cat([hidden, hidden.new_ones(hidden.shape[0], 1)], dim=1)
@@ -107,12 +105,8 @@ def codeword_scores(hidden: torch.Tensor, table: torch.Tensor, offs: torch.Tenso
         sc = w1.index_select(0, offs_t[0])
         for f in range(1, offs_t.shape[0]):
             sc += w1.index_select(0, offs_t[f])
-        if offset is not None:
-            sc += offset
         return sc.unsqueeze(0)
     sc = torch.nn.functional.embedding_bag(offs, w, mode="sum")  # (N+1, B)
-    if offset is not None:
-        sc += offset[:, None]
     return sc.T.contiguous()
 
 
@@ -148,7 +142,6 @@ class Recommender:
         self.partition_key = bundle.partition_key
         self.max_len = min(max_len or self.model.max_len, self.model.max_len)
         self.table, self.offs = decomposition(self.model)
-        self.offset = self.model.track_offsets()  # (N+1,) w · z of the popularity prior, or None
         self.offs_t = self.offs.T.contiguous()  # (F, N+1): the one-listener gather path
         n_tok = self.vocab.n_tokens
         if self.offs.shape[0] != n_tok:
@@ -235,7 +228,7 @@ class Recommender:
         step = max(1, self.score_budget // max(self.vocab.n_tokens, 1))
         out: list[RecList] = []
         for s in range(0, len(histories), step):
-            scores = codeword_scores(hid[s: s + step], self.table, self.offs, self.offs_t, self.offset)  # (b, N+1)
+            scores = codeword_scores(hid[s: s + step], self.table, self.offs, self.offs_t)  # (b, N+1)
             self._mask(scores, masks[s: s + step], policy)
             for j, (idx, val) in enumerate(self._select_batch(scores, n, policy.artist_cap)):
                 i = s + j

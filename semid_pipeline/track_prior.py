@@ -15,6 +15,11 @@ period, w in 0..16): there neither the model nor z has seen the labels. The mode
 and served carries z counted over the data it last trained on (through the validation period
 after the final fit), so the two stand to each other as they did when w was chosen.
 
+The prior scores feedback on a play (the stratified AUC, the paper's metric). The full-catalogue
+top-k and serving rank by the model's own score: a high like rate is not a reason to play a
+track, and with the prior the demo's recall@10 fell (``64|v1-k1024`` 0.240 → 0.193, ``id``
+0.196 → 0.185).
+
 Why not learn w jointly: any per-track parameter (a bias, an id row) memorises its training
 labels, and z counted over the same labels says it again; trained together, the model
 double-counts popularity and overfits after one epoch (measured: README "Popularity prior").

@@ -126,19 +126,12 @@ def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_pat
     np.testing.assert_allclose(score_eval_set(again.model, splits.test)["score"].to_numpy(), a, rtol=1e-5, atol=1e-6)
 
 
-def test_the_full_catalogue_top_k_adds_the_prior():
-    from semid_pipeline.scoring import scoring_fields, scoring_query, topk_decomposed
-    from semid_pipeline.serving_load import random_bundle
+def test_the_full_catalogue_top_k_leaves_the_prior_out(splits, tmp_path):
+    from semid_pipeline.scoring import top_k_lists
 
-    model = random_bundle(n_tracks=500, k=16, levels=3, hidden=16, seed=1, with_bias=True, with_prior=True).model
-    hid = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
-    tables, codes = scoring_fields(model)
-    v, i = topk_decomposed(scoring_query(model, hid), tables, codes, k=10, exclude=torch.tensor([0]),
-                           offset=model.track_offsets())
-    with torch.no_grad():
-        naive = model.score(hid, torch.arange(1, 501).expand(5, -1))  # (5, 500): dot + biases + w · z
-        without = naive - model.prior(torch.arange(1, 501))
-    nv, ni = naive.topk(10, dim=1)
-    assert torch.equal(i, ni + 1)
-    torch.testing.assert_close(v, nv, rtol=1e-5, atol=1e-5)
-    assert not torch.equal(ni, without.topk(10, dim=1).indices)  # the prior changes the lists
+    res = _train(splits, CFG, tmp_path)
+    assert res.prior["weight"] > 0
+    v, i = top_k_lists(res.model, splits.test, k=10, max_len=CFG.max_len)
+    res.model.set_prior(res.model.prior_logit, 0.0)
+    v0, i0 = top_k_lists(res.model, splits.test, k=10, max_len=CFG.max_len)
+    assert torch.equal(i, i0) and torch.allclose(v, v0)
