@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -135,13 +136,12 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         out["prior_weight"] = res.prior["weight"]
         if res.prior.get("val_auc") is not None:
             out["val_auc_without_prior"], out["val_auc"] = res.prior["val_auc_without"], res.prior["val_auc"]
-        z, w = res.model.prior_logit.clone(), float(res.model.prior_weight)
-        res.model.set_prior(z, 0.0)  # the same model with w = 0: the switch off (training never saw it)
-        sc = score_eval_set(res.model, splits.test, max_len=max_len, train_track_counts=splits.train_track_counts)
-        r = ev.evaluate_scored(sc, n_boot=cfg_eval.bootstrap, seed=0)
+        # the same test scores with w = 0 (the switch off: training never saw it), as evaluate_model does
+        with torch.no_grad():
+            wz = res.model.prior(torch.from_numpy(sc["track_idx"].to_numpy(dtype=np.int64, copy=True))).numpy()
+        r = ev.evaluate_scored(sc.assign(score=sc["score"] - wz), n_boot=cfg_eval.bootstrap, seed=0)
         out["test_auc_without_prior"], out["test_lo_without_prior"], out["test_hi_without_prior"] = (
             r["auc"], r["ci_lo"], r["ci_hi"])
-        res.model.set_prior(z, w)
     return out
 
 

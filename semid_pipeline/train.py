@@ -70,7 +70,7 @@ class TrainResult:
     events_per_s: float
     checkpoint: Path  # out_dir/model.pt (best weights, state_dict)
     resumed_from_epoch: int | None = None
-    prior: dict | None = None  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without"}
+    prior: dict | None = None  # [train] popularity_prior: ``track_prior.validation_weight``'s dict
     model: SASRec | None = field(default=None, repr=False, compare=False)  # best weights, eval mode
 
     def to_dict(self) -> dict:
