@@ -38,7 +38,6 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from semid_pipeline.evaluation import bootstrap_ci, stratified_auc  # noqa: E402
 from semid_pipeline.synthetic import write_world  # noqa: E402
-from semid_pipeline.synthetic.config import preset  # noqa: E402
+from semid_pipeline.synthetic.config import parse_overrides, preset, with_overrides  # noqa: E402
 from semid_pipeline.synthetic.ceiling import estimated_scores, with_numbers, world_events  # noqa: E402
 from semid_pipeline.synthetic.world import build_world  # noqa: E402
 
@@ -63,8 +62,8 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = preset(args.preset)
-    over = {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    cfg = replace(cfg, **over)
+    over = parse_overrides(args.set)
+    cfg = with_overrides(cfg, over)
     cache = Path(os.environ.get("SEMID_PROBE_CACHE", Path(tempfile.gettempdir()) / "semid_probe"))
     out = cache / cfg.hash(("users",))[:16]
     write_world(cfg, out, formats=("users",))

@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/sweep_recommender.py --format users \
         --runs base 'bias:item_bias=true' 'bias_nw0:item_bias=true,negative_weight=0' \
-        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines] [--world-set taste_weight=3]
+        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines] [--world-set taste_weight=3 story.content_hidden_dims=8]
 
 Each run is ``name:key=value,...`` (TrainConfig overrides on top of the repository's [train]
 settings). The world (``synthetic:demo:<format>``) is written, ingested, featurised and its
@@ -43,6 +43,7 @@ from semid_pipeline.schema import FEEDBACK_EVENTS  # noqa: E402
 from semid_pipeline.schemes import IdScheme  # noqa: E402
 from semid_pipeline.scoring import score_eval_set  # noqa: E402
 from semid_pipeline.synthetic import preset, write_world  # noqa: E402
+from semid_pipeline.synthetic.config import parse_overrides, with_overrides  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
 
 CACHE = Path(os.environ.get("SEMID_SWEEP_CACHE", Path(tempfile.gettempdir()) / "semid_sweep"))
@@ -69,7 +70,7 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: di
         if world_set:
             if fmt != "users":
                 raise SystemExit("--world-set: per-user format only")
-            m = write_world(replace(preset(world), **world_set), root / "world", formats=("users",))
+            m = write_world(with_overrides(preset(world), world_set), root / "world", formats=("users",))
             spec = f"events:{m.users_events},{m.users_tracks}"
         ingest_dataset(parse_dataset_spec(spec), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
         with wh.connect(tmp) as con:
@@ -150,7 +151,7 @@ def main() -> None:
     ap.add_argument("--format", default="users", choices=["users", "sessions"])
     ap.add_argument("--world", default="demo", help="preset, e.g. demo-genreflags (weak content)")
     ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="WorldConfig overrides (numbers), e.g. taste_weight=3 (per-user format; as in "
+                    help="WorldConfig overrides (numbers), e.g. taste_weight=3 story.content_hidden_dims=8 (per-user format; as in "
                          "bench/ceiling_probe.py --set)")
     ap.add_argument("--runs", nargs="+", default=["base:"])
     ap.add_argument("--schemes", nargs="+", default=["id", "v1-k1024"])
@@ -166,7 +167,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config()
     # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
-    world_set = {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in (kv.split("=", 1) for kv in args.world_set)}
+    world_set = parse_overrides(args.world_set)
     db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world,
                          world_set)
     if args.nested:

@@ -374,6 +374,41 @@ def test_story_constants_are_config_and_change_the_world(tmp_path, world):
     assert _hashes(other.out_dir)["users/events.parquet"] != _hashes(world.out_dir)["users/events.parquet"]
 
 
+def test_hidden_taste_dimensions_leave_the_content_blind_to_them():
+    """story.content_hidden_dims: the last coordinates of the latent shape taste but no content
+    column; every other draw (latent, appeal, popularity) is the default world's."""
+    from semid_pipeline.synthetic.catalogue import build_catalogue
+    from semid_pipeline.synthetic.config import parse_overrides, with_overrides
+
+    cfg = syn.preset("tiny")
+    hidden = with_overrides(cfg, parse_overrides(["story.content_hidden_dims=8", "taste_weight=2.5"]))
+    assert hidden.story.content_hidden_dims == 8 and hidden.taste_weight == 2.5
+    assert hidden.story.track_noise == cfg.story.track_noise  # the other constants stay
+    assert hidden.hash() != cfg.hash()
+    with pytest.raises(ConfigError, match="nope"):
+        with_overrides(cfg, {"story.nope": 1})
+    a = build_catalogue(cfg, np.random.default_rng(cfg.seed))
+    b = build_catalogue(hidden, np.random.default_rng(cfg.seed))
+    assert np.array_equal(a.latent, b.latent) and np.array_equal(a.appeal, b.appeal)
+    assert np.array_equal(a.pop_weight, b.pop_weight)
+    D = cfg.latent_dim
+
+    def r2(content, coords):  # share of the content's variance a linear map of these coordinates explains
+        X = np.c_[np.ones(len(coords)), coords]
+        resid = content - X @ np.linalg.lstsq(X, content, rcond=None)[0]
+        return 1.0 - resid.var(0).sum() / content.var(0).sum()
+
+    n = len(a.latent)
+    for cat in (a, b):
+        assert r2(cat.acoustic, cat.latent[:, : D - 8]) > 0.3  # the visible coordinates shape content
+    # what the last 8 coordinates add to the visible ones (they correlate through genres and artists):
+    # a lot in the default world, no more than chance (8 / n per column) when they are hidden
+    gain = [r2(c.acoustic, c.latent) - r2(c.acoustic, c.latent[:, : D - 8]) for c in (a, b)]
+    assert gain[0] > 0.2 and gain[1] < 0.02 + 8 / n
+    with pytest.raises(ConfigError, match="content_hidden_dims"):
+        replace(cfg, story=replace(cfg.story, content_hidden_dims=D))
+
+
 # ---------------------------------------------------------------- the oracle sidecar
 
 

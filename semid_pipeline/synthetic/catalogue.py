@@ -116,6 +116,9 @@ def _content(cfg: WorldConfig, rng: np.random.Generator, latent: np.ndarray, yea
     T, D = latent.shape
     n_proj = ACOUSTIC_DIM + len(ATTRIBUTES) + 5
     W = rng.standard_normal((D, n_proj))
+    hidden = cfg.story.content_hidden_dims
+    if hidden:  # taste dimensions no content column shows (the draws stay as in a world without them)
+        W[D - hidden:] = 0.0
     H = latent @ W
     H = (H - H.mean(0)) / H.std(0)
     acoustic = np.tanh(ACOUSTIC_GAIN * H[:, :ACOUSTIC_DIM] + ACOUSTIC_NOISE * rng.standard_normal((T, ACOUSTIC_DIM)))

@@ -34,6 +34,8 @@ class Story:
     artist_productivity_sd: float = 0.9  # lognormal spread of tracks per artist
     artist_fame_sd: float = 0.5  # per-artist popularity boost
     track_noise: float = 0.45  # a track's own offset from its artist, in units of sd
+    # the last this many latent coordinates shape taste but no content column (0 = content sees all)
+    content_hidden_dims: int = 0
     popularity_appeal: float = 0.5  # weight of appeal in the popularity score (good songs get played)
     # listeners
     taste_noise: float = 0.8  # personal taste offset from the favourite genre's centre, units of sd
@@ -145,6 +147,8 @@ class WorldConfig:
             problems.append("listener_block must be >= 0 (0 = one-shot generation)")
         if not isinstance(self.story, Story):
             problems.append("story must be a Story")
+        elif not 0 <= self.story.content_hidden_dims < self.latent_dim:
+            problems.append("story.content_hidden_dims must be in [0, latent_dim): content must show some taste")
         try:
             date.fromisoformat(self.start_date)
         except (TypeError, ValueError):
@@ -228,6 +232,22 @@ def preset(name: str, *, content: str = DEFAULT_CONTENT) -> WorldConfig:
     if content not in CONTENT_MODES:
         raise ConfigError(f"unknown content mode {content!r}; expected one of {', '.join(CONTENT_MODES)}")
     return replace(cfg, name=f"{base}-{content}", content=content, near_duplicate_share=HARD_MODE_DUPLICATE_SHARE)
+
+
+def with_overrides(cfg: WorldConfig, overrides: dict[str, Any]) -> WorldConfig:
+    """``cfg`` with WorldConfig fields replaced; ``story.<name>`` keys replace Story constants."""
+    story = {k.removeprefix("story."): v for k, v in overrides.items() if k.startswith("story.")}
+    top = {k: v for k, v in overrides.items() if not k.startswith("story.")}
+    try:
+        return replace(cfg, **top, story=replace(cfg.story, **story))
+    except TypeError as e:  # an unknown field
+        raise ConfigError(f"world overrides {sorted(overrides)}: {e}") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["taste_weight=3", "story.content_hidden_dims=8"] → {key: int or float} (bench command lines)."""
+    pairs = [kv.split("=", 1) for kv in items]
+    return {k: int(v) if v.lstrip("-").isdigit() else float(v) for k, v in pairs}
 
 
 def resolve(name_or_config: str | WorldConfig, seed: int | None) -> WorldConfig:
