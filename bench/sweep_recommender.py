@@ -133,6 +133,7 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         out[f"{period}_auc"], out[f"{period}_lo"], out[f"{period}_hi"] = r["auc"], r["ci_lo"], r["ci_hi"]
     if res.config["train"].get("final_fit_epochs"):  # trained on the validation period: keep the held-out figure
         out["val_in_sample_auc"], out["val_auc"] = out["val_auc"], res.best_val_auc
+        out["val_in_sample_lo"], out["val_in_sample_hi"] = out.pop("val_lo"), out.pop("val_hi")  # no held-out CI
     if res.prior:  # popularity prior: its weight, the held-out validation AUC with it, the test AUC without
         out["prior_weight"] = res.prior["weight"]
         if res.prior.get("val_auc") is not None:
