@@ -68,10 +68,9 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: di
         world_name, _, content = world.partition("-")  # demo-genreflags → synthetic:demo:users:genreflags
         spec = f"synthetic:{world_name}:{fmt}" + (f":{content}" if content else "")
         if world_set:
-            if fmt != "users":
-                raise SystemExit("--world-set: per-user format only")
-            m = write_world(with_overrides(preset(world), world_set), root / "world", formats=("users",))
-            spec = f"events:{m.users_events},{m.users_tracks}"
+            m = write_world(with_overrides(preset(world), world_set), root / "world", formats=(fmt,))
+            spec = (f"events:{m.users_events},{m.users_tracks}" if fmt == "users"
+                    else "mssd:" + ",".join(str(p) for p in (*m.session_logs, *m.session_tracks)))
         ingest_dataset(parse_dataset_spec(spec), warehouse=tmp, cfg=IngestConfig(), data_dir=root)
         with wh.connect(tmp) as con:
             features.build_content_features(con, root / "features")
@@ -152,7 +151,7 @@ def main() -> None:
     ap.add_argument("--format", default="users", choices=["users", "sessions"])
     ap.add_argument("--world", default="demo", help="preset, e.g. demo-genreflags (weak content)")
     ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="WorldConfig overrides (numbers), e.g. taste_weight=3 story.content_hidden_dims=8 (per-user format; as in "
+                    help="WorldConfig overrides (numbers), e.g. taste_weight=3 story.content_hidden_dims=8 (as in "
                          "bench/ceiling_probe.py --set)")
     ap.add_argument("--runs", nargs="+", default=["base:"])
     ap.add_argument("--schemes", nargs="+", default=["id", "v1-k1024"])
