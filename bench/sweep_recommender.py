@@ -2,7 +2,8 @@
 
     nice -n 10 .venv/bin/python bench/sweep_recommender.py --format users \
         --runs base 'bias:item_bias=true' 'bias_nw0:item_bias=true,negative_weight=0' \
-        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines] [--world-set taste_weight=3 story.content_hidden_dims=8]
+        [--schemes id v1-k1024] [--hidden 64] [--shuffle] [--baselines] \
+        [--world-set taste_weight=3 story.content_hidden_dims=8 n_tracks=50000]
 
 Each run is ``name:key=value,...`` (TrainConfig overrides on top of the repository's [train]
 settings). The world (``synthetic:demo:<format>``) is written, ingested, featurised and its
