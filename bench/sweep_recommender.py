@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -42,7 +41,7 @@ from semid_pipeline.ingest import ingest_dataset  # noqa: E402
 from semid_pipeline.splits import load_splits  # noqa: E402
 from semid_pipeline.schema import FEEDBACK_EVENTS  # noqa: E402
 from semid_pipeline.schemes import IdScheme  # noqa: E402
-from semid_pipeline.scoring import score_eval_set  # noqa: E402
+from semid_pipeline.scoring import score_eval_set, without_prior  # noqa: E402
 from semid_pipeline.synthetic import preset, write_world  # noqa: E402
 from semid_pipeline.synthetic.config import parse_overrides, with_overrides  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
@@ -139,9 +138,7 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         if res.prior.get("val_auc") is not None:
             out["val_auc_without_prior"], out["val_auc"] = res.prior["val_auc_without"], res.prior["val_auc"]
         # the same test scores with w = 0 (the switch off: training never saw it), as evaluate_model does
-        with torch.no_grad():
-            wz = res.model.prior(torch.from_numpy(sc["track_idx"].to_numpy(dtype=np.int64, copy=True))).numpy()
-        r = ev.evaluate_scored(sc.assign(score=sc["score"] - wz), n_boot=cfg_eval.bootstrap, seed=0)
+        r = ev.evaluate_scored(without_prior(res.model, sc), n_boot=cfg_eval.bootstrap, seed=0)
         out["test_auc_without_prior"], out["test_lo_without_prior"], out["test_hi_without_prior"] = (
             r["auc"], r["ci_lo"], r["ci_hi"])
     return out

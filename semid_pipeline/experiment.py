@@ -20,7 +20,7 @@ from .fileutil import jsonable
 from .model import SASRec
 from .popularity import auc_by_popularity
 from .schemes import GridCell
-from .scoring import score_eval_set, top_k_lists
+from .scoring import score_eval_set, top_k_lists, without_prior
 from .splits import EvalSet, Splits
 
 
@@ -81,11 +81,8 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
             out[period]["by_popularity"] = auc_by_popularity(scored, splits.train_track_counts,
                                                                 n_boot=cfg.bootstrap, seed=cfg.seed)
             if model.has_prior and float(model.prior_weight) != 0.0:  # the representation alone, w = 0
-                with torch.no_grad():
-                    wz = model.prior(torch.from_numpy(scored["track_idx"].to_numpy(dtype=np.int64, copy=True))).cpu().numpy()
-                out["test_without_prior"] = ev.evaluate_scored(scored.assign(score=scored["score"] - wz),
-                                                               n_boot=cfg.bootstrap, seed=cfg.seed,
-                                                               min_strata=cfg.min_strata)
+                out["test_without_prior"] = ev.evaluate_scored(without_prior(model, scored), n_boot=cfg.bootstrap,
+                                                               seed=cfg.seed, min_strata=cfg.min_strata)
     if len(splits.test):
         _, topk = top_k_lists(model, splits.test, k=cfg.topk, max_len=max_len)
         out["ranking"] = ranking.ranking_metrics(topk, _first_positive_targets(splits.test), k=cfg.topk)

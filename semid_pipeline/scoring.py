@@ -122,6 +122,16 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     })
 
 
+def without_prior(model: SASRec, scored: pd.DataFrame) -> pd.DataFrame:
+    """``score_eval_set``'s frame with w · z (the popularity prior) taken out of each score: the
+    model's own score, as with w = 0 (training never sees the prior)."""
+    if not model.has_prior:
+        return scored
+    with torch.no_grad():
+        wz = model.prior(torch.from_numpy(scored["track_idx"].to_numpy(dtype=np.int64, copy=True))).cpu().numpy()
+    return scored.assign(score=scored["score"] - wz)
+
+
 def evaluate_auc(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024) -> float:
     scored = score_eval_set(model, eval_set, max_len=max_len, batch_size=batch_size)
     return evaluation.stratified_auc(scored["stratum_id"], scored["feedback"], scored["score"])[0]

@@ -16,7 +16,7 @@ from semid_pipeline.config import SplitConfig, TrainConfig
 from semid_pipeline.schemes import IdScheme
 from semid_pipeline.splits import build_splits
 from semid_pipeline.checkpoints import load_recommender
-from semid_pipeline.scoring import score_eval_set
+from semid_pipeline.scoring import score_eval_set, without_prior
 from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits
 from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import through_validation
@@ -99,8 +99,11 @@ def test_the_evaluation_record_keeps_the_models_own_auc_beside_the_shipped_one(s
     out = evaluate_model(res.model, splits, CatalogView(None, None, None), EvalConfig(bootstrap=50, min_strata=1),
                          max_len=CFG.max_len)
     with_prior = score_eval_set(res.model, splits.test)
+    own = without_prior(res.model, with_prior)  # the scores less w · z ...
     res.model.set_prior(res.model.prior_logit, 0.0)
     bare = score_eval_set(res.model, splits.test)
+    np.testing.assert_allclose(own["score"], bare["score"], rtol=1e-5, atol=1e-6)  # ... are the w = 0 scores
+    assert not np.allclose(own["score"], with_prior["score"])
     assert out["test"]["auc"] == pytest.approx(stratified_auc(with_prior["stratum_id"], with_prior["feedback"],
                                                               with_prior["score"])[0])
     assert out["test_without_prior"]["auc"] == pytest.approx(stratified_auc(bare["stratum_id"], bare["feedback"],
