@@ -46,7 +46,9 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "n_strata": number(test["n_strata"]),
             "stratum_kind": dg.MetadataValue.text(str(result.get("stratum_kind"))),
             "val_auc": number(result["val"].get("auc")),
-            **({"prior_weight": number(result["prior"]["weight"])} if result.get("prior") else {}),
+            **({"prior_weight": number(result["prior"]["weight"]),
+                "affinity_weights": dg.MetadataValue.json(result["prior"].get("affinity") or [0.0, 0.0])}
+               if result.get("prior") else {}),
             "cold_start_auc": number((test.get("cold_start") or {}).get("auc")),
             f"recall@{k}": number(ranking.get(f"recall@{k}")),
             f"ndcg@{k}": number(ranking.get(f"ndcg@{k}")),

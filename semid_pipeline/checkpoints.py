@@ -37,6 +37,12 @@ def prior_tokens(state: dict) -> int:
     return 0 if z is None else int(z.numel())
 
 
+def affinity_dims(state: dict) -> int:
+    """Columns of a saved model's content-affinity rows (``SASRec(affinity_dims=...)``); 0 = none."""
+    table = state.get("affinity_table")
+    return 0 if table is None else int(table.shape[1])
+
+
 def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.DataFrame | None,
                      id_table_hash: str | None, device: str = "cpu") -> SASRec:
     """The best model of ``out_dir`` (eval mode). Refuses a semantic-ID table other than its own."""
@@ -62,7 +68,8 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     # while its config.json (no item_bias key) would read as the new default (on)
     encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence, prior_tokens=prior_tokens(state))
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence, prior_tokens=prior_tokens(state),
+                   affinity_dims=affinity_dims(state))
     model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves

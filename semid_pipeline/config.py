@@ -235,6 +235,9 @@ class TrainConfig:
     # score += w · z(track): the Beta-smoothed positive rate of the track in the training data as a
     # logit (``track_prior``; w learned, z a per-track statistic, leave-sequence-out while training)
     popularity_prior: bool = True
+    # score += a₊ · cos(content(track), liked history) − a₋ · cos(…, disliked history), content as the
+    # track's ID fields say it (``content_affinity``; a chosen on validation with w; never for v0)
+    content_affinity: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -249,7 +252,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``popularity_prior``."""
+    ``popularity_prior``, ``content_affinity``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -265,6 +268,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["final_fit_epochs"]
     if not d["popularity_prior"]:
         del d["popularity_prior"]
+    if not d["content_affinity"]:
+        del d["content_affinity"]
     return d
 
 

@@ -20,8 +20,9 @@ from .schemes import IdScheme
 
 
 def uses_content(scheme: IdScheme, cfg: TrainConfig) -> bool:
-    """Whether training this scheme under ``cfg`` reads the content features (``content_init``)."""
-    return bool(cfg.content_init) and not scheme.random_codes
+    """Whether training this scheme under ``cfg`` reads the content features (``content_init``,
+    ``content_affinity``); never for random codes (``v0``, the control, is content-free by design)."""
+    return bool(cfg.content_init or cfg.content_affinity) and not scheme.random_codes
 
 
 def init_from_content(encoder: TrackEncoder, *, content: np.ndarray, hidden: int, std: float) -> dict[str, float]:
@@ -75,35 +76,51 @@ def fit_fields_to(encoder: TrackEncoder, target: torch.Tensor, *, fields: Sequen
         target = torch.as_tensor(target, dtype=torch.float32, device=encoder.table.device)
         assert target.shape == (encoder.n_tokens, encoder.hidden), \
             f"target must be (N+1, h) = {(encoder.n_tokens, encoder.hidden)}, got {tuple(target.shape)}"
-        idx = torch.nonzero(target.abs().sum(1) > 0).squeeze(1)  # (M,) tracks with a target
-        idx = idx[idx > 0]
-        unknown = [f for f in fields if f not in encoder.field_names]
-        assert not unknown, f"fields {unknown} not in the encoder ({encoder.field_names})"
-        if len(idx) == 0 or not fields:
+        fitted, used, Z, pred = backfit(encoder, target, fields=fields, ridge=ridge, sweeps=sweeps)
+        if Z is None:
             return {"cosine": 0.0, "tracks": 0}
-        Z = target[idx]  # (M, h)
-        rows = encoder.codes[idx][:, [encoder.field_names.index(f) for f in fields]]  # (M, Fs) rows of table
-        n_rows = encoder.table.shape[0]
-        fitted = torch.zeros(n_rows, encoder.hidden, device=Z.device)  # row 0 (pad) stays 0
-        used = torch.zeros(n_rows, dtype=torch.bool, device=Z.device)
-        pred = torch.zeros_like(Z)  # (M, h) Σ of the fitted fields
-        for _ in range(sweeps):
-            for j in range(rows.shape[1]):
-                r = rows[:, j]  # (M,) 0 = the track has no code in this field
-                own = fitted[r]  # (M, h)
-                resid = Z - pred + own
-                sums = torch.zeros_like(fitted).index_add_(0, r, resid)
-                cnt = torch.bincount(r, minlength=n_rows).to(Z.dtype)
-                cnt[0] = 0
-                hit = cnt > 0
-                fitted[hit] = sums[hit] / (cnt[hit] + ridge).unsqueeze(1)
-                used |= hit
-                pred = pred - own + fitted[r]
         cols = Z.abs().sum(0) > 0  # (h,) dimensions the target spans (content may have fewer than h)
         rms = pred[:, cols].pow(2).mean().sqrt().clamp_min(1e-12)
         encoder.table[used.nonzero()[:, :1], cols.nonzero()[:, 0]] = fitted[used][:, cols] * (std / rms)
         cosine = float((Z * pred).sum() / (Z.norm() * pred.norm()).clamp_min(1e-12))
-    return {"cosine": cosine, "tracks": int(len(idx))}
+    return {"cosine": cosine, "tracks": int(len(Z))}
+
+
+@torch.no_grad()
+def backfit(encoder: TrackEncoder, target: torch.Tensor, *, fields: Sequence[str], ridge: float = 1.0,
+            sweeps: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Ridge backfitting of ``fields`` to target (N+1, d): (fitted (rows of ``encoder.table``, d),
+    used (rows,) bool, Z (M, d) the targets of the M fitted tracks, pred (M, d) their fitted sums);
+    Z and pred are None when no track has a target. A row's value is
+    Σ_{i: code c} (target_i − other fields' part_i) / (count_c + ridge), ``sweeps`` times over the fields;
+    rows no target track uses stay 0 (``fit_fields_to``, ``content_affinity.field_table``)."""
+    target = torch.as_tensor(target, dtype=torch.float32, device=encoder.codes.device)
+    assert target.shape[0] == encoder.n_tokens, f"target must have N+1 = {encoder.n_tokens} rows, got {target.shape[0]}"
+    unknown = [f for f in fields if f not in encoder.field_names]
+    assert not unknown, f"fields {unknown} not in the encoder ({encoder.field_names})"
+    n_rows = encoder.table.shape[0]
+    fitted = torch.zeros(n_rows, target.shape[1], device=target.device)  # row 0 (pad) stays 0
+    used = torch.zeros(n_rows, dtype=torch.bool, device=target.device)
+    idx = torch.nonzero(target.abs().sum(1) > 0).squeeze(1)  # (M,) tracks with a target
+    idx = idx[idx > 0]
+    if len(idx) == 0 or not fields:
+        return fitted, used, None, None
+    Z = target[idx]  # (M, d)
+    rows = encoder.codes[idx][:, [encoder.field_names.index(f) for f in fields]]  # (M, Fs) rows of table
+    pred = torch.zeros_like(Z)  # (M, d) Σ of the fitted fields
+    for _ in range(sweeps):
+        for j in range(rows.shape[1]):
+            r = rows[:, j]  # (M,) 0 = the track has no code in this field
+            own = fitted[r]  # (M, d)
+            resid = Z - pred + own
+            sums = torch.zeros_like(fitted).index_add_(0, r, resid)
+            cnt = torch.bincount(r, minlength=n_rows).to(Z.dtype)
+            cnt[0] = 0
+            hit = cnt > 0
+            fitted[hit] = sums[hit] / (cnt[hit] + ridge).unsqueeze(1)
+            used |= hit
+            pred = pred - own + fitted[r]
+    return fitted, used, Z, pred
 
 
 def content_hash(content: np.ndarray | None) -> str | None:

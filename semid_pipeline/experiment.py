@@ -80,7 +80,7 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
         if period == "test":
             out[period]["by_popularity"] = auc_by_popularity(scored, splits.train_track_counts,
                                                                 n_boot=cfg.bootstrap, seed=cfg.seed)
-            if model.has_prior and float(model.prior_weight) != 0.0:  # the representation alone, w = 0
+            if (scored.get("terms", pd.Series(dtype=float)) != 0).any():  # the representation alone: w = a = 0
                 out["test_without_prior"] = ev.evaluate_scored(without_prior(model, scored), n_boot=cfg.bootstrap,
                                                                seed=cfg.seed, min_strata=cfg.min_strata)
     if len(splits.test):
@@ -146,8 +146,10 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
         "params_track": result.get("params_track"),
         "ranking": result.get("ranking", {}),
         "diversity": result.get("diversity", {}),
-        "prior": result.get("prior"),  # [train] popularity_prior: {"weight", "val_auc", "val_auc_without", "values"}
-        "test_without_prior": result.get("test_without_prior"),  # the same scores with w = 0 (when w > 0)
+        # [train] popularity_prior / content_affinity: {"weight", "affinity", "val_auc", "val_auc_without",
+        # "values", "affinity_values"} (``track_prior.validation_weight``)
+        "prior": result.get("prior"),
+        "test_without_prior": result.get("test_without_prior"),  # the same scores with w = a = 0 (when any > 0)
         "baselines": {f"{name}_auc": b.get("auc") for name, b in baselines.items()},
         "baseline_details": baselines,
     }

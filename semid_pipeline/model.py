@@ -11,6 +11,9 @@ Read top to bottom, like nanoGPT's model.py:
                        [+ summed code biases] [+ w · z(candidate): the popularity prior
                        (``track_prior``): a per-track statistic of the data and its weight, set
                        after training, never trained; feedback scores only, not the top-k].
+                       The content affinity (``content_affinity``) is stored here too (buffers:
+                       content rows per code, two weights) and added by ``scoring``: it needs
+                       the history, which ``score`` does not see.
 
 Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
 last token always has position max_len-1), and padded keys are masked out of attention, so a
@@ -304,7 +307,7 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0) -> None:
+                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0, affinity_dims: int = 0) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -325,6 +328,13 @@ class SASRec(nn.Module):
             self.register_buffer("prior_weight", torch.zeros(()))
         else:
             self.prior_logit = self.prior_weight = None
+        # content affinity (``content_affinity``): + a₊·cos(v, liked) − a₋·cos(v, disliked), v the
+        # content rows of the track's codes (rows of encoder.table × d); buffers, a = 0 until chosen
+        if affinity_dims:
+            self.register_buffer("affinity_table", torch.zeros(encoder.table.shape[0], affinity_dims))
+            self.register_buffer("affinity_weight", torch.zeros(2))
+        else:
+            self.affinity_table = self.affinity_weight = None
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # nanoGPT: scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
@@ -342,6 +352,24 @@ class SASRec(nn.Module):
         """Copy in the (N+1,) per-track z (``track_prior.prior_logits``) and its weight w."""
         self.prior_logit.copy_(torch.as_tensor(np.asarray(z, dtype=np.float32)).to(self.prior_logit.device))
         self.prior_weight.fill_(float(weight))
+
+    @property
+    def has_affinity(self) -> bool:
+        return self.affinity_table is not None
+
+    @torch.no_grad()
+    def set_affinity(self, *, table: torch.Tensor | None = None, weights: Sequence[float] | None = None) -> None:
+        """Copy in the content rows (``content_affinity.field_table``) and / or the weights (a₊, a₋)."""
+        if table is not None:
+            self.affinity_table.copy_(torch.as_tensor(table, dtype=torch.float32))
+        if weights is not None:
+            self.affinity_weight.copy_(torch.as_tensor([float(x) for x in weights]))
+
+    def affinity_vectors(self, track_idx: torch.Tensor) -> torch.Tensor:
+        """track_idx (...,) → (..., d) the content each track's codes say (Σ of its fields' rows)."""
+        rows = self.encoder.codes[track_idx.reshape(-1)]  # (M, F)
+        out = F.embedding_bag(rows, self.affinity_table, mode="sum", padding_idx=0)  # (M, d)
+        return out.view(*track_idx.shape, self.affinity_table.shape[1])
 
     def prior(self, track_idx: torch.Tensor) -> torch.Tensor:
         """(...,) → (...,) w · z of each track (zeros without a prior)."""

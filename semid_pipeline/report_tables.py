@@ -58,6 +58,7 @@ def normalize_record(rec: dict) -> dict:
         "n_strata": _num(test.get("n_strata")),
         "val_auc": _num(val.get("auc")),
         "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
+        "affinity": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("affinity") or ()),  # content_affinity's a₊/a₋
         "stored_total": _num(stored_numbers(rec) if rec.get("params_total") is not None else None),  # + z in use
         "params_total": _num(rec.get("params_total")),
         "params_track": _num(rec.get("params_track")),
@@ -112,7 +113,7 @@ def _topk(df: pd.DataFrame) -> str:
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every partition: AUC with CI, val AUC, the popularity prior's weight (``track_prior``; blank
-    without the switch), parameters, reduction vs id (same h), ΔAUC, cold-start AUC, ranking metrics."""
+    without the switch) and the content affinity's (``content_affinity``), parameters, reduction vs id (same h), ΔAUC, cold-start AUC, ranking metrics."""
     if df.empty:
         return pd.DataFrame(columns=["partition", "scheme", "k", "h", "test AUC", "95% CI"])
     out = pd.DataFrame(
@@ -129,6 +130,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "ΔAUC vs id": df["delta_auc_vs_id"],
             "val AUC": df["val_auc"],
             "prior w": df["prior_weight"],
+            "affinity a+/a-": df["affinity"] if "affinity" in df else "",
             "params total": df["params_total"],
             "params track": df["params_track"],
             "param reduction vs id (%)": df["param_reduction_pct"],

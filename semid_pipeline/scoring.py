@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from . import evaluation
+from .content_affinity import cosines, profiles
 from .model import SASRec
 from .splits import EvalSet
 
@@ -73,7 +74,9 @@ def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None
 @torch.no_grad()
 def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024,
                    train_track_counts: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold.
+    """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold
+    [, terms: w · z + the content affinity inside ``score``; affinity_liked / affinity_disliked: the
+    two cosines of ``content_affinity``, with the model's affinity buffers].
 
     ``history_len`` is the stratum's input length in events (≤ max_user_history / half a session),
     the activity measure for per-segment analysis; the model itself reads the last ``max_len``.
@@ -88,6 +91,11 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     max_len = min(max_len or model.max_len, model.max_len)
     device = device_of(model)
     hid = final_hidden(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, h)
+    liked = disliked = sims = None
+    if model.has_affinity:
+        liked, disliked = history_profiles(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, d) each
+        sims = torch.empty(len(ev), 2)
+    terms = torch.zeros(len(ev))
     rows = torch.from_numpy(np.array(ev["row"], dtype=np.int64))  # copies: writable
     tidx = torch.from_numpy(np.array(ev["track_idx"], dtype=np.int64))
     scores = torch.empty(len(ev))
@@ -100,9 +108,16 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         sc = (hid[rows[s: s + step]].to(device) * cand).sum(-1)
         if model.encoder.has_bias:  # the same score the loss trained: dot product + summed code biases
             sc = sc + model.encoder.track_bias(t).float()
+        extra = torch.zeros_like(sc)
         if model.has_prior:  # + w · z (the popularity prior)
-            sc = sc + model.prior(t).float()
-        scores[s: s + step] = sc.cpu()
+            extra = extra + model.prior(t).float()
+        if model.has_affinity:  # + a₊ · cos(v, liked) − a₋ · cos(v, disliked) (the content affinity)
+            r = rows[s: s + step]
+            cs = cosines(model.affinity_vectors(t).float(), liked[r].to(device), disliked[r].to(device))  # (E, 2)
+            extra = extra + cs[:, 0] * model.affinity_weight[0] - cs[:, 1] * model.affinity_weight[1]
+            sims[s: s + step] = cs.cpu()
+        scores[s: s + step] = (sc + extra).cpu()
+        terms[s: s + step] = extra.cpu()
     model.train(was_training)
     hist = eval_set.history_len  # events available as input (the model reads the last max_len of them)
     if train_track_counts is not None:
@@ -119,17 +134,35 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         "score": scores.numpy().astype(np.float64),
         "history_len": hist[ev["row"].to_numpy(dtype=np.int64)],
         "is_cold": is_cold,
+        **({"terms": terms.numpy().astype(np.float64)} if model.has_prior or model.has_affinity else {}),
+        **({"affinity_liked": sims[:, 0].numpy().astype(np.float64),
+            "affinity_disliked": sims[:, 1].numpy().astype(np.float64)} if sims is not None else {}),
     })
 
 
+@torch.no_grad()
+def history_profiles(model: SASRec, eval_set: EvalSet, *, max_len: int, batch_size: int = 1024
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(liked (S, d), disliked (S, d)) mean content-affinity vectors of each stratum's input (its
+    last max_len events, as the model reads it; ``content_affinity.profiles``), on CPU."""
+    S, d = len(eval_set), model.affinity_table.shape[1]
+    liked, disliked = torch.zeros(S, d), torch.zeros(S, d)
+    device = device_of(model)
+    for b in range(0, S, batch_size):
+        tracks, fb = left_pad(eval_set.inputs[b: b + batch_size], max_len)
+        tracks, fb = tracks.to(device), fb.to(device)
+        p, n = profiles(model.affinity_vectors(tracks).float(), fb, tracks > 0)
+        liked[b: b + len(p)], disliked[b: b + len(n)] = p.cpu(), n.cpu()
+    return liked, disliked
+
+
 def without_prior(model: SASRec, scored: pd.DataFrame) -> pd.DataFrame:
-    """``score_eval_set``'s frame with w · z (the popularity prior) taken out of each score: the
-    model's own score, as with w = 0 (training never sees the prior)."""
-    if not model.has_prior:
+    """``score_eval_set``'s frame with the validation-chosen terms (w · z, the popularity prior, and
+    the content affinity) taken out of each score: the model's own score, as with all weights 0
+    (training never sees them)."""
+    if "terms" not in scored:
         return scored
-    with torch.no_grad():
-        wz = model.prior(torch.from_numpy(scored["track_idx"].to_numpy(dtype=np.int64, copy=True))).cpu().numpy()
-    return scored.assign(score=scored["score"] - wz)
+    return scored.assign(score=scored["score"] - scored["terms"], terms=0.0)
 
 
 def evaluate_auc(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024) -> float:

@@ -2,8 +2,7 @@
 
 Loss (``objective.next_event_loss``): BCE of each NEXT event's feedback, plus a weighted term of
 sampled catalogue negatives; ``cfg.horizon`` > 1 scores the next H events from each state.
-With ``cfg.content_init`` the track tables start fitted to the content's principal components
-(``content_init``; ``v0``, the random control, stays random).
+``cfg.content_init``: the track tables start at the content's principal components (``content_init``).
 Batches group windows of similar length (``length_bucketed_batches``): long histories stay cheap.
 
 Every epoch is checkpointed to ``out_dir/checkpoint.pt`` (weights, optimizer, scaler, RNG states,
@@ -11,9 +10,9 @@ history); a re-run with the same configuration resumes after the last completed 
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``; with
 ``cfg.final_fit_epochs`` they then train that many epochs more on the data through the validation
-period (``_final_fit``), and model.pt holds the result. With ``cfg.popularity_prior`` the model
-trains with w = 0; w is chosen on validation for the best weights (``_choose_prior``) and model.pt
-is saved with it and z counted over the data it last trained on (``track_prior``).
+period (``_final_fit``), and model.pt holds the result. The popularity prior's and the content
+affinity's weights (``track_prior``, ``content_affinity``) are 0 while training, then chosen on
+validation for the best weights (``_choose_prior``) and saved in model.pt.
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
 
 Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
@@ -43,13 +42,14 @@ from .determinism import deterministic
 from .distributed import Dist, shard
 from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
+from .content_affinity import field_table
 from .content_init import content_hash, init_from_content, uses_content
 from .model import SASRec, build_track_encoder
 from .objective import NegativeSampler, make_optimizer, next_event_loss
 from .schemes import IdScheme
 from .scoring import autocast, evaluate_auc
-from .splits import Splits, as_train_sequences
-from .track_prior import prior_logits, validation_weight
+from .splits import Splits
+from .track_prior import apply_chosen, validation_weight
 from .windows import TrainingWindows, length_bucketed_batches, through_validation
 
 from .checkpoints import CHECKPOINT, CONFIG, MODEL, run_config
@@ -91,7 +91,8 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
     With ``cfg.content_init`` (and a scheme whose codes are not random by design) the track
     tables start fitted to the principal components of ``content`` (N+1, D), aligned to the
-    vocabulary (``features.content_for_vocab``): ``content_init.init_from_content``.
+    vocabulary (``features.content_for_vocab``): ``content_init.init_from_content``; with
+    ``cfg.content_affinity`` the model stores the content rows of its codes (``content_affinity``).
     """
     encoder = build_track_encoder(
         scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
@@ -102,14 +103,20 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         with_track_field=scheme.hybrid,
         with_bias=cfg.item_bias,
     )
-    if uses_content(scheme, cfg):
-        if content is None:
-            raise ValueError(f"[train] content_init: {scheme.key!r} needs the content features (content=...)")
+    if (reads := uses_content(scheme, cfg)) and content is None:
+        switch = "content_init" if cfg.content_init else "content_affinity"
+        raise ValueError(f"[train] {switch}: {scheme.key!r} needs the content features (content=...)")
+    if reads and cfg.content_init:
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
-    # a popularity prior's w stays 0 while training (``_choose_prior``, then set by ``train_recommender``)
-    return SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                  dropout=cfg.dropout, use_sequence=cfg.use_sequence,
-                  prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0)
+    affinity = field_table(encoder, content) if reads and cfg.content_affinity else None
+    # the prior's and the affinity's weights stay 0 while training (then ``_choose_prior``)
+    model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
+                   dropout=cfg.dropout, use_sequence=cfg.use_sequence,
+                   prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0,
+                   affinity_dims=affinity.shape[1] if affinity is not None else 0)
+    if affinity is not None:
+        model.set_affinity(table=affinity)
+    return model
 
 
 @dataclass
@@ -354,7 +361,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     dev = distributed.device_for(d, dev)
     tag = f"[{scheme.key} h={hidden}]" + (f"[rank {d.rank}/{d.world}]" if d.active else "")
     if not d.is_main:
-        log = _quiet
+        log = lambda _msg: None  # noqa: E731  (rank 0 alone logs)
 
     with deterministic(dev.type == "cpu"):
         torch.manual_seed(cfg.seed)
@@ -368,7 +375,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         config = json.loads(json.dumps(config))
         counts = model.parameter_counts()
         use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()  # bf16 needs no loss scaling
-        anchored = cfg.content_anchor > 0 and uses_content(scheme, cfg)
+        anchored = cfg.content_anchor > 0 and cfg.content_init and uses_content(scheme, cfg)
         tr = _Trainer(model=model, opt=make_optimizer(model, cfg), gen=gen, dev=dev, dist=d,
                       scaler=torch.amp.GradScaler("cuda", enabled=use_scaler),
                       anchor=model.encoder.table.detach().clone() if anchored else None)
@@ -391,15 +398,14 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             if prog.finished and prog.bad_epochs >= cfg.patience and prog.epoch < cfg.epochs:
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
-        if model.has_prior and prog.prior is None:
+        if (model.has_prior or model.has_affinity) and prog.prior is None:
             _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag)
         if cfg.final_fit_epochs > 0:
             _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
                        log=log, tag=tag)
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
-        if model.has_prior:  # z over the data the weights last trained on, w from validation
-            seqs = through_validation(splits) if cfg.final_fit_epochs > 0 else as_train_sequences(splits.train)
-            model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), prog.prior["weight"])
+        if model.has_prior or model.has_affinity:  # the weights chosen on validation, z as last trained
+            apply_chosen(model, splits, prog.prior, final_fit=cfg.final_fit_epochs > 0)
             if d.is_main:
                 _atomic_save(model.state_dict(), out_dir / MODEL)
             d.barrier()
@@ -409,22 +415,20 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
 def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict, out_dir: Path,
                   log: Callable[[str], None], tag: str) -> None:
-    """``[train] popularity_prior``: w chosen for the best weights (``track_prior.validation_weight``)
-    and recorded in the checkpoint (a rerun does not choose again). Rank 0 chooses, all get it."""
+    """[train] popularity_prior / content_affinity: w and (a₊, a₋) chosen for the best weights
+    (``track_prior.validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
-    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {"weight": math.nan}
+    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {"weight": math.nan,
+                                                                        "affinity": [math.nan, math.nan]}
     prior["weight"] = tr.dist.broadcast_float(prior["weight"], tr.dev)
+    prior["affinity"] = [tr.dist.broadcast_float(a, tr.dev) for a in prior["affinity"]]
     prog.prior = prior
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
     tr.dist.barrier()
     if prior.get("val_auc") is not None:
-        log(f"{tag} popularity prior: w = {prior['weight']:g} (validation AUC {prior['val_auc']:.4f}, "
-            f"without {prior['val_auc_without']:.4f})")
-
-
-def _quiet(_msg: str) -> None:
-    pass
+        log(f"{tag} popularity prior w = {prior['weight']:g}, content affinity a = {prior['affinity']} "
+            f"(validation AUC {prior['val_auc']:.4f}, without {prior['val_auc_without']:.4f})")
 
 
 def _result(prog: _Progress, *, config: dict, counts: dict, out_dir: Path, model: SASRec) -> TrainResult:

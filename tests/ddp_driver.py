@@ -22,7 +22,7 @@ from semid_pipeline.schemes import IdScheme  # noqa: E402
 from semid_pipeline.splits import build_splits  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
 
-CFG = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.0, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
+CFG = TrainConfig(content_init=False, content_affinity=False, layers=1, heads=2, dropout=0.0, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
                   sampled_negatives=2, seed=0)
 
 

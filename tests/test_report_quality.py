@@ -185,7 +185,7 @@ def test_representation_findings_use_the_models_own_scores_and_the_first_the_shi
     assert paper_findings([{**r, "test_without_prior": None} for r in recs])[1].verdict == "held"  # 0.695 vs [0.69, 0.71]
     art = render_report(recs, tmp_path / "out", dataset="synthetic:tiny")
     page = art.html_path.read_text()
-    assert "without it, as the paper does" in page
+    assert "without them, as the paper does" in page
     assert "as the paper does" not in render_report([{**r, "test_without_prior": None} for r in recs],
                                              tmp_path / "plain").html_path.read_text()
 

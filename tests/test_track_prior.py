@@ -50,7 +50,7 @@ def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_doe
     assert choose_weight(strata, labels, taste + appeal, np.zeros(n))[0] == 0.0  # ties: the smallest w
 
 
-CFG = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3,
+CFG = TrainConfig(content_init=False, content_affinity=False, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3,
                   patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0)
 
 

@@ -22,7 +22,7 @@ from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import make_windows
 
 QUIET = lambda _msg: None  # noqa: E731
-CFG = TrainConfig(content_init=False, final_fit_epochs=0, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
+CFG = TrainConfig(content_init=False, content_affinity=False, final_fit_epochs=0, layers=1, heads=2, dropout=0.1, max_len=16, batch_size=32, lr=3e-3, epochs=3, patience=5,
                   sampled_negatives=2, seed=0)
 
 
@@ -85,7 +85,7 @@ def test_tiny_model_overfits_ten_sequences(tmp_path):
     seqs = [(rng.integers(1, 201, 12), rng.integers(0, 2, 12)) for _ in range(10)]
     sp = Splits(kind="session", vocab=vocab, train=seqs, val=EvalSet.empty(), test=EvalSet.empty(),
                 train_track_counts=np.bincount(np.concatenate([t for t, _ in seqs]), minlength=201))
-    cfg = TrainConfig(content_init=False, layers=1, heads=2, dropout=0.0, max_len=16, batch_size=10, lr=1e-2, weight_decay=0.0,
+    cfg = TrainConfig(content_init=False, content_affinity=False, layers=1, heads=2, dropout=0.0, max_len=16, batch_size=10, lr=1e-2, weight_decay=0.0,
                       epochs=60, patience=1000, sampled_negatives=1, seed=0)
     res = train_recommender(scheme=IdScheme.parse("id"), hidden=32, splits=sp, id_table=None, id_table_hash=None,
                             cfg=cfg, out_dir=tmp_path, log=QUIET)
@@ -186,7 +186,7 @@ def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
                             cfg=replace(CFG, epochs=1), out_dir=tmp_path, log=QUIET)
     scored = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=7)
     assert list(scored.columns) == ["stratum_id", "track_id", "track_idx", "feedback", "score", "history_len",
-                                    "is_cold"]
+                                    "is_cold", "terms"]  # terms: w · z of the prior (on by default)
     assert len(scored) == len(splits.test.events)
     assert (scored["history_len"].to_numpy() == splits.test.history_len[splits.test.events["row"]]).all()
     assert scored["history_len"].min() >= 1 and scored["history_len"].max() > CFG.max_len  # not truncated
