@@ -87,7 +87,7 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
     stratified AUC of ``combine`` on these (validation) events: ``rounds`` of coordinate ascent,
     w over ``prior_weights``, then (a₊, a₋) together over ``AFFINITY_WEIGHTS``², each step keeping
     the smallest weights on ties (a term that does not help stays 0); ~450 AUCs, 1–2 s on the demo's
-    validation period (a₊ and a₋ one at a time found worse optima: README "Content affinity").
+    validation period (a₊ and a₋ one at a time: `id` validation AUC 0.6950 instead of 0.6963).
     ``z`` / ``sims`` None: that term is off."""
     from .evaluation import stratified_auc
 
