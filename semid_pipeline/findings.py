@@ -86,6 +86,8 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
     if isinstance(learn, dict):  # synthetic worlds: how much room the data leaves above the baseline
         evidence += (f"; learnable ceiling of this data {_fmt(_auc({'test': learn}))}, "
                      f"{learn['auc'] - base[1]:+.3f} above the best baseline")
+        if _auc(best)[0] > learn["auc"]:  # an estimator's result, not a bound
+            evidence += " (the best model passes it: that estimate is one estimator's, not a bound)"
     return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)
 
 

@@ -58,6 +58,9 @@ def test_the_learnable_ceiling_sits_next_to_the_oracle_in_the_table_and_the_head
     beats = paper_findings(recs)[0]
     assert beats.claim.startswith("The sequence model beats") and "learnable ceiling of this data 0.690" in beats.evidence
     assert "+0.040 above the best baseline" in beats.evidence  # 0.69 vs gbdt 0.65
+    assert "passes it" not in beats.evidence  # 0.66 < 0.69
+    passed = paper_findings([_rec("64|id", 0.70, 0.01, baselines=BASE, oracle=oracle)])[0]
+    assert "the best model passes it" in passed.evidence and "not a bound" in passed.evidence  # 0.70 > 0.69
 
 
 def test_popularity_table_has_models_and_baselines_by_bucket():
