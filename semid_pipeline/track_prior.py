@@ -124,7 +124,7 @@ def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
         seqs = through_validation(splits) if final_fit else as_train_sequences(splits.train)
         model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), chosen["weight"])
     if model.has_affinity:
-        model.set_affinity(weights=chosen["affinity"])
+        model.set_affinity(weights=chosen.get("affinity", (0.0, 0.0)))
 
 
 def stored_numbers(record: dict) -> int:
