@@ -73,10 +73,13 @@ def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None
 
 @torch.no_grad()
 def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024,
-                   train_track_counts: np.ndarray | None = None) -> pd.DataFrame:
+                   train_track_counts: np.ndarray | None = None, affinity_columns: bool = False) -> pd.DataFrame:
     """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold
     [, terms: w · z + the content affinity inside ``score``; affinity_liked / affinity_disliked: the
-    two cosines of ``content_affinity``, with the model's affinity buffers].
+    two cosines of ``content_affinity``, when they were computed].
+
+    The content affinity's cosines are computed when its weights are not 0 or ``affinity_columns``
+    asks for them (the weights' search); the per-epoch validation, with the weights at 0, skips them.
 
     ``history_len`` is the stratum's input length in events (≤ max_user_history / half a session),
     the activity measure for per-segment analysis; the model itself reads the last ``max_len``.
@@ -92,7 +95,8 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     device = device_of(model)
     hid = final_hidden(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, h)
     liked = disliked = sims = None
-    if model.has_affinity:
+    affinity = model.has_affinity and (affinity_columns or bool(model.affinity_weight.abs().sum() > 0))
+    if affinity:
         liked, disliked = history_profiles(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, d) each
         sims = torch.empty(len(ev), 2)
     terms = torch.zeros(len(ev))
@@ -111,7 +115,7 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         extra = torch.zeros_like(sc)
         if model.has_prior:  # + w · z (the popularity prior)
             extra = extra + model.prior(t).float()
-        if model.has_affinity:  # + a₊ · cos(v, liked) − a₋ · cos(v, disliked) (the content affinity)
+        if affinity:  # + a₊ · cos(v, liked) − a₋ · cos(v, disliked) (the content affinity)
             r = rows[s: s + step]
             cs = cosines(model.affinity_vectors(t).float(), liked[r].to(device), disliked[r].to(device))  # (E, 2)
             extra = extra + cs[:, 0] * model.affinity_weight[0] - cs[:, 1] * model.affinity_weight[1]

@@ -101,7 +101,7 @@ def validation_weight(model, splits) -> dict:
         model.set_prior(prior_logits(t, f, n_tok), 0.0)
     if model.has_affinity:
         model.set_affinity(weights=(0.0, 0.0))
-    scored = score_eval_set(model, splits.val)
+    scored = score_eval_set(model, splits.val, affinity_columns=True)
     if not len(scored):
         return out
     z = model.prior_logit.cpu().numpy()[scored["track_idx"].to_numpy()] if model.has_prior else None

@@ -142,6 +142,13 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(without_prior(on.model, sc_on)["score"], sc_off["score"] - sc_off["terms"],
                                rtol=1e-5, atol=1e-5)  # the model's own score: every validation-chosen term out
+    # with its weights at 0 (the per-epoch validation) the cosines are skipped unless asked for
+    on.model.set_affinity(weights=(0.0, 0.0))
+    assert "affinity_liked" not in score_eval_set(on.model, splits.test)
+    asked = score_eval_set(on.model, splits.test, affinity_columns=True)
+    np.testing.assert_allclose(asked[["affinity_liked", "affinity_disliked"]], sc_on[["affinity_liked", "affinity_disliked"]],
+                               rtol=1e-6, atol=1e-6)
+    on.model.set_affinity(weights=a)
     # saved as it scores: the model the evaluation loads from model.pt gives the same scores
     loaded = load_recommender(on.checkpoint.parent, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
     assert loaded.has_affinity and not load_recommender(off.checkpoint.parent, splits_vocab=splits.vocab,
