@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import require_columns
+from .listener_memory import history_matches
 from .splits import EvalSet, Splits
 from .track_prior import PRIOR_STRENGTH, global_rate, smoothed_rate
 
@@ -207,22 +208,12 @@ def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, 
     hist_pos = np.array([f.mean() if len(f) else np.nan for _, f in es.inputs], dtype=np.float64)
     cols = [train_rate[t], np.log1p(train_cnt[t]), trail_rate[t], np.log1p(trail_cnt[t]),
             np.log1p(hist_len[rows]), hist_pos[rows]]
-    # repeats: how often the listener met this track / its artist before, and liked it
-    rep_n, rep_pos, art_n, art_pos = (np.zeros(len(e)) for _ in range(4))
-    key = pd.DataFrame({"row": rows, "t": t, "i": np.arange(len(e))})
-    hist = pd.DataFrame({"row": np.repeat(np.arange(S), hist_len.astype(int)),
-                         "t": np.concatenate([x for x, _ in es.inputs]) if S else np.empty(0, np.int64),
-                         "f": np.concatenate([f for _, f in es.inputs]) if S else np.empty(0, np.int64)})
-    g = hist.groupby(["row", "t"])["f"].agg(["count", "mean"]).reset_index()
-    m = key.merge(g, on=["row", "t"], how="left")
-    rep_n[m["i"]], rep_pos[m["i"]] = m["count"].fillna(0), m["mean"].fillna(-1)
-    cols += [rep_n, rep_pos]
+    # repeats: how often the listener met this track / its artist before, and the share liked (−1: never)
+    n, s = history_matches(es.inputs, rows, t)
+    cols += [n, np.where(n > 0, s / np.maximum(n, 1), -1.0)]
     if artist is not None:
-        ha = hist.assign(a=artist[hist["t"].to_numpy(np.int64)])
-        ga = ha.groupby(["row", "a"])["f"].agg(["count", "mean"]).reset_index()
-        ma = key.assign(a=artist[t]).merge(ga, on=["row", "a"], how="left")
-        art_n[ma["i"]], art_pos[ma["i"]] = ma["count"].fillna(0), ma["mean"].fillna(-1)
-        cols += [art_n, art_pos]
+        n, s = history_matches(es.inputs, rows, np.asarray(artist)[t], key_of=artist)
+        cols += [n, np.where(n > 0, s / np.maximum(n, 1), -1.0)]
     if features is not None:
         F_ = np.asarray(features, dtype=np.float64)
         d = F_.shape[1]

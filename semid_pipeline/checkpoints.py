@@ -43,6 +43,12 @@ def affinity_dims(state: dict) -> int:
     return 0 if table is None else int(table.shape[1])
 
 
+def memory_tokens(state: dict) -> int:
+    """Rows of a saved model's listener-memory artist map (``SASRec(memory_tokens=...)``); 0 = none."""
+    artist = state.get("memory_artist")
+    return 0 if artist is None else int(artist.numel())
+
+
 def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.DataFrame | None,
                      id_table_hash: str | None, device: str = "cpu") -> SASRec:
     """The best model of ``out_dir`` (eval mode). Refuses a semantic-ID table other than its own."""
@@ -69,7 +75,7 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout, use_sequence=cfg.use_sequence, prior_tokens=prior_tokens(state),
-                   affinity_dims=affinity_dims(state))
+                   affinity_dims=affinity_dims(state), memory_tokens=memory_tokens(state))
     model.load_state_dict(state)
     scheme = IdScheme.parse(config["scheme"])
     if not scheme.is_id and id_table is not None:  # the hash is a claim: check the codes themselves

@@ -238,6 +238,9 @@ class TrainConfig:
     # score += a₊ · cos(content(track), liked history) − a₋ · cos(…, disliked history), content as the
     # track's ID fields say it (``content_affinity``; a chosen on validation with w; never for v0)
     content_affinity: bool = True
+    # score += r_t · m(track) + r_a · m(artist): the listener's own earlier feedback on this track / its
+    # artist in the input ((likes − dislikes) / (plays + 1); ``listener_memory``; r chosen with w)
+    listener_memory: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -252,7 +255,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``popularity_prior``, ``content_affinity``."""
+    ``popularity_prior``, ``content_affinity``, ``listener_memory``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -270,6 +273,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["popularity_prior"]
     if not d["content_affinity"]:
         del d["content_affinity"]
+    if not d["listener_memory"]:
+        del d["listener_memory"]
     return d
 
 

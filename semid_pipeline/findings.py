@@ -8,8 +8,9 @@ markdown or HTML by ``findings_markdown`` / ``findings_html`` for the top of the
 A comparison "A beats B" is decided with A's bootstrap CI against B's point estimate:
 A.ci_lo > B.auc → A better; A.ci_hi < B.auc → A worse; otherwise a tie (within noise).
 
-With the popularity prior (``track_prior``) and the content affinity (``content_affinity``) the
-first finding judges the model as it ships (score + w · z + the affinity); the others compare
+With the popularity prior (``track_prior``), the content affinity (``content_affinity``) and the
+listener memory (``listener_memory``) the first finding judges the model as it ships (score +
+w · z + the affinity + the memory); the others compare
 representations, as the paper does, on the model's own score (``test_without_prior``: the same
 trained model with every such weight 0). The prior gives every scheme the same per-track
 popularity, which would hide the differences between representations the paper is about.

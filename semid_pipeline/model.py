@@ -13,7 +13,8 @@ Read top to bottom, like nanoGPT's model.py:
                        after training, never trained; feedback scores only, not the top-k].
                        The content affinity (``content_affinity``) is stored here too (buffers:
                        content rows per code, two weights) and added by ``scoring``: it needs
-                       the history, which ``score`` does not see.
+                       the history, which ``score`` does not see; so is the listener memory's
+                       track → artist map and its two weights (``listener_memory``).
 
 Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
 last token always has position max_len-1), and padded keys are masked out of attention, so a
@@ -307,7 +308,8 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0, affinity_dims: int = 0) -> None:
+                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0, affinity_dims: int = 0,
+                 memory_tokens: int = 0) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -335,6 +337,12 @@ class SASRec(nn.Module):
             self.register_buffer("affinity_weight", torch.zeros(2))
         else:
             self.affinity_table = self.affinity_weight = None
+        # listener memory (``listener_memory``): + r_t·m_track + r_a·m_artist; buffers, r = 0 until chosen
+        if memory_tokens:
+            self.register_buffer("memory_artist", torch.zeros(memory_tokens, dtype=torch.long))  # 0 = none
+            self.register_buffer("memory_weight", torch.zeros(2))
+        else:
+            self.memory_artist = self.memory_weight = None
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # nanoGPT: scaled init of residual projections
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
@@ -364,6 +372,23 @@ class SASRec(nn.Module):
             self.affinity_table.copy_(torch.as_tensor(table, dtype=torch.float32))
         if weights is not None:
             self.affinity_weight.copy_(torch.as_tensor([float(x) for x in weights]))
+
+    @property
+    def has_memory(self) -> bool:
+        return self.memory_weight is not None
+
+    @property
+    def has_terms(self) -> bool:
+        """Whether the score carries terms chosen on validation (prior, affinity, memory)."""
+        return self.has_prior or self.has_affinity or self.has_memory
+
+    @torch.no_grad()
+    def set_memory(self, *, artist: np.ndarray | None = None, weights: Sequence[float] | None = None) -> None:
+        """Copy in the (N+1,) track → artist map (``listener_memory.artist_map``) and / or (r_t, r_a)."""
+        if artist is not None:
+            self.memory_artist.copy_(torch.as_tensor(np.asarray(artist, dtype=np.int64)))
+        if weights is not None:
+            self.memory_weight.copy_(torch.as_tensor([float(x) for x in weights]))
 
     def affinity_vectors(self, track_idx: torch.Tensor) -> torch.Tensor:
         """track_idx (...,) → (..., d) the content each track's codes say (Σ of its fields' rows)."""

@@ -279,7 +279,9 @@ def _html_page(c: _Content, *, title: str, dataset: str) -> str:
         "to the id model at the same h, counting the popularity prior's per-track values (one number "
         "per track, column prior w) and the content affinity's content rows (column affinity a+/a-: "
         "a+ · cos(track content, liked history) − a- · cos(…, disliked history), content as the "
-        "track's ID fields say it) where a weight is above 0.</p>",
+        "track's ID fields say it) and the listener memory's track → artist map (column memory r "
+        "track/artist: r_t · m(track) + r_a · m(artist), m = (likes − dislikes) / (plays + 1) of it in "
+        "the listener's input) where a weight is above 0.</p>",
         _to_html(t["summary"]),
         *(f"<h2>{_FIGURE_TITLES[name]}</h2>\n<img alt='{name}' src='{png_data_uri(path)}'>"
           for name, path in c.figures.items()),

@@ -19,6 +19,7 @@ import torch
 
 from . import evaluation
 from .content_affinity import cosines, profiles
+from .listener_memory import evidence
 from .model import SASRec
 from .splits import EvalSet
 
@@ -73,13 +74,15 @@ def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None
 
 @torch.no_grad()
 def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None, batch_size: int = 1024,
-                   train_track_counts: np.ndarray | None = None, affinity_columns: bool = False) -> pd.DataFrame:
+                   train_track_counts: np.ndarray | None = None, term_columns: bool = False) -> pd.DataFrame:
     """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold
-    [, terms: w · z + the content affinity inside ``score``; affinity_liked / affinity_disliked: the
-    two cosines of ``content_affinity``, when they were computed].
+    [, terms: w · z + the content affinity + the listener memory inside ``score``; affinity_liked /
+    affinity_disliked: the two cosines of ``content_affinity``, memory_track / memory_artist: the
+    two evidences of ``listener_memory``, when they were computed].
 
-    The content affinity's cosines are computed when its weights are not 0 or ``affinity_columns``
-    asks for them (the weights' search); the per-epoch validation, with the weights at 0, skips them.
+    The affinity's cosines and the memory's evidences are computed when their weights are not 0 or
+    ``term_columns`` asks for them (the weights' search); the per-epoch validation, with the weights
+    at 0, skips them.
 
     ``history_len`` is the stratum's input length in events (≤ max_user_history / half a session),
     the activity measure for per-segment analysis; the model itself reads the last ``max_len``.
@@ -95,7 +98,12 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     device = device_of(model)
     hid = final_hidden(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, h)
     liked = disliked = sims = None
-    affinity = model.has_affinity and (affinity_columns or bool(model.affinity_weight.abs().sum() > 0))
+    affinity = model.has_affinity and (term_columns or bool(model.affinity_weight.abs().sum() > 0))
+    mem = None
+    if model.has_memory and (term_columns or bool(model.memory_weight.abs().sum() > 0)):  # (E, 2), the whole input
+        artist = model.memory_artist.cpu().numpy()
+        mem = torch.from_numpy(evidence(eval_set.inputs, ev["row"].to_numpy(np.int64), ev["track_idx"].to_numpy(np.int64),
+                                        artist if artist.any() else None))
     if affinity:
         liked, disliked = history_profiles(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, d) each
         sims = torch.empty(len(ev), 2)
@@ -120,6 +128,8 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
             cs = cosines(model.affinity_vectors(t).float(), liked[r].to(device), disliked[r].to(device))  # (E, 2)
             extra = extra + cs[:, 0] * model.affinity_weight[0] - cs[:, 1] * model.affinity_weight[1]
             sims[s: s + step] = cs.cpu()
+        if mem is not None:  # + r_t · m_track + r_a · m_artist (the listener memory)
+            extra = extra + (mem[s: s + step].to(device).float() * model.memory_weight).sum(-1)
         scores[s: s + step] = (sc + extra).cpu()
         terms[s: s + step] = extra.cpu()
     model.train(was_training)
@@ -138,9 +148,10 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         "score": scores.numpy().astype(np.float64),
         "history_len": hist[ev["row"].to_numpy(dtype=np.int64)],
         "is_cold": is_cold,
-        **({"terms": terms.numpy().astype(np.float64)} if model.has_prior or model.has_affinity else {}),
+        **({"terms": terms.numpy().astype(np.float64)} if model.has_terms else {}),
         **({"affinity_liked": sims[:, 0].numpy().astype(np.float64),
             "affinity_disliked": sims[:, 1].numpy().astype(np.float64)} if sims is not None else {}),
+        **({"memory_track": mem[:, 0].numpy(), "memory_artist": mem[:, 1].numpy()} if mem is not None else {}),
     })
 
 
@@ -161,8 +172,8 @@ def history_profiles(model: SASRec, eval_set: EvalSet, *, max_len: int, batch_si
 
 
 def without_prior(model: SASRec, scored: pd.DataFrame) -> pd.DataFrame:
-    """``score_eval_set``'s frame with the validation-chosen terms (w · z, the popularity prior, and
-    the content affinity) taken out of each score: the model's own score, as with all weights 0
+    """``score_eval_set``'s frame with the validation-chosen terms (w · z, the popularity prior, the
+    content affinity and the listener memory) taken out of each score: the model's own score, as with all weights 0
     (training never sees them)."""
     if "terms" not in scored:
         return scored

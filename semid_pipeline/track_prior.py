@@ -82,41 +82,47 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
 
 
 def validation_weight(model, splits) -> dict:
-    """{"weight", "affinity", "val_auc", "val_auc_without", "values", "affinity_values"} for a trained
-    model with a prior and / or the content affinity (all weights 0 until now): z counted over the
-    training period, the validation events scored, w and (a₊, a₋) by
-    ``content_affinity.choose_weights`` (w alone: exactly ``choose_weight``); ``values`` /
-    ``affinity_values``: the numbers z / the affinity's content rows store (the model's storage
-    beyond its parameters). The model keeps that z with all weights 0 (the caller sets the final
-    ones). No validation events: all weights 0."""
+    """{"weight", "affinity", "memory", "val_auc", "val_auc_without", "values", "affinity_values",
+    "memory_values"} for a trained model with a prior, the content affinity and / or the listener
+    memory (all weights 0 until now): z counted over the training period, the validation events
+    scored, w, (a₊, a₋) and (r_t, r_a) by ``content_affinity.choose_weights`` (w alone: exactly
+    ``choose_weight``); ``values`` / ``affinity_values`` / ``memory_values``: the numbers z, the
+    affinity's content rows and the memory's track → artist map store (the model's storage beyond
+    its parameters). The model keeps that z with all weights 0 (the caller sets the final ones).
+    No validation events: all weights 0."""
     from .content_affinity import choose_weights
     from .scoring import score_eval_set
 
     n_tok = splits.vocab.n_tokens
-    out = {"weight": 0.0, "affinity": [0.0, 0.0], "val_auc": None, "val_auc_without": None,
+    artist = model.has_memory and bool(model.memory_artist.any())
+    out = {"weight": 0.0, "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "val_auc": None, "val_auc_without": None,
            "values": n_tok if model.has_prior else 0,
-           "affinity_values": int(model.affinity_table.numel()) if model.has_affinity else 0}
+           "affinity_values": int(model.affinity_table.numel()) if model.has_affinity else 0,
+           "memory_values": int(model.memory_artist.numel()) if artist else 0}
     if model.has_prior:
         t, f = splits.train_arrays()
         model.set_prior(prior_logits(t, f, n_tok), 0.0)
     if model.has_affinity:
         model.set_affinity(weights=(0.0, 0.0))
-    scored = score_eval_set(model, splits.val, affinity_columns=True)
+    if model.has_memory:
+        model.set_memory(weights=(0.0, 0.0))
+    scored = score_eval_set(model, splits.val, term_columns=True)
     if not len(scored):
         return out
     z = model.prior_logit.cpu().numpy()[scored["track_idx"].to_numpy()] if model.has_prior else None
     sims = scored[["affinity_liked", "affinity_disliked"]].to_numpy() if model.has_affinity else None
-    best = choose_weights(scored["stratum_id"], scored["feedback"], scored["score"], z=z, sims=sims,
+    mem = scored[["memory_track", "memory_artist"]].to_numpy() if model.has_memory else None
+    best = choose_weights(scored["stratum_id"], scored["feedback"], scored["score"], z=z, sims=sims, mem=mem,
                           prior_weights=PRIOR_WEIGHTS)
-    return out | {"weight": best["weight"], "affinity": best["affinity"], "val_auc": best["auc"],
-                  "val_auc_without": best["auc_without"]}
+    return out | {"weight": best["weight"], "affinity": best["affinity"], "memory": best["memory"],
+                  "val_auc": best["auc"], "val_auc_without": best["auc_without"]}
 
 
 def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
     """Give a trained model the weights ``validation_weight`` chose, with z counted over the data its
     weights last trained on (through the validation period after a final fit, else the training
     period): the two then stand to each other as they did when w was chosen. The content
-    affinity's rows never change (content, not labels)."""
+    affinity's rows and the memory's artist map never change (content and metadata, not labels)."""
     from .splits import as_train_sequences
     from .windows import through_validation
 
@@ -125,14 +131,18 @@ def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
         model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), chosen["weight"])
     if model.has_affinity:
         model.set_affinity(weights=chosen.get("affinity", (0.0, 0.0)))
+    if model.has_memory:
+        model.set_memory(weights=chosen.get("memory", (0.0, 0.0)))
 
 
 def stored_numbers(record: dict) -> int:
-    """A partition record's parameters plus the per-track values of its prior and the content rows
-    of its content affinity, each where it is in use (weight > 0): what the model stores, for
-    parameter comparisons that stay honest with them."""
+    """A partition record's parameters plus the per-track values of its prior, the content rows of
+    its content affinity and the track → artist map of its listener memory, each where it is in
+    use (weight > 0): what the model stores, for parameter comparisons that stay honest with them."""
     prior = record.get("prior") or {}
     extra = int(prior.get("values") or 0) if (prior.get("weight") or 0) > 0 else 0
     if any(a > 0 for a in prior.get("affinity") or ()):
         extra += int(prior.get("affinity_values") or 0)
+    if len(prior.get("memory") or ()) > 1 and prior["memory"][1] > 0:
+        extra += int(prior.get("memory_values") or 0)
     return int(record.get("params_total") or 0) + extra

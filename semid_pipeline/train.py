@@ -11,8 +11,8 @@ with exactly the weights and history an uninterrupted run would have. The best (
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``; with
 ``cfg.final_fit_epochs`` they then train that many epochs more on the data through the validation
 period (``_final_fit``), and model.pt holds the result. The popularity prior's and the content
-affinity's weights (``track_prior``, ``content_affinity``) are 0 while training, then chosen on
-validation for the best weights (``_choose_prior``) and saved in model.pt.
+affinity's and the listener memory's weights (``track_prior``, ``content_affinity``,
+``listener_memory``) are 0 while training, then chosen on validation (``_choose_prior``).
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
 
 Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
@@ -44,6 +44,7 @@ from .errors import SemidError
 from .fileutil import atomic_write, atomic_write_json
 from .content_affinity import field_table
 from .content_init import content_hash, init_from_content, uses_content
+from .listener_memory import artist_map
 from .model import SASRec, build_track_encoder
 from .objective import NegativeSampler, make_optimizer, next_event_loss
 from .schemes import IdScheme
@@ -88,11 +89,8 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                       content: np.ndarray | None = None) -> SASRec:
     """A freshly initialised SASRec for an ID scheme (seed the RNG first for reproducibility);
     its tie table is capped at ``max_tie_embeddings`` rows (``[semantic_ids]``; None = uncapped).
-
-    With ``cfg.content_init`` (and a scheme whose codes are not random by design) the track
-    tables start fitted to the principal components of ``content`` (N+1, D), aligned to the
-    vocabulary (``features.content_for_vocab``): ``content_init.init_from_content``; with
-    ``cfg.content_affinity`` the model stores the content rows of its codes (``content_affinity``).
+    ``cfg.content_init`` / ``content_affinity`` read ``content`` (N+1, D), aligned to the vocabulary
+    (``features.content_for_vocab``); ``cfg.listener_memory`` stores the track → artist map.
     """
     encoder = build_track_encoder(
         scheme=scheme, hidden=hidden, n_tracks=splits.vocab.n_tracks,
@@ -113,9 +111,12 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout, use_sequence=cfg.use_sequence,
                    prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0,
-                   affinity_dims=affinity.shape[1] if affinity is not None else 0)
+                   affinity_dims=affinity.shape[1] if affinity is not None else 0,
+                   memory_tokens=splits.vocab.n_tokens if cfg.listener_memory else 0)
     if affinity is not None:
         model.set_affinity(table=affinity)
+    if cfg.listener_memory and (artist := artist_map(scheme, cfg, splits.track_artist)) is not None:
+        model.set_memory(artist=artist)
     return model
 
 
@@ -398,13 +399,13 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
             if prog.finished and prog.bad_epochs >= cfg.patience and prog.epoch < cfg.epochs:
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
-        if (model.has_prior or model.has_affinity) and prog.prior is None:
+        if model.has_terms and prog.prior is None:
             _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag)
         if cfg.final_fit_epochs > 0:
             _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
                        log=log, tag=tag)
         model.load_state_dict(torch.load(out_dir / MODEL, map_location=dev, weights_only=True))
-        if model.has_prior or model.has_affinity:  # the weights chosen on validation, z as last trained
+        if model.has_terms:  # the weights chosen on validation, z as last trained
             apply_chosen(model, splits, prog.prior, final_fit=cfg.final_fit_epochs > 0)
             if d.is_main:
                 _atomic_save(model.state_dict(), out_dir / MODEL)
@@ -415,19 +416,19 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
 def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict, out_dir: Path,
                   log: Callable[[str], None], tag: str) -> None:
-    """[train] popularity_prior / content_affinity: w and (a₊, a₋) chosen for the best weights
-    (``track_prior.validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
+    """The prior's, affinity's and memory's weights chosen for the best weights (``track_prior.
+    validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
-    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {"weight": math.nan,
-                                                                        "affinity": [math.nan, math.nan]}
+    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {
+        "weight": math.nan, "affinity": [math.nan] * 2, "memory": [math.nan] * 2}
     prior["weight"] = tr.dist.broadcast_float(prior["weight"], tr.dev)
-    prior["affinity"] = [tr.dist.broadcast_float(a, tr.dev) for a in prior["affinity"]]
+    prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")}
     prog.prior = prior
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
     tr.dist.barrier()
     if prior.get("val_auc") is not None:
-        log(f"{tag} popularity prior w = {prior['weight']:g}, content affinity a = {prior['affinity']} "
+        log(f"{tag} prior w = {prior['weight']:g}, affinity a = {prior['affinity']}, memory r = {prior['memory']} "
             f"(validation AUC {prior['val_auc']:.4f}, without {prior['val_auc_without']:.4f})")
 
 

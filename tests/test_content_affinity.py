@@ -25,7 +25,7 @@ from semid_pipeline.train import model_from_splits, train_recommender
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = lambda _msg: None  # noqa: E731
 
-CFG = TrainConfig(content_init=False, content_affinity=True, layers=1, heads=2, dropout=0.1, max_len=16,
+CFG = TrainConfig(content_init=False, content_affinity=True, listener_memory=False, layers=1, heads=2, dropout=0.1, max_len=16,
                   batch_size=32, lr=3e-3, epochs=2, patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0)
 
 
@@ -145,7 +145,7 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
     # with its weights at 0 (the per-epoch validation) the cosines are skipped unless asked for
     on.model.set_affinity(weights=(0.0, 0.0))
     assert "affinity_liked" not in score_eval_set(on.model, splits.test)
-    asked = score_eval_set(on.model, splits.test, affinity_columns=True)
+    asked = score_eval_set(on.model, splits.test, term_columns=True)
     np.testing.assert_allclose(asked[["affinity_liked", "affinity_disliked"]], sc_on[["affinity_liked", "affinity_disliked"]],
                                rtol=1e-6, atol=1e-6)
     on.model.set_affinity(weights=a)

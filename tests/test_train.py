@@ -183,10 +183,13 @@ def test_mismatched_id_table_is_refused(splits, tmp_path):
 
 def test_score_eval_set_columns_and_final_hidden(splits, tmp_path):
     res = train_recommender(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None,
-                            cfg=replace(CFG, epochs=1), out_dir=tmp_path, log=QUIET)
+                            cfg=replace(CFG, epochs=1, listener_memory=False), out_dir=tmp_path, log=QUIET)
     scored = score_eval_set(res.model, splits.test, max_len=CFG.max_len, batch_size=7)
     assert list(scored.columns) == ["stratum_id", "track_id", "track_idx", "feedback", "score", "history_len",
                                     "is_cold", "terms"]  # terms: w · z of the prior (on by default)
+    # the memory's evidences are columns when asked for (tests/test_listener_memory.py: when in use)
+    asked = score_eval_set(res.model, splits.test, max_len=CFG.max_len, term_columns=True)
+    assert "memory_track" not in asked  # the switch is off: no memory
     assert len(scored) == len(splits.test.events)
     assert (scored["history_len"].to_numpy() == splits.test.history_len[splits.test.events["row"]]).all()
     assert scored["history_len"].min() >= 1 and scored["history_len"].max() > CFG.max_len  # not truncated

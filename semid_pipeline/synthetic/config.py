@@ -114,6 +114,9 @@ class WorldConfig:
     appeal_weight: float = 0.8  # logit weight of the hidden per-track appeal
     position_weight: float = 0.04  # logit decrease per position inside a sitting/session
     user_bias_sd: float = 0.5  # spread of per-listener skip propensity
+    # logit weight of a listener's own lasting opinion of a track (a standard-normal draw per
+    # (listener, track), the same at every play: who skipped it once tends to skip it again); 0 = none
+    pair_opinion_weight: float = 0.0
     station_pool: int = 50  # candidate pool size of track-seeded stations
     max_stations: int = 6  # stations per listener (1 + Poisson(1.5), capped)
     story: Story = field(default_factory=Story)

@@ -1,8 +1,10 @@
 """The feedback model and the draw helpers both file formats share.
 
 ``P(positive) = sigmoid(taste_weight · z(taste·latent) + appeal_weight · appeal + user bias +
-context offset − position_weight · (position − 1) + b)``, ``z`` standardising the affinity on the
-world's reference pairs and ``b`` solved so the expected positive share is ``positive_share``.
+context offset − position_weight · (position − 1) [+ pair_opinion_weight · ε(listener, track)] + b)``,
+``z`` standardising the affinity on the world's reference pairs, ``ε`` a standard-normal opinion
+drawn once per (listener, track) pair (``pair_opinion``; off by default) and ``b`` solved so the
+expected positive share is ``positive_share``.
 The probability itself is kept: it is the oracle of ``oracle.parquet``.
 """
 
@@ -38,6 +40,23 @@ def calibrate_bias(logit: np.ndarray, target: float) -> float:
     return 0.5 * (lo + hi)
 
 
+def pair_opinion(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """(E,) standard-normal ε(listener, track), the same at every play of the pair: a splitmix64
+    hash of (seed, listener, track) as a uniform, through the normal quantile (no RNG stream used,
+    so the rest of the world is drawn exactly as without it)."""
+    from scipy.special import ndtri
+
+    with np.errstate(over="ignore"):
+        x = (np.asarray(users, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             ^ np.asarray(tracks, dtype=np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+             ^ np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x165667B19E3779F9))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
+        x = x ^ (x >> np.uint64(31))
+    u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)  # (0, 1)
+    return ndtri(u)
+
+
 def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0) -> Feedback:
     cfg = world.cfg
     z = (world.affinity(users, tracks) - world.affinity_mean) / world.affinity_std
@@ -48,6 +67,8 @@ def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positio
         - cfg.position_weight * (positions - 1)
         + offset
     )
+    if cfg.pair_opinion_weight:
+        logit = logit + cfg.pair_opinion_weight * pair_opinion(cfg.seed, users, tracks)
     b = calibrate_bias(logit, cfg.positive_share)
     p = sigmoid(logit + b)
     return Feedback(positive=rng.random(p.shape[0]) < p, p_positive=p, bias=b)
