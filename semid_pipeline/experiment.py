@@ -146,10 +146,10 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
         "params_track": result.get("params_track"),
         "ranking": result.get("ranking", {}),
         "diversity": result.get("diversity", {}),
-        # [train] popularity_prior / content_affinity: {"weight", "affinity", "val_auc", "val_auc_without",
-        # "values", "affinity_values"} (``track_prior.validation_weight``)
+        # [train] popularity_prior / content_affinity / listener_memory: {"weight", "affinity", "memory",
+        # "val_auc", "val_auc_without", "values", "affinity_values", "memory_values"} (``track_prior.validation_weight``)
         "prior": result.get("prior"),
-        "test_without_prior": result.get("test_without_prior"),  # the same scores with w = a = 0 (when any > 0)
+        "test_without_prior": result.get("test_without_prior"),  # the same scores with w = a = r = 0 (when any > 0)
         "baselines": {f"{name}_auc": b.get("auc") for name, b in baselines.items()},
         "baseline_details": baselines,
     }

@@ -294,8 +294,8 @@ def _held_out_validation(result: dict, mdir: Path) -> None:
     re-scored validation AUC is in-sample: the record keeps that as ``in_sample_auc`` and reports
     the held-out AUC that chose its epoch (the checkpoint's ``best_val_auc``; with the popularity
     prior, the one that chose its weight) as the validation AUC. The prior's choice goes in the
-    record as ``prior`` ({"weight", "affinity", "val_auc", "val_auc_without", ...}: with the content
-    affinity's weights)."""
+    record as ``prior`` ({"weight", "affinity", "memory", "val_auc", "val_auc_without", ...}: with the
+    content affinity's and the listener memory's weights)."""
     config = json.loads((mdir / checkpoints.CONFIG).read_text())
     # memory-mapped: only the small fields are read, not the optimizer state (GBs at 1M tracks)
     ckpt = torch.load(mdir / checkpoints.CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
