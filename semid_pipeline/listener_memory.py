@@ -16,7 +16,7 @@ feedback score becomes
 The input is the whole one the evaluation holds (a listener's last ≤ 400 events, the first half of
 a session), not only the model's last ``max_len``: a repeat 300 plays back still says something.
 (r_t, r_a) are buffers of the model (never trained) chosen on the VALIDATION period together with
-w and a (``choose_terms``: the smallest weights on ties, so 0 where the term does not help). The
+w and a (``score_terms.choose_weights``: the smallest weights on ties, so 0 where the term does not help). The
 track part stores nothing; the artist part stores the track → artist map (``memory_artist``, one
 number per track, counted by ``track_prior.stored_numbers`` where r_a > 0) and exists only where
 the scheme reads metadata: never for ``v0`` without song decomposition (the control).

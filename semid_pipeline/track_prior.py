@@ -85,12 +85,12 @@ def validation_weight(model, splits) -> dict:
     """{"weight", "affinity", "memory", "val_auc", "val_auc_without", "values", "affinity_values",
     "memory_values"} for a trained model with a prior, the content affinity and / or the listener
     memory (all weights 0 until now): z counted over the training period, the validation events
-    scored, w, (a₊, a₋) and (r_t, r_a) by ``content_affinity.choose_weights`` (w alone: exactly
+    scored, w, (a₊, a₋) and (r_t, r_a) by ``score_terms.choose_weights`` (w alone: exactly
     ``choose_weight``); ``values`` / ``affinity_values`` / ``memory_values``: the numbers z, the
     affinity's content rows and the memory's track → artist map store (the model's storage beyond
     its parameters). The model keeps that z with all weights 0 (the caller sets the final ones).
     No validation events: all weights 0."""
-    from .content_affinity import choose_weights
+    from .score_terms import choose_weights
     from .scoring import score_eval_set
 
     n_tok = splits.vocab.n_tokens

@@ -13,10 +13,11 @@ import torch
 from conftest import random_id_table, user_feedback
 from semid_pipeline.checkpoints import load_recommender
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
-from semid_pipeline.content_affinity import AFFINITY_DIMS, choose_weights, cosines, field_table, profiles
+from semid_pipeline.content_affinity import AFFINITY_DIMS, cosines, field_table, profiles
 from semid_pipeline.content_init import content_targets
 from semid_pipeline.model import TrackEncoder
 from semid_pipeline.schemes import IdScheme
+from semid_pipeline.score_terms import choose_weights
 from semid_pipeline.scoring import score_eval_set, without_prior
 from semid_pipeline.splits import build_splits
 from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits, stored_numbers

@@ -14,9 +14,9 @@ import torch
 from conftest import random_id_table, user_feedback
 from semid_pipeline.checkpoints import load_recommender
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
-from semid_pipeline.content_affinity import choose_weights
 from semid_pipeline.listener_memory import evidence, history_matches
 from semid_pipeline.schemes import IdScheme
+from semid_pipeline.score_terms import choose_weights
 from semid_pipeline.scoring import score_eval_set, without_prior
 from semid_pipeline.splits import build_splits
 from semid_pipeline.synthetic import preset, write_world
