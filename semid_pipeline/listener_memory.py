@@ -5,7 +5,7 @@ A sequence model reads the history into one state and scores a candidate by a do
 it: it cannot look the candidate up in the history. On listening data people meet the same tracks
 and artists again and again, and who skipped a track once tends to skip it again; the boosted-trees
 baseline reads exactly that (its repeat features), and on a world where listeners keep their own
-opinion of a track it beat every model by 0.03 (README, "Listener memory"). With the switch the
+opinion of a track it beat every model by 0.027 (README, "Listener memory"). With the switch the
 feedback score becomes
 
     score + w · z  (``track_prior``)  + a · cos  (``content_affinity``)  + r_t · m_track + r_a · m_artist

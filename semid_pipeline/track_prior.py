@@ -143,6 +143,6 @@ def stored_numbers(record: dict) -> int:
     extra = int(prior.get("values") or 0) if (prior.get("weight") or 0) > 0 else 0
     if any(a > 0 for a in prior.get("affinity") or ()):
         extra += int(prior.get("affinity_values") or 0)
-    if len(prior.get("memory") or ()) > 1 and prior["memory"][1] > 0:
+    if (prior.get("memory") or (0.0, 0.0))[1] > 0:  # the artist map; the track part stores nothing
         extra += int(prior.get("memory_values") or 0)
     return int(record.get("params_total") or 0) + extra

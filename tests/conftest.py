@@ -51,6 +51,13 @@ def user_feedback(*, n_users: int, n_tracks: int, days: float, seed: int, min_ev
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)
 
 
+def reloaded(result, splits):
+    """The `id` model the evaluation loads from a training result's model.pt (``load_recommender``)."""
+    from semid_pipeline.checkpoints import load_recommender
+
+    return load_recommender(result.checkpoint.parent, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
+
+
 def create_feedback_events(con, events: pd.DataFrame) -> None:
     """``events`` (EVENT_COLUMNS) as the warehouse's ``feedback_events`` table, typed as ingestion writes it."""
     con.register("ev_df", events)

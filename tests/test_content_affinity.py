@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_id_table, user_feedback
-from semid_pipeline.checkpoints import load_recommender
+from conftest import random_id_table, reloaded, user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
 from semid_pipeline.content_affinity import AFFINITY_DIMS, cosines, field_table, profiles
 from semid_pipeline.content_init import content_targets
@@ -151,9 +150,8 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
                                rtol=1e-6, atol=1e-6)
     on.model.set_affinity(weights=a)
     # saved as it scores: the model the evaluation loads from model.pt gives the same scores
-    loaded = load_recommender(on.checkpoint.parent, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
-    assert loaded.has_affinity and not load_recommender(off.checkpoint.parent, splits_vocab=splits.vocab,
-                                                        id_table=None, id_table_hash=None).has_affinity
+    loaded = reloaded(on, splits)
+    assert loaded.has_affinity and not reloaded(off, splits).has_affinity
     np.testing.assert_allclose(score_eval_set(loaded, splits.test)["score"], sc_on["score"], rtol=1e-5, atol=1e-5)
     # part of the run's identity; off keeps the identity runs had before the switch
     assert train_identity(CFG)["content_affinity"] is True

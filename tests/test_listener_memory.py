@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import random_id_table, user_feedback
-from semid_pipeline.checkpoints import load_recommender
+from conftest import random_id_table, reloaded, user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
 from semid_pipeline.listener_memory import evidence, history_matches
 from semid_pipeline.schemes import IdScheme
@@ -101,9 +100,8 @@ def test_training_never_sees_the_memory_and_the_model_adds_exactly_what_it_store
                                rtol=1e-5, atol=1e-5)  # the model's own score: the memory is a term, taken out
     assert "memory_track" in sc and "memory_track" not in base  # computed only in use (or asked for)
     # saved as it scores: the model the evaluation loads from model.pt gives the same scores
-    loaded = load_recommender(on.checkpoint.parent, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
-    assert loaded.has_memory and not load_recommender(off.checkpoint.parent, splits_vocab=splits.vocab,
-                                                      id_table=None, id_table_hash=None).has_memory
+    loaded = reloaded(on, splits)
+    assert loaded.has_memory and not reloaded(off, splits).has_memory
     np.testing.assert_allclose(score_eval_set(loaded, splits.test)["score"], sc["score"], rtol=1e-5, atol=1e-5)
     assert train_identity(CFG)["listener_memory"] is True
     assert "listener_memory" not in train_identity(replace(CFG, listener_memory=False))
