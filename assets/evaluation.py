@@ -48,7 +48,8 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "val_auc": number(result["val"].get("auc")),
             **({"prior_weight": number(result["prior"]["weight"]),
                 "affinity_weights": dg.MetadataValue.json(result["prior"].get("affinity") or [0.0, 0.0]),
-                "memory_weights": dg.MetadataValue.json(result["prior"].get("memory") or [0.0, 0.0])}
+                "memory_weights": dg.MetadataValue.json(result["prior"].get("memory") or [0.0, 0.0]),
+                "taste_weight": number(result["prior"].get("taste") or 0.0)}
                if result.get("prior") else {}),
             "cold_start_auc": number((test.get("cold_start") or {}).get("auc")),
             f"recall@{k}": number(ranking.get(f"recall@{k}")),

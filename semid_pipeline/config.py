@@ -241,6 +241,10 @@ class TrainConfig:
     # score += r_t · m(track) + r_a · m(artist): the listener's own earlier feedback on this track / its
     # artist in the input ((likes − dislikes) / (plays + 1); ``listener_memory``; r chosen with w)
     listener_memory: bool = True
+    # with the content affinity: score += b · û(track) · β(listener), β a per-listener ridge-logistic
+    # fit of the input's feedback on its unit content vectors (``content_affinity.personal_tastes``;
+    # b chosen with w)
+    personal_taste: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
 
@@ -255,7 +259,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``popularity_prior``, ``content_affinity``, ``listener_memory``."""
+    ``popularity_prior``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -275,6 +279,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["content_affinity"]
     if not d["listener_memory"]:
         del d["listener_memory"]
+    if not d["personal_taste"]:
+        del d["personal_taste"]
     return d
 
 

@@ -7,10 +7,18 @@ scores such a track by the cosine of its content to the mean content of the list
 disliked) history, and that one feature made the trees win on sparse catalogues (README, "The same
 sparse catalogue in the per-user format"). With the switch, the feedback score becomes
 
-    score + w · z(track)  (``track_prior``)  + a₊ · cos(v_c, p₊) − a₋ · cos(v_c, p₋)
+    score + w · z(track)  (``track_prior``)  + a₊ · cos(v_c, p₊) − a₋ · cos(v_c, p₋)  [+ b · û_c · β]
 
     v_i  = Σ_f A_f[code_f(i)]          the content the track's ID fields say (``field_table``)
     p₊/₋ = mean v of the liked / disliked events of the input the model reads (its last max_len)
+    β    = the listener's personal taste (``[train] personal_taste``, ``personal_tastes``): the MAP of
+           a logistic regression of the feedback of the whole input (≤ 400 events, as the listener
+           memory reads it) on the unit content vectors û = v / |v|, with the prior β ~ N(0, 1/λ),
+           λ = ``TASTE_PRECISION``, and a free intercept (the listener's own like rate). The cosines
+           are the quick version of this (Rocchio: the mean of the likes, the mean of the dislikes);
+           the regression weighs each content direction by what separates this listener's likes from
+           their dislikes and shrinks a short history toward no preference. It is the learnable
+           ceiling's own taste estimator (``synthetic.ceiling``), on content instead of the truth.
 
 ``A`` is fitted once, before training, by the same ridge backfitting as content initialisation
 (``content_init.backfit``) to the top ``AFFINITY_DIMS`` principal components of the content, over
@@ -22,7 +30,7 @@ reduction stays), with song decomposition the artist and genre rows add theirs. 
 ``A`` and (a₊, a₋) are buffers of the model (saved in its state_dict, never trained). Training never
 sees the term; (w, a₊, a₋) are chosen together on the VALIDATION period (``score_terms.choose_weights``:
 coordinate ascent of the stratified AUC over the grids, the smallest weights on ties, so 0 where
-the term does not help). Like the prior it scores feedback on a play; the full-catalogue top-k and
+the term does not help; b with them, ``TASTE_WEIGHTS``). Like the prior it scores feedback on a play; the full-catalogue top-k and
 serving rank by the model's own score. Its stored numbers (rows of A × dims) are counted next to
 the parameters wherever the term is in use (``track_prior.stored_numbers``).
 """
@@ -38,6 +46,11 @@ from .model import TrackEncoder
 AFFINITY_DIMS = 32  # principal components of the content kept (fewer when the content has fewer)
 # the validation grid of a₊ and a₋ (cosines lie in [−1, 1]; the model's scores span a few units)
 AFFINITY_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+# the personal taste: the prior precision λ of β (validation, demo users h=64: 1 and 3 about equal,
+# 0.3 and 0.1 worse), its Newton steps, and the validation grid of its weight b
+TASTE_PRECISION = 3.0
+TASTE_ITERS = 12
+TASTE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
 def field_table(encoder: TrackEncoder, content: np.ndarray, *, dims: int = AFFINITY_DIMS) -> torch.Tensor:
@@ -59,10 +72,33 @@ def profiles(vecs: torch.Tensor, feedback: torch.Tensor, valid: torch.Tensor) ->
             (vecs * neg).sum(1) / neg.sum(1).clamp_min(1.0))
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to length 1 (a zero row stays 0)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+
+
 def cosines(cand: torch.Tensor, liked: torch.Tensor, disliked: torch.Tensor) -> torch.Tensor:
     """cand, liked, disliked (E, d) → (E, 2): cos(cand, liked), cos(cand, disliked) (0 for a zero vector)."""
-    def unit(x: torch.Tensor) -> torch.Tensor:
-        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-
     c = unit(cand)
     return torch.stack([(c * unit(liked)).sum(-1), (c * unit(disliked)).sum(-1)], dim=-1)
+
+
+def personal_tastes(vecs: torch.Tensor, feedback: torch.Tensor, valid: torch.Tensor, *,
+                    precision: float = TASTE_PRECISION, iters: int = TASTE_ITERS) -> torch.Tensor:
+    """vecs (B, T, d) of a padded history, feedback (B, T) in {0, 1}, valid (B, T) bool → β (B, d):
+    per row the MAP of P(like) = σ(û · β + c) over its valid events, û = vecs / |vecs|, under
+    β ~ N(0, I/precision), c ~ N(0, 4) (Newton's method, all rows at once, float64; an empty history
+    gives β = 0)."""
+    B, T, d = vecs.shape
+    X = torch.cat([unit(vecs.double()), torch.ones(B, T, 1, dtype=torch.float64, device=vecs.device)], -1)  # (B, T, d+1)
+    m = valid.double()  # (B, T)
+    y = (feedback > 0).double() * m
+    P = torch.full((d + 1,), float(precision), dtype=torch.float64, device=vecs.device)
+    P[d] = 0.25
+    W = torch.zeros(B, d + 1, dtype=torch.float64, device=vecs.device)
+    for _ in range(iters):
+        p = torch.sigmoid((X * W[:, None, :]).sum(-1))  # (B, T)
+        g = (X * ((p - y) * m).unsqueeze(-1)).sum(1) + W * P  # (B, d+1)
+        H = (X * (p * (1 - p) * m).unsqueeze(-1)).transpose(1, 2) @ X + torch.diag(P)  # (B, d+1, d+1)
+        W = W - torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
+    return W[:, :d].float()

@@ -9,12 +9,10 @@ Read top to bottom, like nanoGPT's model.py:
 3. ``SASRec``         token = track vec + feedback embedding + learned position; causal blocks;
                        final LayerNorm; score(candidate) = <hidden, track vec(candidate)>
                        [+ summed code biases] [+ w · z(candidate): the popularity prior
-                       (``track_prior``): a per-track statistic of the data and its weight, set
-                       after training, never trained; feedback scores only, not the top-k].
-                       The content affinity (``content_affinity``) is stored here too (buffers:
-                       content rows per code, two weights) and added by ``scoring``: it needs
-                       the history, which ``score`` does not see; so is the listener memory's
-                       track → artist map and its two weights (``listener_memory``).
+                       (``track_prior``), set after training, never trained; feedback scores
+                       only, not the top-k]. The other terms
+                       chosen on validation (``score_terms``) keep their buffers here too and are
+                       added by ``scoring`` (they read the history, which ``score`` does not see).
 
 Padding: sequences are LEFT-padded with track index 0; positions are counted from the right (the
 last token always has position max_len-1), and padded keys are masked out of attention, so a
@@ -309,7 +307,7 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
                  dropout: float, use_sequence: bool = True, prior_tokens: int = 0, affinity_dims: int = 0,
-                 memory_tokens: int = 0) -> None:
+                 memory_tokens: int = 0, personal_taste: bool = False) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -337,6 +335,8 @@ class SASRec(nn.Module):
             self.register_buffer("affinity_weight", torch.zeros(2))
         else:
             self.affinity_table = self.affinity_weight = None
+        assert affinity_dims or not personal_taste, "the personal taste reads the content affinity's rows"
+        self.taste_weight = nn.Buffer(torch.zeros(())) if personal_taste else None  # + b · û·β (personal taste)
         # listener memory (``listener_memory``): + r_t·m_track + r_a·m_artist; buffers, r = 0 until chosen
         if memory_tokens:
             self.register_buffer("memory_artist", torch.zeros(memory_tokens, dtype=torch.long))  # 0 = none
@@ -366,12 +366,15 @@ class SASRec(nn.Module):
         return self.affinity_table is not None
 
     @torch.no_grad()
-    def set_affinity(self, *, table: torch.Tensor | None = None, weights: Sequence[float] | None = None) -> None:
-        """Copy in the content rows (``content_affinity.field_table``) and / or the weights (a₊, a₋)."""
+    def set_affinity(self, *, table: torch.Tensor | None = None, weights: Sequence[float] | None = None,
+                     taste: float | None = None) -> None:
+        """Copy in the content rows (``content_affinity.field_table``), (a₊, a₋) and / or the taste's b."""
         if table is not None:
             self.affinity_table.copy_(torch.as_tensor(table, dtype=torch.float32))
         if weights is not None:
             self.affinity_weight.copy_(torch.as_tensor([float(x) for x in weights]))
+        if taste is not None:
+            self.taste_weight.fill_(float(taste))
 
     @property
     def has_memory(self) -> bool:

@@ -281,7 +281,9 @@ def _html_page(c: _Content, *, title: str, dataset: str) -> str:
         "a+ · cos(track content, liked history) − a- · cos(…, disliked history), content as the "
         "track's ID fields say it) and the listener memory's track → artist map (column memory r "
         "track/artist: r_t · m(track) + r_a · m(artist), m = (likes − dislikes) / (plays + 1) of it in "
-        "the listener's input) where a weight is above 0.</p>",
+        "the listener's input) where a weight is above 0; column taste b: b · (track content · the "
+        "listener's personal taste, a logistic regression of their feedback on content), on the "
+        "same content rows.</p>",
         _to_html(t["summary"]),
         *(f"<h2>{_FIGURE_TITLES[name]}</h2>\n<img alt='{name}' src='{png_data_uri(path)}'>"
           for name, path in c.figures.items()),

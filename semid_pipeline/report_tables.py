@@ -59,6 +59,7 @@ def normalize_record(rec: dict) -> dict:
         "val_auc": _num(val.get("auc")),
         "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
         "affinity": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("affinity") or ()),  # content_affinity's a₊/a₋
+        "taste": _num((rec.get("prior") or {}).get("taste")),  # content_affinity's personal taste b
         "memory": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("memory") or ()),  # listener_memory's r_t/r_a
         "stored_total": _num(stored_numbers(rec) if rec.get("params_total") is not None else None),  # + z in use
         "params_total": _num(rec.get("params_total")),
@@ -132,6 +133,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "val AUC": df["val_auc"],
             "prior w": df["prior_weight"],
             "affinity a+/a-": df["affinity"] if "affinity" in df else "",
+            "taste b": df["taste"] if "taste" in df else "",
             "memory r track/artist": df["memory"] if "memory" in df else "",
             "params total": df["params_total"],
             "params track": df["params_track"],

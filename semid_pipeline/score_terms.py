@@ -1,7 +1,7 @@
 """The terms chosen on validation, on top of the model's own feedback score: how they add up
 (``combine``) and how their weights are chosen (``choose_weights``).
 
-    score + w · z (``track_prior``) + a₊ · cos₊ − a₋ · cos₋ (``content_affinity``)
+    score + w · z (``track_prior``) + a₊ · cos₊ − a₋ · cos₋ + b · û·β (``content_affinity``)
           + r_t · m_track + r_a · m_artist (``listener_memory``)
 
 Training never sees them; ``track_prior.validation_weight`` scores the validation period with all
@@ -14,14 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .content_affinity import AFFINITY_WEIGHTS
+from .content_affinity import AFFINITY_WEIGHTS, TASTE_WEIGHTS
 from .listener_memory import MEMORY_WEIGHTS
 
 
 def combine(scores: np.ndarray, z: np.ndarray | None, sims: np.ndarray | None, w: float,
-            a: Sequence[float], mem: np.ndarray | None = None, r: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
+            a: Sequence[float], mem: np.ndarray | None = None, r: Sequence[float] = (0.0, 0.0),
+            taste: np.ndarray | None = None, b: float = 0.0) -> np.ndarray:
     """scores + w · z + a₊ · sims[:, 0] − a₋ · sims[:, 1] + r_t · mem[:, 0] + r_a · mem[:, 1] (the
-    listener memory, ``listener_memory``); a term that is None adds nothing."""
+    listener memory, ``listener_memory``) + b · taste (the personal taste); a term that is None adds nothing."""
     out = np.asarray(scores, dtype=np.float64).copy()
     if z is not None:
         out += w * np.asarray(z, dtype=np.float64)
@@ -29,27 +30,30 @@ def combine(scores: np.ndarray, z: np.ndarray | None, sims: np.ndarray | None, w
         out += a[0] * sims[:, 0] - a[1] * sims[:, 1]
     if mem is not None:
         out += r[0] * mem[:, 0] + r[1] * mem[:, 1]
+    if taste is not None:
+        out += b * np.asarray(taste, dtype=np.float64)
     return out
 
 
 def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.ndarray | None,
-                   prior_weights: Sequence[float], mem: np.ndarray | None = None, rounds: int = 2) -> dict:
-    """{"weight": w, "affinity": [a₊, a₋], "memory": [r_t, r_a], "auc": with them, "auc_without": all
-    0} maximising the stratified AUC of ``combine`` on these (validation) events: ``rounds`` of
-    coordinate ascent, w over ``prior_weights``, then (a₊, a₋) together over ``AFFINITY_WEIGHTS``²,
-    then (r_t, r_a) together over ``listener_memory.MEMORY_WEIGHTS``², each step keeping the
-    smallest weights on ties (a term that does not help stays 0); ~700 AUCs, 2–3 s on the demo's
-    validation period (a₊ and a₋ one at a time: `id` validation AUC 0.6950 instead of 0.6963).
-    ``z`` / ``sims`` / ``mem`` None: that term is off."""
+                   prior_weights: Sequence[float], mem: np.ndarray | None = None, taste: np.ndarray | None = None,
+                   rounds: int = 2) -> dict:
+    """{"weight": w, "affinity": [a₊, a₋], "memory": [r_t, r_a], "taste": b, "auc": with them,
+    "auc_without": all 0} maximising the stratified AUC of ``combine`` on these (validation) events:
+    ``rounds`` of coordinate ascent, w over ``prior_weights``, then (a₊, a₋) together over
+    ``AFFINITY_WEIGHTS``², then (r_t, r_a) together over ``listener_memory.MEMORY_WEIGHTS``², then b
+    over ``TASTE_WEIGHTS``, each step keeping the smallest weights on ties (a term that does not help
+    stays 0); ~700 AUCs, 2–3 s on the demo's validation period (a₊ and a₋ one at a time: `id`
+    validation AUC 0.6950 instead of 0.6963). ``z`` / ``sims`` / ``mem`` / ``taste`` None: that term is off."""
     from .evaluation import stratified_auc
 
     codes = np.unique(np.asarray(strata), return_inverse=True)[1].ravel()  # once, not per candidate
 
-    def auc(w: float, a: Sequence[float], r: Sequence[float]) -> float:
-        return float(stratified_auc(codes, labels, combine(scores, z, sims, w, a, mem, r))[0])
+    def auc(w: float, a: Sequence[float], r: Sequence[float], b: float) -> float:
+        return float(stratified_auc(codes, labels, combine(scores, z, sims, w, a, mem, r, taste, b))[0])
 
-    w, a, r = 0.0, (0.0, 0.0), (0.0, 0.0)
-    without = best = auc(w, a, r)
+    w, a, r, b = 0.0, (0.0, 0.0), (0.0, 0.0), 0.0
+    without = best = auc(w, a, r, b)
 
     def smallest(pair):  # ties: the smallest sum, then the smaller first weight
         return -sum(pair), -pair[0]
@@ -59,10 +63,12 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
                                                             else (0.0,))]
     for _ in range(rounds):  # each step: the best AUC, the smallest weights on ties (the current ones are candidates)
         if z is not None:
-            best, w = max(((auc(c, a, r), c) for c in prior_weights), key=lambda t: (t[0], -t[1]))
+            best, w = max(((auc(c, a, r, b), c) for c in prior_weights), key=lambda t: (t[0], -t[1]))
         if sims is not None:
-            best, a = max(((auc(w, c, r), c) for c in pairs), key=lambda t: (t[0], *smallest(t[1])))
+            best, a = max(((auc(w, c, r, b), c) for c in pairs), key=lambda t: (t[0], *smallest(t[1])))
         if mem is not None:
-            best, r = max(((auc(w, a, c), c) for c in mem_pairs), key=lambda t: (t[0], *smallest(t[1])))
+            best, r = max(((auc(w, a, c, b), c) for c in mem_pairs), key=lambda t: (t[0], *smallest(t[1])))
+        if taste is not None:
+            best, b = max(((auc(w, a, r, c), c) for c in TASTE_WEIGHTS), key=lambda t: (t[0], -t[1]))
     return {"weight": float(w), "affinity": [float(a[0]), float(a[1])], "memory": [float(r[0]), float(r[1])],
-            "auc": best, "auc_without": without}
+            "taste": float(b), "auc": best, "auc_without": without}

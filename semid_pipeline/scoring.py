@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import evaluation
-from .content_affinity import cosines, profiles
+from .content_affinity import cosines, personal_tastes, profiles, unit
 from .listener_memory import evidence
 from .model import SASRec
 from .splits import EvalSet
@@ -77,8 +77,9 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
                    train_track_counts: np.ndarray | None = None, term_columns: bool = False) -> pd.DataFrame:
     """One row per evaluated event: stratum_id, track_id, track_idx, feedback, score, history_len, is_cold
     [, terms: w · z + the content affinity + the listener memory inside ``score``; affinity_liked /
-    affinity_disliked: the two cosines of ``content_affinity``, memory_track / memory_artist: the
-    two evidences of ``listener_memory``, when they were computed].
+    affinity_disliked: the two cosines of ``content_affinity``, affinity_taste: its personal taste
+    û · β, memory_track / memory_artist: the two evidences of ``listener_memory``, when they were
+    computed].
 
     The affinity's cosines and the memory's evidences are computed when their weights are not 0 or
     ``term_columns`` asks for them (the weights' search); the per-epoch validation, with the weights
@@ -99,7 +100,9 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
     hid = final_hidden(model, eval_set, max_len=max_len, batch_size=batch_size)  # (S, h)
     liked = disliked = sims = None
     affinity = model.has_affinity and (term_columns or bool(model.affinity_weight.abs().sum() > 0))
-    mem = None
+    mem = taste = None
+    if model.taste_weight is not None and (term_columns or bool(model.taste_weight != 0)):  # (E,), the whole input
+        taste = taste_scores(model, eval_set, batch_size=batch_size)
     if model.has_memory and (term_columns or bool(model.memory_weight.abs().sum() > 0)):  # (E, 2), the whole input
         artist = model.memory_artist.cpu().numpy()
         mem = torch.from_numpy(evidence(eval_set.inputs, ev["row"].to_numpy(np.int64), ev["track_idx"].to_numpy(np.int64),
@@ -128,6 +131,8 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
             cs = cosines(model.affinity_vectors(t).float(), liked[r].to(device), disliked[r].to(device))  # (E, 2)
             extra = extra + cs[:, 0] * model.affinity_weight[0] - cs[:, 1] * model.affinity_weight[1]
             sims[s: s + step] = cs.cpu()
+        if taste is not None:  # + b · û · β (the personal taste)
+            extra = extra + model.taste_weight * taste[s: s + step].to(device)
         if mem is not None:  # + r_t · m_track + r_a · m_artist (the listener memory)
             extra = extra + (mem[s: s + step].to(device).float() * model.memory_weight).sum(-1)
         scores[s: s + step] = (sc + extra).cpu()
@@ -151,6 +156,7 @@ def score_eval_set(model: SASRec, eval_set: EvalSet, *, max_len: int | None = No
         **({"terms": terms.numpy().astype(np.float64)} if model.has_terms else {}),
         **({"affinity_liked": sims[:, 0].numpy().astype(np.float64),
             "affinity_disliked": sims[:, 1].numpy().astype(np.float64)} if sims is not None else {}),
+        **({"affinity_taste": taste.numpy().astype(np.float64)} if taste is not None else {}),
         **({"memory_track": mem[:, 0].numpy(), "memory_artist": mem[:, 1].numpy()} if mem is not None else {}),
     })
 
@@ -169,6 +175,24 @@ def history_profiles(model: SASRec, eval_set: EvalSet, *, max_len: int, batch_si
         p, n = profiles(model.affinity_vectors(tracks).float(), fb, tracks > 0)
         liked[b: b + len(p)], disliked[b: b + len(n)] = p.cpu(), n.cpu()
     return liked, disliked
+
+
+@torch.no_grad()
+def taste_scores(model: SASRec, eval_set: EvalSet, *, batch_size: int = 1024) -> torch.Tensor:
+    """(E,) û(track) · β(listener) of each evaluated event (``content_affinity.personal_tastes``: β
+    from the stratum's whole input, as the listener memory reads it), in ``eval_set.events`` order, on CPU."""
+    ev = eval_set.events
+    rows = torch.from_numpy(ev["row"].to_numpy(np.int64).copy())
+    beta = torch.zeros(len(eval_set), model.affinity_table.shape[1])
+    device = device_of(model)
+    longest = max((len(t) for t, _ in eval_set.inputs), default=1)
+    chunk = max(1, min(batch_size, 200_000 // max(longest, 1)))  # strata per Newton batch (bounded memory)
+    for b in range(0, len(eval_set), chunk):
+        tracks, fb = left_pad(eval_set.inputs[b: b + chunk], longest)
+        tracks, fb = tracks.to(device), fb.to(device)
+        beta[b: b + len(tracks)] = personal_tastes(model.affinity_vectors(tracks).float(), fb, tracks > 0).cpu()
+    cand = unit(model.affinity_vectors(torch.from_numpy(ev["track_idx"].to_numpy(np.int64).copy()).to(device)).float())
+    return (cand.cpu() * beta[rows]).sum(-1)
 
 
 def without_prior(model: SASRec, scored: pd.DataFrame) -> pd.DataFrame:

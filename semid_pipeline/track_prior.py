@@ -82,10 +82,10 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
 
 
 def validation_weight(model, splits) -> dict:
-    """{"weight", "affinity", "memory", "val_auc", "val_auc_without", "values", "affinity_values",
-    "memory_values"} for a trained model with a prior, the content affinity and / or the listener
-    memory (all weights 0 until now): z counted over the training period, the validation events
-    scored, w, (a₊, a₋) and (r_t, r_a) by ``score_terms.choose_weights`` (w alone: exactly
+    """{"weight", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values", "affinity_values",
+    "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
+    and / or the listener memory (all weights 0 until now): z counted over the training period, the
+    validation events scored, w, (a₊, a₋), (r_t, r_a) and b by ``score_terms.choose_weights`` (w alone: exactly
     ``choose_weight``); ``values`` / ``affinity_values`` / ``memory_values``: the numbers z, the
     affinity's content rows and the memory's track → artist map store (the model's storage beyond
     its parameters). The model keeps that z with all weights 0 (the caller sets the final ones).
@@ -95,7 +95,8 @@ def validation_weight(model, splits) -> dict:
 
     n_tok = splits.vocab.n_tokens
     artist = model.has_memory and bool(model.memory_artist.any())
-    out = {"weight": 0.0, "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "val_auc": None, "val_auc_without": None,
+    taste = model.taste_weight is not None
+    out = {"weight": 0.0, "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "taste": 0.0, "val_auc": None, "val_auc_without": None,
            "values": n_tok if model.has_prior else 0,
            "affinity_values": int(model.affinity_table.numel()) if model.has_affinity else 0,
            "memory_values": int(model.memory_artist.numel()) if artist else 0}
@@ -103,7 +104,7 @@ def validation_weight(model, splits) -> dict:
         t, f = splits.train_arrays()
         model.set_prior(prior_logits(t, f, n_tok), 0.0)
     if model.has_affinity:
-        model.set_affinity(weights=(0.0, 0.0))
+        model.set_affinity(weights=(0.0, 0.0), taste=0.0 if taste else None)
     if model.has_memory:
         model.set_memory(weights=(0.0, 0.0))
     scored = score_eval_set(model, splits.val, term_columns=True)
@@ -113,8 +114,8 @@ def validation_weight(model, splits) -> dict:
     sims = scored[["affinity_liked", "affinity_disliked"]].to_numpy() if model.has_affinity else None
     mem = scored[["memory_track", "memory_artist"]].to_numpy() if model.has_memory else None
     best = choose_weights(scored["stratum_id"], scored["feedback"], scored["score"], z=z, sims=sims, mem=mem,
-                          prior_weights=PRIOR_WEIGHTS)
-    return out | {"weight": best["weight"], "affinity": best["affinity"], "memory": best["memory"],
+                          taste=scored["affinity_taste"].to_numpy() if taste else None, prior_weights=PRIOR_WEIGHTS)
+    return out | {"weight": best["weight"], "affinity": best["affinity"], "memory": best["memory"], "taste": best["taste"],
                   "val_auc": best["auc"], "val_auc_without": best["auc_without"]}
 
 
@@ -130,18 +131,19 @@ def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
         seqs = through_validation(splits) if final_fit else as_train_sequences(splits.train)
         model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), chosen["weight"])
     if model.has_affinity:
-        model.set_affinity(weights=chosen.get("affinity", (0.0, 0.0)))
+        model.set_affinity(weights=chosen.get("affinity", (0.0, 0.0)),
+                           taste=chosen.get("taste", 0.0) if model.taste_weight is not None else None)
     if model.has_memory:
         model.set_memory(weights=chosen.get("memory", (0.0, 0.0)))
 
 
 def stored_numbers(record: dict) -> int:
     """A partition record's parameters plus the per-track values of its prior, the content rows of
-    its content affinity and the track → artist map of its listener memory, each where it is in
+    its content affinity (cosines or personal taste) and the track → artist map of its listener memory, each where it is in
     use (weight > 0): what the model stores, for parameter comparisons that stay honest with them."""
     prior = record.get("prior") or {}
     extra = int(prior.get("values") or 0) if (prior.get("weight") or 0) > 0 else 0
-    if any(a > 0 for a in prior.get("affinity") or ()):
+    if any(a > 0 for a in prior.get("affinity") or ()) or (prior.get("taste") or 0) > 0:
         extra += int(prior.get("affinity_values") or 0)
     if (prior.get("memory") or (0.0, 0.0))[1] > 0:  # the artist map; the track part stores nothing
         extra += int(prior.get("memory_values") or 0)

@@ -10,9 +10,8 @@ history); a re-run with the same configuration resumes after the last completed 
 with exactly the weights and history an uninterrupted run would have. The best (validation AUC)
 weights are ``out_dir/model.pt`` (a state_dict) described by ``out_dir/config.json``; with
 ``cfg.final_fit_epochs`` they then train that many epochs more on the data through the validation
-period (``_final_fit``), and model.pt holds the result. The popularity prior's and the content
-affinity's and the listener memory's weights (``track_prior``, ``content_affinity``,
-``listener_memory``) are 0 while training, then chosen on validation (``_choose_prior``).
+period (``_final_fit``), and model.pt holds the result. The weights of the terms chosen on validation
+(``score_terms``) are 0 while training, then chosen (``_choose_prior``).
 Nothing is pickled: only state_dicts, tensors and plain containers, read with ``weights_only=True``.
 
 Under torchrun (``[train] processes`` = N > 1) every rank runs the same loop on its shard of each
@@ -107,12 +106,12 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     if reads and cfg.content_init:
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
     affinity = field_table(encoder, content) if reads and cfg.content_affinity else None
-    # the prior's and the affinity's weights stay 0 while training (then ``_choose_prior``)
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
                    dropout=cfg.dropout, use_sequence=cfg.use_sequence,
                    prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0,
                    affinity_dims=affinity.shape[1] if affinity is not None else 0,
-                   memory_tokens=splits.vocab.n_tokens if cfg.listener_memory else 0)
+                   memory_tokens=splits.vocab.n_tokens if cfg.listener_memory else 0,
+                   personal_taste=affinity is not None and cfg.personal_taste)
     if affinity is not None:
         model.set_affinity(table=affinity)
     if cfg.listener_memory and (artist := artist_map(scheme, cfg, splits.track_artist)) is not None:
@@ -420,16 +419,16 @@ def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict
     validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
     prior = validation_weight(tr.model, splits) if tr.dist.is_main else {
-        "weight": math.nan, "affinity": [math.nan] * 2, "memory": [math.nan] * 2}
-    prior["weight"] = tr.dist.broadcast_float(prior["weight"], tr.dev)
+        "weight": math.nan, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
+    prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "taste")}
     prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")}
     prog.prior = prior
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
     tr.dist.barrier()
     if prior.get("val_auc") is not None:
-        log(f"{tag} prior w = {prior['weight']:g}, affinity a = {prior['affinity']}, memory r = {prior['memory']} "
-            f"(validation AUC {prior['val_auc']:.4f}, without {prior['val_auc_without']:.4f})")
+        log(f"{tag} prior w = {prior['weight']:g}, affinity a = {prior['affinity']}, taste b = {prior['taste']:g}, "
+            f"memory r = {prior['memory']} (validation AUC {prior['val_auc']:.4f}, without {prior['val_auc_without']:.4f})")
 
 
 def _result(prog: _Progress, *, config: dict, counts: dict, out_dir: Path, model: SASRec) -> TrainResult:

@@ -60,7 +60,8 @@ def materialization(trained: stages.TrainedCell, cell: GridCell, mem: PeakMemory
         "best_val_auc": v(float(result.best_val_auc), "float"),
         **({"prior_weight": v(float(result.prior["weight"]), "float"),
             "affinity_weights": v([float(a) for a in result.prior.get("affinity", (0.0, 0.0))], "json"),
-            "memory_weights": v([float(a) for a in result.prior.get("memory", (0.0, 0.0))], "json")}
+            "memory_weights": v([float(a) for a in result.prior.get("memory", (0.0, 0.0))], "json"),
+            "taste_weight": v(float(result.prior.get("taste") or 0.0), "float")}
            if result.prior else {}),
         "wall_seconds": v(float(result.wall_seconds), "float"),
         "events_per_s": v(float(result.events_per_s), "float"),

@@ -1,6 +1,7 @@
 """[train] content_affinity: the content rows a track's ID fields say, the liked / disliked profiles
 by hand, the weights chosen on validation, and a trained model that adds exactly the term it
-stores (training never sees it)."""
+stores (training never sees it); [train] personal_taste: the per-listener logistic taste against
+a direct minimisation of its objective, its weight, and the model that adds it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 
 from conftest import random_id_table, reloaded, user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
-from semid_pipeline.content_affinity import AFFINITY_DIMS, cosines, field_table, profiles
+from semid_pipeline.content_affinity import (AFFINITY_DIMS, TASTE_PRECISION, cosines, field_table, personal_tastes,
+                                             profiles)
 from semid_pipeline.content_init import content_targets
 from semid_pipeline.model import TrackEncoder
 from semid_pipeline.schemes import IdScheme
@@ -25,7 +27,7 @@ from semid_pipeline.train import model_from_splits, train_recommender
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = lambda _msg: None  # noqa: E731
 
-CFG = TrainConfig(content_init=False, content_affinity=True, listener_memory=False, layers=1, heads=2, dropout=0.1, max_len=16,
+CFG = TrainConfig(content_init=False, content_affinity=True, listener_memory=False, personal_taste=False, layers=1, heads=2, dropout=0.1, max_len=16,
                   batch_size=32, lr=3e-3, epochs=2, patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0)
 
 
@@ -172,3 +174,98 @@ def test_stored_numbers_count_the_affinity_rows_only_where_they_are_used():
     assert stored_numbers(rec) == 1000
     assert stored_numbers({**rec, "prior": {**rec["prior"], "affinity": [0.0, 2.0]}}) == 1300
     assert stored_numbers({**rec, "prior": {**rec["prior"], "weight": 1.0, "affinity": [1.0, 0.0]}}) == 1350
+
+
+# --------------------------------------------------------------------------------------------
+# [train] personal_taste
+
+
+def _taste_by_minimising(x: np.ndarray, y: np.ndarray, precision: float) -> np.ndarray:
+    """β of the MAP objective minimised directly (scipy), an independent check of the Newton steps."""
+    from scipy.optimize import minimize
+
+    u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    X = np.c_[u, np.ones(len(u))]
+    P = np.r_[np.full(u.shape[1], precision), 0.25]
+
+    def f(w):
+        s = X @ w
+        return np.sum(np.logaddexp(0, s) - y * s) + 0.5 * np.sum(P * w * w)
+
+    def g(w):
+        return X.T @ (1 / (1 + np.exp(-(X @ w))) - y) + P * w
+
+    return minimize(f, np.zeros(X.shape[1]), jac=g, method="BFGS", options={"gtol": 1e-10}).x[:-1]
+
+
+def test_personal_taste_is_the_map_of_its_objective():
+    rng = np.random.default_rng(3)
+    B, T, d = 6, 30, 4
+    vecs = torch.from_numpy(rng.normal(size=(B, T, d)))
+    fb = torch.from_numpy((vecs[..., 0].numpy() + 0.5 * rng.normal(size=(B, T)) > 0.3).astype(np.int64))
+    lengths = [30, 12, 3, 1, 0, 20]
+    valid = torch.arange(T)[None, :] >= T - torch.tensor(lengths)[:, None]  # left-padded
+    beta = personal_tastes(vecs.float(), fb, valid).double().numpy()
+    for i, n in enumerate(lengths):
+        x, y = vecs[i, T - n:].numpy(), fb[i, T - n:].numpy().astype(float)
+        expect = _taste_by_minimising(x, y, TASTE_PRECISION) if n else np.zeros(d)
+        np.testing.assert_allclose(beta[i], expect, atol=1e-4)
+    assert beta[0, 0] > 1.0 and not beta[4].any()  # likes follow dimension 0; no history: no preference
+    # the prior shrinks a short history toward no preference: fewer events, a smaller |β| on the same data
+    short = personal_tastes(vecs[:1].float(), fb[:1], valid[:1] & (torch.arange(T) >= T - 5))
+    assert torch.linalg.norm(short) < torch.linalg.norm(torch.from_numpy(beta[0]))
+
+
+def test_taste_weight_chosen_where_the_taste_ranks_and_zero_where_it_cannot():
+    rng = np.random.default_rng(0)
+    strata = np.repeat(np.arange(40), 10)
+    y = rng.integers(0, 2, len(strata))
+    scores = rng.normal(size=len(y))
+    taste = 0.5 * y + rng.normal(0, 0.5, len(y))
+    best = choose_weights(strata, y, scores, z=None, sims=None, taste=taste, prior_weights=PRIOR_WEIGHTS)
+    assert best["taste"] > 0 and best["auc"] > best["auc_without"] + 0.05
+    flat = np.repeat(rng.normal(size=40), 10)  # constant within a stratum: cannot reorder it
+    assert choose_weights(strata, y, scores, z=None, sims=None, taste=flat, prior_weights=PRIOR_WEIGHTS)["taste"] == 0.0
+    assert choose_weights(strata, y, scores, z=None, sims=None, prior_weights=PRIOR_WEIGHTS)["taste"] == 0.0
+
+
+def test_trained_model_adds_b_times_the_taste_of_the_whole_input(splits, content, tmp_path):
+    cfg = replace(CFG, personal_taste=True)
+    off = _train(splits, content, CFG, tmp_path / "off")
+    on = _train(splits, content, cfg, tmp_path / "on")
+    s_off, s_on = off.model.state_dict(), on.model.state_dict()
+    assert set(s_on) - set(s_off) == {"taste_weight"}
+    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items())  # training never sees the term
+    # here the cosines already say the cluster, so validation may keep b at 0 (the choice itself:
+    # the test above); whatever it chose is what the model stores
+    assert float(s_on["taste_weight"]) == on.prior["taste"] and on.prior["val_auc"] >= on.prior["val_auc_without"]
+    # the test scores: the same model with b = 0, plus b · û(track) · β, β from the WHOLE input, by hand
+    b = 1.5
+    on.model.set_affinity(taste=b)
+    sc_on = score_eval_set(on.model, splits.test)
+    on.model.set_affinity(taste=0.0)
+    sc_zero = score_eval_set(on.model, splits.test)
+    assert "affinity_taste" not in sc_zero  # weight 0 (the per-epoch validation): not computed
+    on.model.set_affinity(taste=b)
+    v = s_on["affinity_table"].numpy()[on.model.encoder.codes.numpy()].sum(1).astype(np.float64)  # (N+1, d)
+    inputs = splits.test.inputs
+    assert max(len(x) for x, _ in inputs) > cfg.max_len  # the taste reads more than the model's window
+    betas = [_taste_by_minimising(v[np.asarray(x)], np.asarray(f, dtype=float), TASTE_PRECISION) for x, f in inputs]
+    unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+    expect = np.array([unit[t] @ betas[r] for r, t in zip(splits.test.events["row"], sc_on["track_idx"])])
+    np.testing.assert_allclose(sc_on["affinity_taste"], expect, atol=1e-3)
+    np.testing.assert_allclose(sc_on["score"], sc_zero["score"] + b * expect, atol=1e-3)
+    # saved as it scores; off has no such buffer; part of the identity only when on
+    loaded = reloaded(on, splits)
+    assert float(loaded.taste_weight) == on.prior["taste"] and reloaded(off, splits).taste_weight is None
+    loaded.set_affinity(taste=b)
+    np.testing.assert_allclose(score_eval_set(loaded, splits.test)["score"], sc_on["score"], rtol=1e-5, atol=1e-5)
+    assert train_identity(cfg)["personal_taste"] is True and "personal_taste" not in train_identity(CFG)
+    # only with the content affinity's rows: random codes (v0) read no content, so no taste either
+    v0 = _train(splits, content, cfg, tmp_path / "v0", scheme="v0-k8",
+                table=random_id_table(splits.vocab.track_ids, k=8, levels=2, seed=0))
+    assert v0.model.taste_weight is None and v0.prior["taste"] == 0.0
+    # its stored numbers are the affinity's content rows, counted where b > 0 alone too
+    rec = {"params_total": 1000, "prior": {"weight": 0.0, "values": 50, "affinity": [0.0, 0.0],
+                                           "affinity_values": 300, "taste": 1.0}}
+    assert stored_numbers(rec) == 1300

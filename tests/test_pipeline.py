@@ -199,10 +199,11 @@ def test_pipes_training_gives_the_in_process_model_and_metadata(world, tmp_path)
     assert md["prior_weight"].value == res.prior["weight"]  # the popularity prior's w (default on)
     assert md["affinity_weights"].value == res.prior["affinity"]  # the content affinity's (a+, a-) (default on)
     assert md["memory_weights"].value == res.prior["memory"]  # the listener memory's (r_track, r_artist) (default on)
+    assert md["taste_weight"].value == res.prior["taste"]  # the personal taste's b (default on)
     assert set(md) == {"model_dir", "params/total", "params/track_representation", "best_epoch", "best_val_auc",
                        "wall_seconds", "events_per_s", "training_curve", "training_curve_plot",
                        "training_curve_png", "config", "id_table_hash", "peak_rss_mb", "peak_rss_method",
-                       "prior_weight", "affinity_weights", "memory_weights"}
+                       "prior_weight", "affinity_weights", "memory_weights", "taste_weight"}
     mat = run.asset_materializations_for_node("recommender")[0]
     assert mat.tags["dagster/data_version"] == local.fingerprint[:16]
     logs = [e.user_message for e in instance.all_logs(run.run_id)]
