@@ -136,8 +136,9 @@ def quality_sections(records: Sequence[dict], section_type) -> tuple[list, list]
     found = paper_findings(records)
     note = ""
     if any(r.get("test_without_prior") for r in records):
-        note = ("The models carry the popularity prior, the content affinity and the listener memory "
-                "([train] popularity_prior, content_affinity, listener_memory; weights chosen on validation): the first finding and the tables judge them "
+        note = ("The models carry the popularity prior, the content affinity with the personal taste and "
+                "the listener memory ([train] popularity_prior, content_affinity, personal_taste, "
+                "listener_memory; weights chosen on validation): the first finding and the tables judge them "
                 "with these; the other findings compare representations on the models' own scores, "
                 "without them, as the paper does.")
     lead = section_type(title="Verdict on this data",
