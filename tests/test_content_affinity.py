@@ -227,6 +227,19 @@ def test_taste_weight_chosen_where_the_taste_ranks_and_zero_where_it_cannot():
     flat = np.repeat(rng.normal(size=40), 10)  # constant within a stratum: cannot reorder it
     assert choose_weights(strata, y, scores, z=None, sims=None, taste=flat, prior_weights=PRIOR_WEIGHTS)["taste"] == 0.0
     assert choose_weights(strata, y, scores, z=None, sims=None, prior_weights=PRIOR_WEIGHTS)["taste"] == 0.0
+    # it joins at the optimum of the search without it: never below that search, whatever the columns
+    taken = []
+    for seed in range(4):
+        r = np.random.default_rng(seed)
+        y = r.integers(0, 2, len(strata))
+        z, sims = 0.3 * y + r.normal(size=len(y)), np.column_stack([0.2 * y, -0.2 * y]) + r.normal(size=(len(y), 2))
+        taste = 0.3 * y + 0.5 * sims[:, 0] + r.normal(size=len(y))
+        args = dict(z=z, sims=sims, prior_weights=PRIOR_WEIGHTS)
+        base = choose_weights(strata, y, scores, **args)
+        both = choose_weights(strata, y, scores, taste=taste, **args)
+        assert both["auc"] >= base["auc"] and both["auc_without"] == base["auc_without"]
+        taken.append(both["taste"] > 0)
+    assert any(taken)
 
 
 def test_trained_model_adds_b_times_the_taste_of_the_whole_input(splits, content, tmp_path):
