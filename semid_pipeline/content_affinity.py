@@ -47,7 +47,7 @@ AFFINITY_DIMS = 32  # principal components of the content kept (fewer when the c
 # the validation grid of a₊ and a₋ (cosines lie in [−1, 1]; the model's scores span a few units)
 AFFINITY_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 # the personal taste: the prior precision λ of β (validation, demo users h=64: 1 and 3 about equal,
-# 0.3 and 0.1 worse), its Newton steps, and the validation grid of its weight b
+# 0.3 worse; README "Personal taste"), its Newton steps, and the validation grid of its weight b
 TASTE_PRECISION = 3.0
 TASTE_ITERS = 12
 TASTE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
