@@ -21,7 +21,9 @@ from semid_pipeline.evaluation import (
     evaluate_scored,
     lift_by_bucket,
     stratified_auc,
+    stratified_auc_of,
 )
+from semid_pipeline.evaluation import _group_score_order
 from semid_pipeline.ranking import diversity_metrics, ranking_metrics
 from semid_pipeline.scoring import topk_decomposed, topk_naive
 
@@ -67,6 +69,39 @@ def test_stratified_auc_edge_cases():
     assert math.isnan(auc) and per.empty
     with pytest.raises(ValueError):
         stratified_auc(["a", "a"], [1, 0], [np.nan, 0.2])
+
+
+@pytest.mark.parametrize("top", [50, 70_000, 2**40])
+def test_group_score_order_sorts_like_lexsort(top):
+    """The radix passes over the codes (one below 2**16 groups, more above) order the events exactly
+    as np.lexsort((scores, codes)) does, equal scores aside (they may swap: same code, same score)."""
+    rng = np.random.default_rng(top % 1000)
+    n = 20_000
+    codes = rng.integers(0, top, n)
+    codes[: n // 4] = codes[n // 2: n // 2 + n // 4]  # repeated groups at any size
+    s = np.round(rng.normal(size=n), 1)  # many equal scores
+    got, ref = _group_score_order(codes, s), np.lexsort((s, codes))
+    assert sorted(got.tolist()) == list(range(n))  # a permutation
+    assert np.array_equal(codes[got], codes[ref]) and np.array_equal(s[got], s[ref])
+
+
+def test_stratified_auc_of_equals_stratified_auc():
+    """The reusable scorer of fixed strata and labels gives stratified_auc's number exactly, for
+    many score vectors (the weight search's use), and refuses wrong lengths and NaN."""
+    rng = np.random.default_rng(3)
+    strata, y, s = _random_scored(rng, n_strata=300)
+    p = rng.permutation(len(y))
+    strata, y, s = strata[p], y[p], s[p]
+    of = stratified_auc_of(strata, y)
+    for w in (0.0, 0.3, 1.0, 5.0):
+        x = s + w * rng.normal(size=len(s))
+        assert of(x) == stratified_auc(strata, y, x)[0]
+    assert of(s) != of(-s)
+    with pytest.raises(ValueError, match="values for"):
+        of(s[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        of(np.where(np.arange(len(s)) == 3, np.nan, s))
+    assert math.isnan(stratified_auc_of(["a", "a"], [1, 1])(np.array([0.1, 0.2])))
 
 
 def test_bootstrap_ci_coverage():
