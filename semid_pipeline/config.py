@@ -203,7 +203,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
-    epochs: int = 12  # a cap: early stopping (patience, on validation AUC) ends training (best epochs seen: 2-7)
+    epochs: int = 30  # a cap: early stopping (patience, on validation AUC) ends training (demo: best epochs 2-17)
     patience: int = 2
     sampled_negatives: int = 4
     song_decomposition: bool = False
