@@ -1,6 +1,8 @@
 """Benchmark of the evaluation hot paths (prints figures; no assertions).
 
-1. Stratified AUC + bootstrap CI (1000 resamples) for 100k strata of ~20 events each.
+1. Stratified AUC + bootstrap CI (1000 resamples) for 100k strata of ~20 events each; and, side by
+   side, what the weight search repeats per candidate: the (stratum, score) order by ``np.lexsort``
+   against ``_group_score_order``, and ``stratified_auc`` against the reusable ``stratified_auc_of``.
 2. Full-catalogue top-10 for 1M tracks, 5 fields (4 levels of k=1024 + a tie field),
    h=64, for 1, 16 and 256 strata per call (serving one request at a time vs offline batches): decomposed (codeword scores gathered per track) vs naive (build the
    (N, h) item table, matmul, torch.topk), with the speed ratio.
@@ -22,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from semid_pipeline.evaluation import bootstrap_ci, evaluate_scored, stratified_auc  # noqa: E402
+from semid_pipeline.evaluation import _group_score_order, bootstrap_ci, evaluate_scored, stratified_auc, stratified_auc_of  # noqa: E402
 from semid_pipeline.scoring import _select_topk_cs, topk_decomposed, topk_naive  # noqa: E402
 
 
@@ -51,6 +53,35 @@ def bench_auc(n_strata: int, events: int, n_boot: int, seed: int = 0) -> None:
     t4 = time.perf_counter()
     print(f"  evaluate_scored (AUC+CI, 7 history buckets with CIs, cold start) {t4 - t3:.2f} s;"
           f" cold-start AUC {rec['cold_start']['auc']:.4f} over {rec['cold_start']['n_pairs']:,} pairs")
+
+
+def bench_search_auc(sizes: list[tuple[int, int]], repeat: int = 5, seed: int = 0) -> None:
+    """Per candidate of a weight search: the ordering and the whole AUC, old and new, side by side."""
+    print("\n== one AUC of a weight search (fixed strata and labels, new scores each call; best of "
+          f"{repeat})")
+    for n_strata, events in sizes:
+        rng = np.random.default_rng(seed)
+        n = n_strata * events
+        strata = rng.permutation(np.repeat(np.arange(n_strata), events))  # interleaved, as scored frames are
+        stratum_id = np.array([f"s{i:07d}" for i in range(n_strata)], dtype=object)[strata]
+        y = rng.integers(0, 2, n)
+        s = np.round(rng.normal(size=n) + 0.6 * y, 3)
+        best = lambda f: min(_time_once(f) for _ in range(repeat))  # noqa: E731
+        lex = best(lambda: np.lexsort((s, strata)))
+        new = best(lambda: _group_score_order(strata, s))
+        of = stratified_auc_of(stratum_id, y)
+        assert of(s) == stratified_auc(stratum_id, y, s)[0]
+        full = best(lambda: stratified_auc(stratum_id, y, s))
+        reuse = best(lambda: of(s))
+        print(f"  {n:>10,} events, {n_strata:>9,} strata: order lexsort {lex * 1e3:8.1f} ms, radix {new * 1e3:7.1f} ms"
+              f" ({lex / new:.1f}x); stratified_auc (radix) {full * 1e3:8.1f} ms, stratified_auc_of {reuse * 1e3:7.1f} ms"
+              f" ({full / reuse:.1f}x)")
+
+
+def _time_once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 CPU: dict[str, float] = {}
@@ -144,6 +175,7 @@ def main() -> None:
     print(f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(other jobs on the machine inflate wall times)")
     bench_auc(args.strata, args.events, args.boot)
+    bench_search_auc([(768, 33), (100_000, 20), (70_000, 30)])
     for s in (int(x) for x in str(args.topk_strata).split(",")):
         bench_topk(args.tracks, args.k, args.h, s, args.levels, args.repeat)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
