@@ -3,6 +3,8 @@
 1. Stratified AUC + bootstrap CI (1000 resamples) for 100k strata of ~20 events each; and, side by
    side, what the weight search repeats per candidate: the (stratum, score) order by ``np.lexsort``
    against ``_group_score_order``, and ``stratified_auc`` against the reusable ``stratified_auc_of``.
+   The personal taste's Newton fit (``content_affinity.personal_tastes``) per stratum at session
+   (T = 10) and per-user (T = 400) input lengths, with what a million strata would cost.
 2. Full-catalogue top-10 for 1M tracks, 5 fields (4 levels of k=1024 + a tie field),
    h=64, for 1, 16 and 256 strata per call (serving one request at a time vs offline batches): decomposed (codeword scores gathered per track) vs naive (build the
    (N, h) item table, matmul, torch.topk), with the speed ratio.
@@ -25,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from semid_pipeline.evaluation import _group_score_order, bootstrap_ci, evaluate_scored, stratified_auc, stratified_auc_of  # noqa: E402
+from semid_pipeline.content_affinity import AFFINITY_DIMS, personal_tastes  # noqa: E402
 from semid_pipeline.scoring import _select_topk_cs, topk_decomposed, topk_naive  # noqa: E402
 
 
@@ -76,6 +79,19 @@ def bench_search_auc(sizes: list[tuple[int, int]], repeat: int = 5, seed: int = 
         print(f"  {n:>10,} events, {n_strata:>9,} strata: order lexsort {lex * 1e3:8.1f} ms, radix {new * 1e3:7.1f} ms"
               f" ({lex / new:.1f}x); stratified_auc (radix) {full * 1e3:8.1f} ms, stratified_auc_of {reuse * 1e3:7.1f} ms"
               f" ({full / reuse:.1f}x)")
+
+
+def bench_taste(shapes: list[tuple[int, int]], repeat: int = 3) -> None:
+    """The personal taste's per-stratum cost, in the batches ``scoring.taste_scores`` forms."""
+    print(f"\n== personal taste (Newton, {AFFINITY_DIMS} content dims + intercept, float64; best of {repeat})")
+    g = torch.Generator().manual_seed(0)
+    for batch, t in shapes:
+        v = torch.randn(batch, t, AFFINITY_DIMS, generator=g)
+        fb = (torch.rand(batch, t, generator=g) < 0.5).long()
+        valid = torch.rand(batch, t, generator=g) < 0.9
+        s = min(_time_once(lambda: personal_tastes(v, fb, valid)) for _ in range(repeat))
+        print(f"  T={t:>3} events, {batch:>5} strata per batch: {s * 1e3:7.1f} ms, {s / batch * 1e6:6.0f} us per stratum"
+              f" = {s / batch * 1e6:,.0f} s per million strata")
 
 
 def _time_once(fn) -> float:
@@ -176,6 +192,7 @@ def main() -> None:
           "(other jobs on the machine inflate wall times)")
     bench_auc(args.strata, args.events, args.boot)
     bench_search_auc([(768, 33), (100_000, 20), (70_000, 30)])
+    bench_taste([(1024, 10), (500, 400)])
     for s in (int(x) for x in str(args.topk_strata).split(",")):
         bench_topk(args.tracks, args.k, args.h, s, args.levels, args.repeat)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
