@@ -89,19 +89,15 @@ def _as_1d(x: Any, name: str) -> np.ndarray:
 
 
 def _group_score_order(codes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Indices that sort by (code, score), as ``np.lexsort((scores, codes))`` up to the order of
-    equal scores within a group: a quicksort of the scores, then stable passes over the codes 16
-    bits at a time (numpy sorts uint16 stably by radix), least significant first. ~5× faster than
-    the lexsort on the demo's validation period (25,707 events, 768 strata: 0.5 ms against 2.7 ms),
-    which the weight search (``score_terms.choose_weights``) calls ~1,000 times per model."""
-    order = np.argsort(scores)
+    """Indices sorting by (code, score) like ``np.lexsort((scores, codes))`` (equal scores of a group
+    in any order): a quicksort of the scores, then stable uint16 (radix) passes over the codes, 16
+    bits at a time. 0.5 ms against the lexsort's 2.7 ms on the demo's 25,707 validation events."""
+    order, shift = np.argsort(scores), 0
     c = codes[order]
     top = int(c.max()) if len(c) else 0
-    shift = 0
     while True:
         p = np.argsort(((c >> shift) & 0xFFFF).astype(np.uint16), kind="stable")
-        order, c = order[p], c[p]
-        shift += 16
+        order, c, shift = order[p], c[p], shift + 16
         if top >> shift == 0:
             return order
 
@@ -186,9 +182,8 @@ def stratified_auc(strata: Any, labels: Any, scores: Any) -> tuple[float, pd.Dat
 
 
 def stratified_auc_of(strata: Any, labels: Any):
-    """scores → ``stratified_auc(strata, labels, scores)[0]``, for many score vectors of the same
-    events (a weight search): the checks of strata and labels and the factorisation run once, and
-    no per-stratum frame is built."""
+    """scores → ``stratified_auc(strata, labels, scores)[0]`` for many score vectors of the same events
+    (a weight search): strata and labels checked and factorised once, no per-stratum frame."""
     y, _ = _check_inputs(strata, labels, np.zeros(len(_as_1d(labels, "labels"))))
     codes, uniques = _factorize(strata)
 
