@@ -90,8 +90,9 @@ def personal_tastes(vecs: torch.Tensor, feedback: torch.Tensor, valid: torch.Ten
     per row the MAP of P(like) = σ(û · β + c) over its valid events, û = vecs / |vecs|, under
     β ~ N(0, I/precision), c ~ N(0, 4) (Newton's method, all rows at once, float64; an empty history
     gives β = 0). Newton converges quadratically: the steps stop once the largest change of any
-    row's weights is below ``TASTE_TOLERANCE`` (5–7 steps on session and per-user histories, 2×
-    faster than all ``iters``; the weights then move ~1e-16 more), at most ``iters``."""
+    row's weights is below ``TASTE_TOLERANCE`` (5–7 steps on random histories of 10 and 400 events;
+    the weights then move ~1e-16 more; the demo's tastes are the same to the last float32 bit as
+    with all 12), at most ``iters``."""
     B, T, d = vecs.shape
     X = torch.cat([unit(vecs.double()), torch.ones(B, T, 1, dtype=torch.float64, device=vecs.device)], -1)  # (B, T, d+1)
     m = valid.double()  # (B, T)
