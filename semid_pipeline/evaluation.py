@@ -93,8 +93,7 @@ def _group_score_order(codes: np.ndarray, scores: np.ndarray) -> np.ndarray:
     in any order): a quicksort of the scores, then stable uint16 (radix) passes over the codes, 16
     bits at a time. 0.5 ms against the lexsort's 2.7 ms on the demo's 25,707 validation events."""
     order, shift = np.argsort(scores), 0
-    c = codes[order]
-    top = int(c.max()) if len(c) else 0
+    c, top = codes[order], int(codes.max()) if len(codes) else 0
     while True:
         p = np.argsort(((c >> shift) & 0xFFFF).astype(np.uint16), kind="stable")
         order, c, shift = order[p], c[p], shift + 16
@@ -139,18 +138,24 @@ def _factorize(strata: Any) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def _check_inputs(strata, labels, scores):
+def _check_inputs(strata, labels, scores=None):  # → (labels as bool, scores as float64 or None)
     labels = _as_1d(labels, "labels")
-    scores = _as_1d(scores, "scores").astype(np.float64, copy=False)
     n = len(_as_1d(strata, "strata"))
-    if not (len(labels) == len(scores) == n):
-        raise ValueError(f"strata/labels/scores lengths differ: {n}, {len(labels)}, {len(scores)}")
-    if np.isnan(scores).any():
-        raise ValueError(f"scores: {int(np.isnan(scores).sum())} NaN values")
+    if len(labels) != n:
+        raise ValueError(f"strata/labels lengths differ: {n}, {len(labels)}")
     lab = labels.astype(np.float64)
     if not np.isin(lab, (0.0, 1.0)).all():
         raise ValueError("labels: expected 0/1 values")
-    return lab.astype(bool), scores
+    return lab.astype(bool), None if scores is None else _check_scores(scores, n)
+
+
+def _check_scores(scores, n: int) -> np.ndarray:
+    s = _as_1d(scores, "scores").astype(np.float64, copy=False)
+    if len(s) != n:
+        raise ValueError(f"scores: {len(s)} values for {n} events")
+    if np.isnan(s).any():
+        raise ValueError(f"scores: {int(np.isnan(s).sum())} NaN values")
+    return s
 
 
 def _per_stratum_frame(uniques, u, n_pos, n_neg) -> tuple[pd.DataFrame, np.ndarray]:
@@ -184,16 +189,11 @@ def stratified_auc(strata: Any, labels: Any, scores: Any) -> tuple[float, pd.Dat
 def stratified_auc_of(strata: Any, labels: Any):
     """scores → ``stratified_auc(strata, labels, scores)[0]`` for many score vectors of the same events
     (a weight search): strata and labels checked and factorised once, no per-stratum frame."""
-    y, _ = _check_inputs(strata, labels, np.zeros(len(_as_1d(labels, "labels"))))
+    y, _ = _check_inputs(strata, labels)
     codes, uniques = _factorize(strata)
 
     def auc(scores: Any) -> float:
-        s = _as_1d(scores, "scores").astype(np.float64, copy=False)
-        if len(s) != len(codes):
-            raise ValueError(f"scores: {len(s)} values for {len(codes)} events")
-        if np.isnan(s).any():
-            raise ValueError(f"scores: {int(np.isnan(s).sum())} NaN values")
-        u, n_pos, n_neg = _mann_whitney(codes, y, s, len(uniques))
+        u, n_pos, n_neg = _mann_whitney(codes, y, _check_scores(scores, len(codes)), len(uniques))
         ok = (n_pos > 0) & (n_neg > 0)
         return float((u[ok] / (n_pos[ok] * n_neg[ok])).mean()) if ok.any() else float("nan")
 

@@ -50,7 +50,7 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
     on the sparse per-user world the joint search ended 0.0009 below the search without the taste,
     on the demo the staged one ended 0.0007 below the joint one (`64|id`).
     Each point's AUC is computed once (the steps and searches revisit points), by
-    ``evaluation.stratified_auc_of``: the whole search takes 0.3–0.8 s on the demo's validation
+    ``evaluation.stratified_auc_of``: the whole search takes 0.3–0.9 s on the demo's validation
     period (`id` at h=32/64/128, 25,707 events; 5.1 s with a fresh ``stratified_auc`` per point).
     ``z`` / ``sims`` / ``mem`` / ``taste`` None: that term is off."""
     from .evaluation import stratified_auc_of

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import random_id_table, reloaded, user_feedback
+from semid_pipeline import content_affinity
 from semid_pipeline.config import SplitConfig, TrainConfig, train_identity
 from semid_pipeline.content_affinity import (AFFINITY_DIMS, TASTE_PRECISION, cosines, field_table, personal_tastes,
                                              profiles)
@@ -198,7 +199,7 @@ def _taste_by_minimising(x: np.ndarray, y: np.ndarray, precision: float) -> np.n
     return minimize(f, np.zeros(X.shape[1]), jac=g, method="BFGS", options={"gtol": 1e-10}).x[:-1]
 
 
-def test_personal_taste_is_the_map_of_its_objective():
+def test_personal_taste_is_the_map_of_its_objective(monkeypatch):
     rng = np.random.default_rng(3)
     B, T, d = 6, 30, 4
     vecs = torch.from_numpy(rng.normal(size=(B, T, d)))
@@ -214,6 +215,11 @@ def test_personal_taste_is_the_map_of_its_objective():
     # the prior shrinks a short history toward no preference: fewer events, a smaller |β| on the same data
     short = personal_tastes(vecs[:1].float(), fb[:1], valid[:1] & (torch.arange(T) >= T - 5))
     assert torch.linalg.norm(short) < torch.linalg.norm(torch.from_numpy(beta[0]))
+    # Newton stops at TASTE_TOLERANCE: the same β as all the steps run (tolerance 0), fewer steps not
+    monkeypatch.setattr(content_affinity, "TASTE_TOLERANCE", 0.0)
+    full = personal_tastes(vecs.float(), fb, valid).double().numpy()
+    np.testing.assert_allclose(beta, full, rtol=0, atol=1e-6)
+    assert not np.allclose(personal_tastes(vecs.float(), fb, valid, iters=1).double().numpy(), full, atol=1e-3)
 
 
 def test_taste_weight_chosen_where_the_taste_ranks_and_zero_where_it_cannot():
