@@ -11,9 +11,12 @@ steps interleaved contender by contender so a noisy shared machine hurts all ali
 * ``ours-id``         semid SASRec, one embedding row per track, cfg.sampled_negatives negatives
 * ``ours-<k>``        semid SASRec, random 4-level semantic IDs with codebook k (+ tie level)
 * ``ours-id-neg1``    semid SASRec (id), one sampled negative per position (the reference's work)
+* ``ours-id-attn``    semid SASRec (id), the attention probabilities dropped with ``dropout`` as until
+                      2026-12-04 (``attention_dropout`` is 0 since: the same validation AUC, faster)
 * (each at every ``--max-lens`` history length: default the configured max_len and 400 events)
 * ``reference``       SASRec written the usual way (per-item nn.Embedding, nn.MultiheadAttention,
-                      pre-LN blocks with the same 4h MLP, one sampled negative, BCE on pos/neg logits)
+                      pre-LN blocks with the same 4h MLP and attention dropout, one sampled negative,
+                      BCE on pos/neg logits)
 
 Throughput = predicted training events (real next events) per second of forward+backward+AdamW:
 the median over the timed steps (robust to load spikes on a shared machine), the mean, and events per
@@ -59,10 +62,10 @@ CACHE = Path(os.environ.get("SEMID_BENCH_CACHE", Path(tempfile.gettempdir()) / "
 
 
 class RefBlock(nn.Module):
-    def __init__(self, h: int, heads: int, dropout: float, ffn: int):
+    def __init__(self, h: int, heads: int, dropout: float, ffn: int, attn_dropout: float):
         super().__init__()
         self.ln1 = nn.LayerNorm(h)
-        self.attn = nn.MultiheadAttention(h, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(h, heads, dropout=attn_dropout, batch_first=True)
         self.ln2 = nn.LayerNorm(h)
         self.ffn = nn.Sequential(nn.Linear(h, ffn), nn.GELU(), nn.Linear(ffn, h), nn.Dropout(dropout))
 
@@ -75,12 +78,13 @@ class RefBlock(nn.Module):
 
 
 class RefSASRec(nn.Module):
-    def __init__(self, n_items: int, h: int, layers: int, heads: int, max_len: int, dropout: float):
+    def __init__(self, n_items: int, h: int, layers: int, heads: int, max_len: int, dropout: float,
+                 attn_dropout: float):
         super().__init__()
         self.item_emb = nn.Embedding(n_items + 1, h, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, h)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([RefBlock(h, heads, dropout, 4 * h) for _ in range(layers)])
+        self.blocks = nn.ModuleList([RefBlock(h, heads, dropout, 4 * h, attn_dropout) for _ in range(layers)])
         self.ln = nn.LayerNorm(h)
         self.h = h
 
@@ -175,7 +179,8 @@ def random_codes(n_tracks: int, k: int, levels: int = 4, seed: int = 0) -> pd.Da
 def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
     torch.manual_seed(0)
     if name == "reference":
-        model = RefSASRec(n_tracks, h, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(device)
+        attn = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout  # as ours
+        model = RefSASRec(n_tracks, h, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout, attn).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         def step(x, f, negs):
@@ -189,8 +194,9 @@ def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
     tbl = random_codes(n_tracks, k) if rep != "id" else None
     enc = build_track_encoder(scheme=rep, hidden=h, n_tracks=n_tracks,
                               track_ids=[f"t{i:07d}" for i in range(n_tracks)], id_table=tbl)
-    model = SASRec(encoder=enc, hidden=h, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout).to(device)
+    # ours-id-attn: the attention probabilities dropped with ``dropout`` (the default before 2026-12-04)
+    model = SASRec(encoder=enc, hidden=h, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len, dropout=cfg.dropout,
+                   attention_dropout=None if name.endswith("-attn") else cfg.attention_dropout).to(device)
     opt = make_optimizer(model, cfg)
     n_neg = 1 if name.endswith("neg1") else cfg.sampled_negatives
 
@@ -258,7 +264,7 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
           f"(from {n_windows:,} windows); h={args.hidden}, layers={cfg.layers}, heads={cfg.heads}, "
           f"threads={torch.get_num_threads()}, device={device.type}")
 
-    names = ["ours-id", f"ours-k{args.k}", "ours-id-neg1", "reference"]
+    names = ["ours-id", f"ours-k{args.k}", "ours-id-neg1", "ours-id-attn", "reference"]
     contenders = {n: build(n, n_tracks, args.hidden, cfg, args.k, device) for n in names}
     for n, (m, _) in contenders.items():
         m.train()
@@ -318,6 +324,7 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
     print(f"semantic k={args.k} / id:                  {ratio(f'ours-k{args.k}', 'ours-id')}  (aim ≥ 0.9)")
     print(f"ours id (S={cfg.sampled_negatives} negatives) / reference:   {ratio('ours-id', 'reference')}  (aim ≥ 1.0)")
     print(f"ours id (S=1, same work) / reference:     {ratio('ours-id-neg1', 'reference')}")
+    print(f"attention dropout {cfg.attention_dropout} / {cfg.dropout} (id):     {ratio('ours-id', 'ours-id-attn')}")
     print(f"parameters semantic / id:                 {df.loc[f'ours-k{args.k}', 'params'] / df.loc['ours-id', 'params']:.3f}")
     print(f"data: {label}; max_len {cfg.max_len}; {time.perf_counter() - t_start:.0f}s")
 

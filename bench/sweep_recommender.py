@@ -116,7 +116,7 @@ def parse_run(spec: str, base: TrainConfig) -> tuple[str, TrainConfig]:
             kw[k] = v.lower() in ("1", "true", "yes")
         elif isinstance(default, int):
             kw[k] = int(v)
-        elif isinstance(default, float):
+        elif isinstance(default, float) or (default is None and k == "attention_dropout"):
             kw[k] = float(v)
         else:
             kw[k] = v

@@ -74,7 +74,8 @@ def load_recommender(out_dir: Path, *, splits_vocab: TrackVocab, id_table: pd.Da
     # while its config.json (no item_bias key) would read as the new default (on)
     encoder = TrackEncoder(fields=fields, hidden=hidden, with_bias="encoder.bias" in state)  # codes: state_dict
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence, prior_tokens=prior_tokens(state),
+                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, use_sequence=cfg.use_sequence,
+                   prior_tokens=prior_tokens(state),
                    affinity_dims=affinity_dims(state), memory_tokens=memory_tokens(state),
                    personal_taste="taste_weight" in state)
     model.load_state_dict(state)

@@ -218,11 +218,11 @@ def build_track_encoder(*, scheme: IdScheme | str, hidden: int, n_tracks: int,
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, *, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(self, *, hidden: int, heads: int, dropout: float, attention_dropout: float | None = None) -> None:
         super().__init__()
         assert hidden % heads == 0, f"hidden {hidden} not divisible by heads {heads}"
         self.heads = heads
-        self.dropout = dropout
+        self.dropout = dropout if attention_dropout is None else attention_dropout  # on the attention probabilities
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.resid_drop = nn.Dropout(dropout)
@@ -258,10 +258,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, *, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(self, *, hidden: int, heads: int, dropout: float, attention_dropout: float | None = None) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(hidden)
-        self.attn = CausalSelfAttention(hidden=hidden, heads=heads, dropout=dropout)
+        self.attn = CausalSelfAttention(hidden=hidden, heads=heads, dropout=dropout, attention_dropout=attention_dropout)
         self.ln_2 = nn.LayerNorm(hidden)
         self.mlp = MLP(hidden=hidden, dropout=dropout)
 
@@ -306,8 +306,8 @@ def expected_parameter_count(*, field_sizes: Mapping[str, int] | Sequence[int], 
 
 class SASRec(nn.Module):
     def __init__(self, *, encoder: TrackEncoder, hidden: int, layers: int, heads: int, max_len: int,
-                 dropout: float, use_sequence: bool = True, prior_tokens: int = 0, affinity_dims: int = 0,
-                 memory_tokens: int = 0, personal_taste: bool = False) -> None:
+                 dropout: float, attention_dropout: float | None = None, use_sequence: bool = True,
+                 prior_tokens: int = 0, affinity_dims: int = 0, memory_tokens: int = 0, personal_taste: bool = False) -> None:
         super().__init__()
         assert encoder.hidden == hidden, f"encoder hidden {encoder.hidden} != model hidden {hidden}"
         self.hidden = hidden
@@ -319,7 +319,8 @@ class SASRec(nn.Module):
         self.feedback_emb = nn.Embedding(2, hidden)  # 0 = negative, 1 = positive
         self.pos_emb = nn.Embedding(max_len, hidden)  # counted from the right: last token = max_len-1
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout, attention_dropout=attention_dropout)
+                                     for _ in range(layers)])
         self.ln_f = nn.LayerNorm(hidden)
         # popularity prior (``track_prior``): score += prior_weight · prior_logit[candidate]. Both are
         # buffers (saved with the weights, never trained): w = 0 while training, then ``set_prior``.

@@ -107,7 +107,7 @@ def model_from_splits(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         init_from_content(encoder, content=content, hidden=hidden, std=cfg.content_init_std)
     affinity = field_table(encoder, content) if reads and cfg.content_affinity else None
     model = SASRec(encoder=encoder, hidden=hidden, layers=cfg.layers, heads=cfg.heads, max_len=cfg.max_len,
-                   dropout=cfg.dropout, use_sequence=cfg.use_sequence,
+                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, use_sequence=cfg.use_sequence,
                    prior_tokens=splits.vocab.n_tokens if cfg.popularity_prior else 0,
                    affinity_dims=affinity.shape[1] if affinity is not None else 0,
                    memory_tokens=splits.vocab.n_tokens if cfg.listener_memory else 0,

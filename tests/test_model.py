@@ -153,6 +153,29 @@ def test_same_seed_same_weights():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.5])
+def test_attention_dropout_drops_the_attention_probabilities_alone(attention_dropout):
+    """``attention_dropout`` = p on the attention probabilities, ``dropout`` on the rest. With p = 0
+    a training-mode attention is the eval-mode one followed by the residual dropout (the same mask:
+    no random draw for the attention); with p > 0 the attention itself is dropped too."""
+    torch.manual_seed(0)
+    enc = build_track_encoder(scheme="id", hidden=H, n_tracks=20, track_ids=[f"t{i}" for i in range(20)], id_table=None)
+    model = SASRec(encoder=enc, hidden=H, layers=1, heads=HEADS, max_len=MAX_LEN, dropout=0.5,
+                   attention_dropout=attention_dropout)
+    attn = model.blocks[0].attn
+    assert attn.dropout == attention_dropout and attn.resid_drop.p == 0.5
+    x = torch.randn(2, MAX_LEN, H)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        trained = attn.train()(x, None)
+        y = attn.eval()(x, None)
+        torch.manual_seed(1)
+        expected = attn.resid_drop.train()(y)  # the residual dropout alone, with the same draw
+    assert torch.equal(trained, expected) == (attention_dropout == 0.0)
+    legacy = SASRec(encoder=enc, hidden=H, layers=1, heads=HEADS, max_len=MAX_LEN, dropout=0.3)
+    assert legacy.blocks[0].attn.dropout == 0.3, "None: the attention uses ``dropout``, as before the key"
+
+
 def test_missing_tracks_get_pad_codes_and_bad_codes_are_rejected():
     tbl = id_table(10, 4).iloc[:8]  # two vocabulary tracks have no semantic ID
     enc = build_track_encoder(scheme="v1-k4", hidden=8, n_tracks=10,

@@ -421,3 +421,21 @@ def test_final_fit_continues_from_the_best_weights_on_data_through_validation(sp
     assert resumed.resumed_from_epoch == 1
     assert all(torch.equal(v, _state(resumed.checkpoint)[k]) for k, v in s_fit.items())
     assert "final_fit_epochs" not in train_identity(off) and train_identity(ff)["final_fit_epochs"] == 1
+
+
+def test_attention_dropout_reaches_the_trained_and_the_reloaded_model(splits, tmp_path):
+    """[train] attention_dropout: the trained model's attention drops with it, the rest with
+    ``dropout``; config.json records it and a reload builds the same modules; None (= ``dropout``,
+    the behaviour before the key) leaves the run identity as it was."""
+    from semid_pipeline.config import train_identity
+
+    assert "attention_dropout" not in train_identity(replace(CFG, attention_dropout=None))
+    cfg = replace(CFG, attention_dropout=0.0, epochs=1)
+    assert train_identity(cfg)["attention_dropout"] == 0.0
+    res = train_recommender(scheme=IdScheme.parse("id"), hidden=16, splits=splits, id_table=None, id_table_hash=None,
+                            cfg=cfg, out_dir=tmp_path / "m", log=QUIET)
+    back = load_recommender(tmp_path / "m", splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
+    for model in (res.model, back):
+        assert [b.attn.dropout for b in model.blocks] == [0.0] * CFG.layers
+        assert all(b.attn.resid_drop.p == CFG.dropout == 0.1 for b in model.blocks)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["train"]["attention_dropout"] == 0.0
