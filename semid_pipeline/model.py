@@ -319,11 +319,10 @@ class SASRec(nn.Module):
         self.feedback_emb = nn.Embedding(2, hidden)  # 0 = negative, 1 = positive
         self.pos_emb = nn.Embedding(max_len, hidden)  # counted from the right: last token = max_len-1
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(hidden=hidden, heads=heads, dropout=dropout, attention_dropout=attention_dropout)
-                                     for _ in range(layers)])
+        blk = dict(hidden=hidden, heads=heads, dropout=dropout, attention_dropout=attention_dropout)
+        self.blocks = nn.ModuleList([Block(**blk) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(hidden)
-        # popularity prior (``track_prior``): score += prior_weight · prior_logit[candidate]. Both are
-        # buffers (saved with the weights, never trained): w = 0 while training, then ``set_prior``.
+        # popularity prior (``track_prior``): + prior_weight · prior_logit[candidate]; buffers, never trained: w = 0 until set
         if prior_tokens:
             self.register_buffer("prior_logit", torch.zeros(prior_tokens))
             self.register_buffer("prior_weight", torch.zeros(()))
