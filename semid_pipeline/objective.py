@@ -53,11 +53,13 @@ def next_event_loss(model: SASRec, tracks: torch.Tensor, feedback: torch.Tensor,
         obs = F.binary_cross_entropy_with_logits(pos_logit.float(), (fy > 0).float(), reduction="none")  # (B, T)
     loss = (obs * mask).sum() / n
     if negatives is not None and negatives.shape[-1] > 0 and negative_weight > 0:
-        neg_logit = model.score(h, negatives).float()  # (B, T, S)
+        real = mask > 0  # (B, T): scored at real next events only (padding would add 0 × its cost)
+        neg_idx = negatives[real]  # (M, S)
+        neg_logit = model.score(h[real], neg_idx).float()  # (M, S)
         if neg_logq is not None:  # popularity-sampled: logQ correction
-            neg_logit = neg_logit - neg_logq[negatives]
+            neg_logit = neg_logit - neg_logq[neg_idx]
         neg = F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
-        loss = loss + negative_weight * (neg.mean(-1) * mask).sum() / n
+        loss = loss + negative_weight * neg.mean(-1).sum() / n
     return loss, int(mask.sum())
 
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import random_id_table
 from semid_pipeline.errors import ConfigError
-from semid_pipeline.model import SASRec, build_track_encoder, expected_parameter_count, semantic_field_sizes
+from semid_pipeline.model import Dropout, SASRec, build_track_encoder, expected_parameter_count, semantic_field_sizes
 from semid_pipeline.schemes import IdScheme
 
 H, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 12
@@ -151,6 +151,24 @@ def test_same_seed_same_weights():
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_dropout_has_nn_dropouts_distribution_and_gradient():
+    """``model.Dropout`` (its CPU mask from torch.rand): each element zeroed with probability p, the
+    rest scaled by 1/(1 − p), the gradient through the same mask; seeded: the same mask again;
+    eval mode passes x through; p = 1 zeroes everything, as nn.Dropout does."""
+    d = Dropout(0.3).train()
+    x = torch.ones(200_000, requires_grad=True)
+    torch.manual_seed(0)
+    y = d(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.005  # sd 0.001
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    torch.manual_seed(0)
+    assert torch.equal(d(x), y)
+    assert torch.equal(d.eval()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("attention_dropout", [0.0, 0.5])

@@ -260,10 +260,17 @@ def test_negative_weight_scales_only_the_sampled_negative_term(splits):
         h = model(x, fbs[:, :-1])
         logit = (h * model.encoder(y)).sum(-1) + model.encoder.track_bias(y)
         main = bce(logit[m], (fbs[:, 1:][m] > 0).float())
+        # the negative term by hand: the mean over real next events of the mean BCE of their negatives
+        negative = bce(model.score(h, negs)[m], torch.zeros(int(m.sum()), 3), reduction="none").mean(-1).mean()
+        # negatives drawn at padded positions are never scored
+        assert (~m).any()
+        l1_other_pad, _ = next_event_loss(model, tracks, fbs, torch.where(m[..., None], negs, 1), negative_weight=1.0)
     assert n == int(m.sum()) > 0
     torch.testing.assert_close(l0, main)
     torch.testing.assert_close(l_none, l0)
     assert float(l1) > float(l0)
+    torch.testing.assert_close(l1 - l0, negative, rtol=1e-5, atol=1e-6)
+    assert torch.equal(l1_other_pad, l1)
     torch.testing.assert_close(l3 - l0, 3 * (l1 - l0), rtol=1e-4, atol=1e-6)
 
 
