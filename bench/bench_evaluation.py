@@ -4,7 +4,8 @@
    side, what the weight search repeats per candidate: the (stratum, score) order by ``np.lexsort``
    against ``_group_score_order``, and ``stratified_auc`` against the reusable ``stratified_auc_of``.
    The personal taste's Newton fit (``content_affinity.personal_tastes``) per stratum at session
-   (T = 10) and per-user (T = 400) input lengths, with what a million strata would cost.
+   (T = 10) and per-user (T = 400) input lengths, with what a million strata would cost; and a
+   whole period of skewed input lengths in input-order chunks against ``scoring.length_chunks``.
 2. Full-catalogue top-10 for 1M tracks, 5 fields (4 levels of k=1024 + a tie field),
    h=64, for 1, 16 and 256 strata per call (serving one request at a time vs offline batches): decomposed (codeword scores gathered per track) vs naive (build the
    (N, h) item table, matmul, torch.topk), with the speed ratio.
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from semid_pipeline.evaluation import _group_score_order, bootstrap_ci, evaluate_scored, stratified_auc, stratified_auc_of  # noqa: E402
 from semid_pipeline.content_affinity import AFFINITY_DIMS, personal_tastes  # noqa: E402
-from semid_pipeline.scoring import _select_topk_cs, topk_decomposed, topk_naive  # noqa: E402
+from semid_pipeline.scoring import _select_topk_cs, length_chunks, topk_decomposed, topk_naive  # noqa: E402
 
 
 def bench_auc(n_strata: int, events: int, n_boot: int, seed: int = 0) -> None:
@@ -92,6 +93,40 @@ def bench_taste(shapes: list[tuple[int, int]], repeat: int = 3) -> None:
         s = min(_time_once(lambda: personal_tastes(v, fb, valid)) for _ in range(repeat))
         print(f"  T={t:>3} events, {batch:>5} strata per batch: {s * 1e3:7.1f} ms, {s / batch * 1e6:6.0f} us per stratum"
               f" = {s / batch * 1e6:,.0f} s per million strata")
+
+
+def bench_taste_chunks(n_strata: int = 4000, repeat: int = 2, seed: int = 0) -> None:
+    """The taste of a whole period, side by side: chunks in input order sized by the period's longest
+    input (until 2026-12-04) against ``scoring.length_chunks`` (sorted by length, each chunk its own
+    width). Input lengths are skewed as listening histories are: log-normal, median 30, cut at 400."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.round(np.exp(rng.normal(np.log(30), 1.2, n_strata))), 1, 400).astype(np.int64)
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(n_strata, 400, AFFINITY_DIMS, generator=g)
+    fb = (torch.rand(n_strata, 400, generator=g) < 0.5).long()
+    longest = int(lengths.max())
+    step = max(1, min(1024, 200_000 // longest))
+    ways = {"input order, chunks sized by the longest": [np.arange(b, min(b + step, n_strata))
+                                                         for b in range(0, n_strata, step)],
+            "length_chunks": length_chunks(lengths, batch_size=1024)}
+    print(f"\n== personal taste of a whole period: {n_strata:,} strata, input lengths median "
+          f"{int(np.median(lengths))}, p90 {int(np.percentile(lengths, 90))}, max {longest} (best of {repeat})")
+    out = {}
+    for name, chunks in ways.items():
+        def run():
+            beta = torch.zeros(n_strata, AFFINITY_DIMS)
+            for idx in chunks:
+                w = max(int(lengths[idx].max()), 1)
+                valid = torch.arange(w)[None, :] >= (w - torch.from_numpy(lengths[idx]))[:, None]  # left-padded
+                beta[torch.from_numpy(idx)] = personal_tastes(v[idx, -w:], fb[idx, -w:], valid)
+            return beta
+        s = min(_time_once(run) for _ in range(repeat))
+        out[name] = (s, run())
+        cells = sum(len(c) * max(int(lengths[c].max()), 1) for c in chunks)
+        print(f"  {name:<42} {len(chunks):>4} chunks, {cells / lengths.sum():5.2f} padded cells per event, "
+              f"{s:6.2f} s = {s / n_strata * 1e6:,.0f} s per million strata")
+    (a, beta_a), (b, beta_b) = out.values()
+    print(f"  speed-up {a / b:.2f}x; largest difference of the tastes {float((beta_a - beta_b).abs().max()):.1e}")
 
 
 def _time_once(fn) -> float:
@@ -193,6 +228,7 @@ def main() -> None:
     bench_auc(args.strata, args.events, args.boot)
     bench_search_auc([(768, 33), (100_000, 20), (70_000, 30)])
     bench_taste([(1024, 10), (500, 400)])
+    bench_taste_chunks()
     for s in (int(x) for x in str(args.topk_strata).split(",")):
         bench_topk(args.tracks, args.k, args.h, s, args.levels, args.repeat)
     print(f"load average at end {os.getloadavg()[0]:.1f}")

@@ -180,19 +180,34 @@ def history_profiles(model: SASRec, eval_set: EvalSet, *, max_len: int, batch_si
 @torch.no_grad()
 def taste_scores(model: SASRec, eval_set: EvalSet, *, batch_size: int = 1024) -> torch.Tensor:
     """(E,) û(track) · β(listener) of each evaluated event (``content_affinity.personal_tastes``: β
-    from the stratum's whole input, as the listener memory reads it), in ``eval_set.events`` order, on CPU."""
+    from the stratum's whole input, as the listener memory reads it), in ``eval_set.events`` order, on CPU.
+    The inputs are fitted in chunks of similar length (``length_chunks``), each padded to its own longest."""
     ev = eval_set.events
     rows = torch.from_numpy(ev["row"].to_numpy(np.int64).copy())
     beta = torch.zeros(len(eval_set), model.affinity_table.shape[1])
     device = device_of(model)
-    longest = max((len(t) for t, _ in eval_set.inputs), default=1)
-    chunk = max(1, min(batch_size, 200_000 // max(longest, 1)))  # strata per Newton batch (bounded memory)
-    for b in range(0, len(eval_set), chunk):
-        tracks, fb = left_pad(eval_set.inputs[b: b + chunk], longest)
+    lengths = np.fromiter((len(t) for t, _ in eval_set.inputs), dtype=np.int64, count=len(eval_set))
+    for idx in length_chunks(lengths, batch_size=batch_size):
+        tracks, fb = left_pad([eval_set.inputs[i] for i in idx], int(lengths[idx[-1]]))
         tracks, fb = tracks.to(device), fb.to(device)
-        beta[b: b + len(tracks)] = personal_tastes(model.affinity_vectors(tracks).float(), fb, tracks > 0).cpu()
+        beta[torch.from_numpy(idx)] = personal_tastes(model.affinity_vectors(tracks).float(), fb, tracks > 0).cpu()
     cand = unit(model.affinity_vectors(torch.from_numpy(ev["track_idx"].to_numpy(np.int64).copy()).to(device)).float())
     return (cand.cpu() * beta[rows]).sum(-1)
+
+
+def length_chunks(lengths: np.ndarray, *, batch_size: int, max_cells: int = 200_000) -> list[np.ndarray]:
+    """Row indices in chunks of similar length: sorted by length (stable), each chunk at most
+    ``batch_size`` rows and ``max_cells`` padded (row × its chunk's longest) cells. Every row once.
+    Until 2026-12-04 the chunks were taken in input order and sized by the period's longest input:
+    a few long histories set the size of every chunk and the width of most."""
+    order = np.argsort(lengths, kind="stable")
+    chunks, b = [], 0
+    while b < len(order):
+        width = max(int(lengths[order[min(b + batch_size, len(order)) - 1]]), 1)  # the longest of a full chunk
+        n = max(1, min(batch_size, max_cells // width))
+        chunks.append(order[b: b + n])
+        b += n
+    return chunks
 
 
 def without_prior(model: SASRec, scored: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from semid_pipeline.content_init import content_targets
 from semid_pipeline.model import TrackEncoder
 from semid_pipeline.schemes import IdScheme
 from semid_pipeline.score_terms import choose_weights
-from semid_pipeline.scoring import score_eval_set, without_prior
+from semid_pipeline.scoring import length_chunks, score_eval_set, taste_scores, without_prior
 from semid_pipeline.splits import build_splits
 from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits, stored_numbers
 from semid_pipeline.train import model_from_splits, train_recommender
@@ -275,6 +275,11 @@ def test_trained_model_adds_b_times_the_taste_of_the_whole_input(splits, content
     expect = np.array([unit[t] @ betas[r] for r, t in zip(splits.test.events["row"], sc_on["track_idx"])])
     np.testing.assert_allclose(sc_on["affinity_taste"], expect, atol=1e-3)
     np.testing.assert_allclose(sc_on["score"], sc_zero["score"] + b * expect, atol=1e-3)
+    # fitted in small chunks of similar length (each its own width): the same tastes, in event order
+    lengths = [len(x) for x, _ in inputs]
+    assert len(set(lengths)) > 5 and lengths != sorted(lengths)  # chunks reorder the strata
+    chunked = taste_scores(on.model, splits.test, batch_size=3).numpy()
+    np.testing.assert_allclose(chunked, sc_on["affinity_taste"], atol=1e-6)
     # saved as it scores; off has no such buffer; part of the identity only when on
     loaded = reloaded(on, splits)
     assert float(loaded.taste_weight) == on.prior["taste"] and reloaded(off, splits).taste_weight is None
@@ -289,3 +294,18 @@ def test_trained_model_adds_b_times_the_taste_of_the_whole_input(splits, content
     rec = {"params_total": 1000, "prior": {"weight": 0.0, "values": 50, "affinity": [0.0, 0.0],
                                            "affinity_values": 300, "taste": 1.0}}
     assert stored_numbers(rec) == 1300
+
+
+def test_length_chunks_take_every_row_once_in_length_order_within_both_bounds():
+    lengths = np.random.default_rng(0).integers(0, 400, size=1000)
+    lengths[::97] = 400
+    chunks = length_chunks(lengths, batch_size=64, max_cells=5_000)
+    rows = np.concatenate(chunks)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert all(lengths[c].max() <= lengths[d].min() for c, d in zip(chunks, chunks[1:]))  # sorted by length
+    assert all(len(c) <= 64 and len(c) * max(int(lengths[c].max()), 1) <= 5_000 for c in chunks)
+    assert len(chunks[0]) == 64 and len(chunks[-1]) <= 12  # short rows go 64 at a time, 400-event ones 12
+    # padded cells: far fewer than input order with chunks sized by the longest input (the old way)
+    old = [np.arange(b, min(b + 12, 1000)) for b in range(0, 1000, 12)]
+    assert sum(len(c) * lengths[c].max() for c in chunks) < 0.7 * sum(len(c) * lengths[c].max() for c in old)
+
