@@ -8,7 +8,8 @@
 Each run is ``name:key=value,...`` (TrainConfig overrides on top of the repository's [train]
 settings). The world (``synthetic:demo:<format>``) is written, ingested, featurised and its
 ``v1-k1024`` IDs fitted ONCE into a cache folder (``SEMID_SWEEP_CACHE``, default /tmp/semid_sweep);
-trained models are cached by configuration (a rerun of the same run resumes / reuses its checkpoint).
+trained models are cached by configuration and by the core's source (``code_version``: a rerun of
+the same run on the same code resumes / reuses its checkpoint; changed code trains anew).
 Prints one line per (run, scheme): validation AUC, test AUC [95% CI], best epoch, events/s.
 Choose defaults on the VALIDATION column; test is reported for the record.
 """
@@ -106,6 +107,16 @@ def nested_copy(db: Path, cfg) -> Path:
     return out
 
 
+def code_version() -> str:
+    """A hash of ``semid_pipeline``'s source, part of each run folder's key: a run cached by older
+    code is not reused for the code being measured (it was, until 2026-12-04)."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "semid_pipeline").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def parse_run(spec: str, base: TrainConfig) -> tuple[str, TrainConfig]:
     name, _, rest = spec.partition(":")
     kw = {}
@@ -181,13 +192,14 @@ def main() -> None:
         for name, b in experiment.baseline_records(splits, view, cfg.eval).items():
             print(f"baseline {name:<24} test {b['auc']:.4f} [{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
                   + (f"  val {b['val_auc']:.4f}" if b.get("val_auc") is not None else ""), flush=True)
+    code = code_version()
     variants = [("", splits)] + ([("+shuffled", shuffle_splits(splits, seed=0))] if args.shuffle else [])
     for spec in args.runs:
         name, tc = parse_run(spec, cfg.train)
         for suffix, sp in variants:
             for key in args.schemes:
                 fp = hashlib.sha256(json.dumps([args.world, *([world_set] if world_set else []), args.format + ("-nested" if args.nested else ""), key,
-                                                 args.hidden, suffix, asdict(tc)], sort_keys=True).encode()).hexdigest()[:12]
+                                                 args.hidden, suffix, asdict(tc), code], sort_keys=True).encode()).hexdigest()[:12]
                 scheme = IdScheme.parse(key)
                 res = train_recommender(scheme=scheme, hidden=args.hidden, splits=sp,
                                         id_table=tables.get(scheme.codes_scheme.key), id_table_hash=key, cfg=tc,
