@@ -154,7 +154,6 @@ def _time(fn, repeat: int = 1, name: str = ""):
 @torch.no_grad()
 def bench_topk(n_tracks: int, k_codes: int, h: int, n_strata: int, levels: int, repeat: int) -> None:
     torch.manual_seed(0)
-    f = levels + 1
     print(f"\n== full-catalogue top-10: N={n_tracks:,} tracks, {levels} levels x k={k_codes} + tie field,"
           f" h={h}, S={n_strata} strata, threads={torch.get_num_threads()}")
     tables = [torch.randn(k_codes, h) / h**0.5 for _ in range(levels)]
