@@ -60,10 +60,8 @@ def final_hidden(model: SASRec, eval_set: EvalSet, *, max_len: int | None = None
     S = len(eval_set)
     out = torch.zeros(S, model.hidden)
     lengths = np.array([min(len(t), max_len) for t, _ in eval_set.inputs], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
     amp = autocast(device)
-    for b in range(0, S, batch_size):
-        rows = order[b: b + batch_size]
+    for rows in length_chunks(lengths, batch_size=batch_size, max_cells=None):  # similar lengths: little padding
         tracks, fb = left_pad([eval_set.inputs[i] for i in rows], max_len)
         with amp:
             h = model(tracks.to(device), fb.to(device), last_only=True)[:, -1]  # (b, h)
@@ -195,16 +193,17 @@ def taste_scores(model: SASRec, eval_set: EvalSet, *, batch_size: int = 1024) ->
     return (cand.cpu() * beta[rows]).sum(-1)
 
 
-def length_chunks(lengths: np.ndarray, *, batch_size: int, max_cells: int = 200_000) -> list[np.ndarray]:
+def length_chunks(lengths: np.ndarray, *, batch_size: int, max_cells: int | None = 200_000) -> list[np.ndarray]:
     """Row indices in chunks of similar length: sorted by length (stable), each chunk at most
-    ``batch_size`` rows and ``max_cells`` padded (row × its chunk's longest) cells. Every row once.
+    ``batch_size`` rows and ``max_cells`` padded (row × its chunk's longest) cells (None: rows only).
+    Every row once.
     Until 2026-12-04 the chunks were taken in input order and sized by the period's longest input:
     a few long histories set the size of every chunk and the width of most."""
     order = np.argsort(lengths, kind="stable")
     chunks, b = [], 0
     while b < len(order):
         width = max(int(lengths[order[min(b + batch_size, len(order)) - 1]]), 1)  # the longest of a full chunk
-        n = max(1, min(batch_size, max_cells // width))
+        n = batch_size if max_cells is None else max(1, min(batch_size, max_cells // width))
         chunks.append(order[b: b + n])
         b += n
     return chunks

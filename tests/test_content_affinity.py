@@ -305,6 +305,9 @@ def test_length_chunks_take_every_row_once_in_length_order_within_both_bounds():
     assert all(lengths[c].max() <= lengths[d].min() for c, d in zip(chunks, chunks[1:]))  # sorted by length
     assert all(len(c) <= 64 and len(c) * max(int(lengths[c].max()), 1) <= 5_000 for c in chunks)
     assert len(chunks[0]) == 64 and len(chunks[-1]) <= 12  # short rows go 64 at a time, 400-event ones 12
+    rows_only = length_chunks(lengths, batch_size=64, max_cells=None)  # final_hidden's: batch_size rows each
+    assert [len(c) for c in rows_only] == [64] * 15 + [40]
+    assert np.array_equal(np.concatenate(rows_only), np.argsort(lengths, kind="stable"))
     # padded cells: far fewer than input order with chunks sized by the longest input (the old way)
     old = [np.arange(b, min(b + 12, 1000)) for b in range(0, 1000, 12)]
     assert sum(len(c) * lengths[c].max() for c in chunks) < 0.7 * sum(len(c) * lengths[c].max() for c in old)
