@@ -47,6 +47,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, ar
             "stratum_kind": dg.MetadataValue.text(str(result.get("stratum_kind"))),
             "val_auc": number(result["val"].get("auc")),
             **({"prior_weight": number(result["prior"]["weight"]),
+                "prior_recent_share": number(result["prior"].get("recent") or 0.0),
                 "affinity_weights": dg.MetadataValue.json(result["prior"].get("affinity") or [0.0, 0.0]),
                 "memory_weights": dg.MetadataValue.json(result["prior"].get("memory") or [0.0, 0.0]),
                 "taste_weight": number(result["prior"].get("taste") or 0.0)}

@@ -106,7 +106,7 @@ def every_kth(splits, k_train: int, k_val: int):
     CPU-sized training set on the full catalogue (the parameter counts do not change)."""
     if k_train > 1:
         keep = [splits.train[i] for i in range(0, len(splits.train), k_train)]
-        splits = replace(splits, train=TrainSequences.from_list(keep))
+        splits = replace(splits, train=TrainSequences.from_list(keep), train_ts=None)
     if k_val > 1:
         es = splits.val
         ev = es.events[es.events["row"] % k_val == 0].copy()

@@ -149,6 +149,7 @@ def record(name, key, h, res, splits, cfg_eval, max_len):
         out["affinity"] = res.prior.get("affinity")  # [train] content_affinity's (a+, a-)
         out["memory"] = res.prior.get("memory")  # [train] listener_memory's (r_track, r_artist)
         out["taste"] = res.prior.get("taste")  # [train] personal_taste's b
+        out["recent"] = res.prior.get("recent")  # [train] recent_prior_days's ρ
         if res.prior.get("val_auc") is not None:
             out["val_auc_without_prior"], out["val_auc"] = res.prior["val_auc_without"], res.prior["val_auc"]
         # the same test scores with w = 0 (the switch off: training never saw it), as evaluate_model does
@@ -209,7 +210,7 @@ def main() -> None:
                 print(f"{args.format:<8} {r['run']:<22} {key:<10} val {r['val_auc']:.4f} "
                       f"test {r['test_auc']:.4f} [{r['test_lo']:.4f}, {r['test_hi']:.4f}] "
                       f"epoch {r['best_epoch']}/{r['epochs']} {r['events_per_s']:,} ev/s"
-                      + (f" prior w={r['prior_weight']:g} a={r.get('affinity')} b={r.get('taste')} r={r.get('memory')} (without: val {r.get('val_auc_without_prior', float('nan')):.4f}"
+                      + (f" prior w={r['prior_weight']:g} ρ={r.get('recent')} a={r.get('affinity')} b={r.get('taste')} r={r.get('memory')} (without: val {r.get('val_auc_without_prior', float('nan')):.4f}"
                          f" test {r['test_auc_without_prior']:.4f})" if "prior_weight" in r else ""), flush=True)
                 if args.out:
                     with open(args.out, "a") as fh:

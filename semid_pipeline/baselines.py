@@ -29,7 +29,7 @@ import pandas as pd
 
 from .evaluation import require_columns
 from .listener_memory import history_matches
-from .splits import EvalSet, Splits
+from .splits import EvalSet, Splits, as_train_sequences
 from .track_prior import PRIOR_STRENGTH, global_rate, smoothed_rate
 
 
@@ -156,23 +156,38 @@ def _train_arrays(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
     return t.astype(np.int64, copy=False), f.astype(np.int64, copy=False)
 
 
-def known_events(splits: Splits) -> pd.DataFrame:
-    """Timestamped events the splits carry (evaluation inputs + validation events), deduplicated:
-    the pool trailing windows are cut from (training sequences carry no timestamps)."""
+def known_events(splits: Splits, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Timestamped events the splits carry (training events where ``splits.train_ts`` has them,
+    evaluation inputs, validation events), deduplicated (a listener's evaluation input is also
+    training data), from ``since`` on where given: the pool trailing windows are cut from."""
+    since64 = None if since is None else np.datetime64(pd.Timestamp(since), "ns")
     parts = []
+    t, seqs = splits.train_ts, as_train_sequences(splits.train)
+    if t is not None and len(splits.train_stratum_ids) == len(seqs) and len(t) == len(seqs.tracks):
+        t = np.asarray(t).astype("datetime64[ns]")
+        keep = np.ones(len(t), bool) if since64 is None else t >= since64
+        if keep.any():
+            sid = np.repeat(np.asarray(splits.train_stratum_ids, dtype=object), seqs.lengths)[keep]
+            parts.append(pd.DataFrame({"stratum_id": sid, "track_idx": seqs.tracks[keep],
+                                       "feedback": seqs.feedback[keep], "ts": pd.to_datetime(t[keep])}))
     for es in (splits.val, splits.test):
-        for i, (t, f) in enumerate(es.inputs):
+        for i, (tr, f) in enumerate(es.inputs):
             ts = es.input_ts[i] if i < len(es.input_ts) else None
-            if ts is None or len(ts) != len(t):
+            if ts is None or len(ts) != len(tr):
                 continue
-            parts.append(pd.DataFrame({"stratum_id": es.stratum_ids[i], "track_idx": t, "feedback": f,
-                                       "ts": pd.to_datetime(ts)}))
+            ts = np.asarray(ts).astype("datetime64[ns]")
+            k = slice(None) if since64 is None else ts >= since64
+            parts.append(pd.DataFrame({"stratum_id": es.stratum_ids[i], "track_idx": tr[k], "feedback": f[k],
+                                       "ts": pd.to_datetime(ts[k])}))
     if len(splits.val.events):
         parts.append(splits.val.events[["stratum_id", "track_idx", "feedback", "ts"]].assign(
             ts=lambda d: pd.to_datetime(d["ts"])))
+    parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({"stratum_id": [], "track_idx": [], "feedback": [], "ts": pd.to_datetime([])})
     pool = pd.concat(parts, ignore_index=True)
+    if since64 is not None:
+        pool = pool[pool["ts"] >= pd.Timestamp(since)]
     return pool.drop_duplicates(["stratum_id", "ts", "track_idx"]).reset_index(drop=True)
 
 
@@ -240,7 +255,9 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     ti, tf = _train_arrays(splits)
     p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
-    pool = known_events(splits)
+    starts = [_period_start(es) for es in (splits.val, splits.test)]
+    starts = [x for x in starts if x is not None]
+    pool = known_events(splits, since=min(starts) - pd.Timedelta(days=cfg.window_days) if starts else None)
     out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "trailing_rate": {}}
     feats: dict[str, tuple] = {}
     for period, es in (("val", splits.val), ("test", splits.test)):

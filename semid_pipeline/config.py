@@ -239,6 +239,10 @@ class TrainConfig:
     # score += w · z(track): the Beta-smoothed positive rate of the track in the training data as a
     # logit (``track_prior``; w learned, z a per-track statistic, leave-sequence-out while training)
     popularity_prior: bool = True
+    # with the prior: w · (z + ρ · z_recent), z_recent the track's rate over the last this many days
+    # before the scored period as its deviation from z (``track_prior.recent_logits``; ρ chosen with w;
+    # 0 = off)
+    recent_prior_days: int = 14
     # score += a₊ · cos(content(track), liked history) − a₋ · cos(…, disliked history), content as the
     # track's ID fields say it (``content_affinity``; a chosen on validation with w; never for v0)
     content_affinity: bool = True
@@ -263,7 +267,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``popularity_prior``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
+    ``recent_prior_days = 0``, ``popularity_prior``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -281,6 +285,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["final_fit_epochs"]
     if not d["popularity_prior"]:
         del d["popularity_prior"]
+    if d["recent_prior_days"] == 0:
+        del d["recent_prior_days"]
     if not d["content_affinity"]:
         del d["content_affinity"]
     if not d["listener_memory"]:

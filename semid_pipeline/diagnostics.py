@@ -73,7 +73,7 @@ def _shuffle_eval(es: EvalSet, rng: np.random.Generator) -> EvalSet:
 def shuffle_splits(splits: Splits, *, seed: int = 0) -> Splits:
     """Every training sequence and evaluation input permuted within its stratum (evaluated events kept)."""
     rng = np.random.default_rng(seed)
-    return replace(splits, train=_shuffle_seqs(splits.train, rng),
+    return replace(splits, train=_shuffle_seqs(splits.train, rng), train_ts=None,
                    val=_shuffle_eval(splits.val, rng), test=_shuffle_eval(splits.test, rng))
 
 

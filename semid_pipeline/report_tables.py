@@ -58,6 +58,7 @@ def normalize_record(rec: dict) -> dict:
         "n_strata": _num(test.get("n_strata")),
         "val_auc": _num(val.get("auc")),
         "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
+        "prior_recent": _num((rec.get("prior") or {}).get("recent")),  # [train] recent_prior_days's ρ
         "affinity": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("affinity") or ()),  # content_affinity's a₊/a₋
         "taste": _num((rec.get("prior") or {}).get("taste")),  # content_affinity's personal taste b
         "memory": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("memory") or ()),  # listener_memory's r_t/r_a
@@ -132,6 +133,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "ΔAUC vs id": df["delta_auc_vs_id"],
             "val AUC": df["val_auc"],
             "prior w": df["prior_weight"],
+            "recent ρ": df["prior_recent"] if "prior_recent" in df else "",
             "affinity a+/a-": df["affinity"] if "affinity" in df else "",
             "taste b": df["taste"] if "taste" in df else "",
             "memory r track/artist": df["memory"] if "memory" in df else "",

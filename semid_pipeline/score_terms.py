@@ -1,7 +1,7 @@
 """The terms chosen on validation, on top of the model's own feedback score: how they add up
 (``combine``) and how their weights are chosen (``choose_weights``).
 
-    score + w · z (``track_prior``) + a₊ · cos₊ − a₋ · cos₋ + b · û·β (``content_affinity``)
+    score + w · (z + ρ · z_recent) (``track_prior``) + a₊ · cos₊ − a₋ · cos₋ + b · û·β (``content_affinity``)
           + r_t · m_track + r_a · m_artist (``listener_memory``)
 
 Training never sees them; ``track_prior.validation_weight`` scores the validation period with all
@@ -16,6 +16,9 @@ import numpy as np
 
 from .content_affinity import AFFINITY_WEIGHTS, TASTE_WEIGHTS
 from .listener_memory import MEMORY_WEIGHTS
+
+# ρ of w · (z + ρ · z_recent): how much the trailing window's deviation from the whole-period rate counts
+RECENT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def combine(scores: np.ndarray, z: np.ndarray | None, sims: np.ndarray | None, w: float,
@@ -37,10 +40,13 @@ def combine(scores: np.ndarray, z: np.ndarray | None, sims: np.ndarray | None, w
 
 def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.ndarray | None,
                    prior_weights: Sequence[float], mem: np.ndarray | None = None, taste: np.ndarray | None = None,
-                   rounds: int = 2) -> dict:
-    """{"weight": w, "affinity": [a₊, a₋], "memory": [r_t, r_a], "taste": b, "auc": with them,
+                   z_recent: np.ndarray | None = None, rounds: int = 2) -> dict:
+    """{"weight": w, "recent": ρ, "affinity": [a₊, a₋], "memory": [r_t, r_a], "taste": b, "auc": with them,
     "auc_without": all 0} maximising the stratified AUC of ``combine`` on these (validation) events:
-    ``rounds`` of coordinate ascent, w over ``prior_weights``, then (a₊, a₋) together over
+    ``rounds`` of coordinate ascent, w over ``prior_weights`` (with ``z_recent``, the trailing
+    window's deviation from z (``track_prior.recent_logits``), (w, ρ) of w · (z + ρ · z_recent)
+    together over ``prior_weights`` × ``RECENT_SHARES``: ρ = 1 is the window's own rate, and where
+    the whole-period rate alone ranks badly w must move with ρ), then (a₊, a₋) together over
     ``AFFINITY_WEIGHTS``², then (r_t, r_a) together over ``listener_memory.MEMORY_WEIGHTS``², each
     step keeping the smallest weights on ties (a term that does not help stays 0; a₊ and a₋ one at
     a time: `id` validation AUC 0.6950 instead of 0.6963), then b over ``TASTE_WEIGHTS`` in each round. With the personal taste a second
@@ -52,16 +58,17 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
     Each point's AUC is computed once (the steps and searches revisit points), by
     ``evaluation.stratified_auc_of``: the whole search takes 0.3–0.9 s on the demo's validation
     period (`id` at h=32/64/128, 25,707 events; 5.1 s with a fresh ``stratified_auc`` per point).
-    ``z`` / ``sims`` / ``mem`` / ``taste`` None: that term is off."""
+    ``z`` / ``sims`` / ``mem`` / ``taste`` / ``z_recent`` None: that term is off."""
     from .evaluation import stratified_auc_of
 
     of = stratified_auc_of(strata, labels)  # the strata factorised once, not per candidate
     seen: dict[tuple, float] = {}  # the searches revisit points (each step's current weights, the second search's first round)
 
-    def auc(*, w: float, a: Sequence[float], r: Sequence[float], b: float) -> float:
-        key = (w, tuple(a), tuple(r), b)
+    def auc(*, w: tuple[float, float], a: Sequence[float], r: Sequence[float], b: float) -> float:
+        key = (tuple(w), tuple(a), tuple(r), b)  # w = (w, ρ)
         if key not in seen:
-            seen[key] = of(combine(scores, z, sims, w, a, mem, r, taste, b))
+            zz = z if not w[1] else z + w[1] * z_recent
+            seen[key] = of(combine(scores, zz, sims, w[0], a, mem, r, taste, b))
         return seen[key]
 
     def smallest(pair):  # ties: the smallest sum, then the smaller first weight
@@ -69,7 +76,10 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
 
     grids = {}  # term → (candidates, tie-break); the current weights are always among the candidates
     if z is not None:
-        grids["w"] = (prior_weights, lambda c: (-c,))
+        if z_recent is not None:
+            z_recent = np.asarray(z_recent, dtype=np.float64)
+        shares = RECENT_SHARES if z_recent is not None else (0.0,)
+        grids["w"] = ([(w, rho) for w in prior_weights for rho in shares], lambda c: (-c[0], -c[1]))
     if sims is not None:
         grids["a"] = ([(ap, an) for ap in AFFINITY_WEIGHTS for an in AFFINITY_WEIGHTS], smallest)
     if mem is not None:
@@ -77,7 +87,7 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
         grids["r"] = ([(rt, x) for rt in MEMORY_WEIGHTS for x in ra], smallest)
     if taste is not None:
         grids["b"] = (TASTE_WEIGHTS, lambda c: (-c,))
-    zero = {"w": 0.0, "a": (0.0, 0.0), "r": (0.0, 0.0), "b": 0.0}
+    zero = {"w": (0.0, 0.0), "a": (0.0, 0.0), "r": (0.0, 0.0), "b": 0.0}
     without = auc(**zero)
 
     def ascend(cur: dict, best: float, terms: list[str], n: int) -> tuple[dict, float]:
@@ -95,6 +105,6 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
         alt, alt_best = ascend(alt, alt_best, ["b", *(t for t in ("w", "a") if t in grids)], 1)
         if alt_best > best:
             cur, best = alt, alt_best
-    w, a, r, b = cur["w"], cur["a"], cur["r"], cur["b"]
-    return {"weight": float(w), "affinity": [float(a[0]), float(a[1])], "memory": [float(r[0]), float(r[1])],
+    (w, rho), a, r, b = cur["w"], cur["a"], cur["r"], cur["b"]
+    return {"weight": float(w), "recent": float(rho) if w else 0.0, "affinity": [float(a[0]), float(a[1])], "memory": [float(r[0]), float(r[1])],
             "taste": float(b), "auc": best, "auc_without": without}

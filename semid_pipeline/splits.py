@@ -141,6 +141,9 @@ class Splits:
     n_genres: int = 0
     cutoffs: dict = field(default_factory=dict)  # max_ts, val_start, test_start (pd.Timestamp)
     train_stratum_ids: list[str] = field(default_factory=list)
+    # (E,) datetime64[ns] of each training event, aligned with ``train.tracks`` (None: unknown, e.g.
+    # after ``diagnostics.shuffle_splits``): trailing windows before the validation period
+    train_ts: np.ndarray | None = None
 
     @property
     def n_train_events(self) -> int:
@@ -403,7 +406,7 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
                   track_artist=artist, track_genre=genre, n_artists=n_art, n_genres=n_gen,
                   cutoffs={"max_ts": pd.Timestamp(max_ts), "val_start": pd.Timestamp(val_start),
                            "test_start": pd.Timestamp(test_start)},
-                  train_stratum_ids=ids[has_train].tolist())
+                  train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take])
 
 
 def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_cols: set[str] | None):

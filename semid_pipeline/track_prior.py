@@ -15,6 +15,13 @@ period, w in 0..16): there neither the model nor z has seen the labels. The mode
 and served carries z counted over the data it last trained on (through the validation period
 after the final fit), so the two stand to each other as they did when w was chosen.
 
+With ``[train] recent_prior_days`` (default 14; 0 = off) the term is w · (z + ρ · z_recent),
+z_recent the track's rate over that many days before the scored period (shrunk toward its
+whole-period rate, as the trailing-rate baseline counts it) less z: ρ = 1 scores with the recent
+rate, ρ = 0 as before; (w, ρ) are chosen together on validation, and the stored z already holds
+ρ · z_recent (one number per track, as before). Real catalogues drift (hits wear off, releases
+climb); a world with such trends (``appeal_trend_weight``) is in the README.
+
 The prior scores feedback on a play (the stratified AUC, the paper's metric). The full-catalogue
 top-k and serving rank by the model's own score: a high like rate is not a reason to play a
 track, and with the prior the demo's recall@10 fell (``64|v1-k1024`` 0.240 → 0.193, ``id``
@@ -29,6 +36,7 @@ The popularity baseline's rate is the same function (``baselines`` imports it fr
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 PRIOR_STRENGTH = 10.0  # pseudo-events of the Beta prior (the popularity baselines use the same)
 _EPS = 1e-6
@@ -52,14 +60,46 @@ def global_rate(feedback: np.ndarray) -> float:
     return float(np.mean(feedback)) if len(feedback) else 0.5
 
 
+def prior_rates(tracks: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
+                strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, float]:
+    """(rate (n_tokens,) float64, p0): each track's smoothed rate over all ``tracks``/``feedback`` events."""
+    t, f = np.asarray(tracks, dtype=np.int64), np.asarray(feedback, dtype=np.int64)
+    p0 = global_rate(f)
+    return smoothed_rate(t, f, n_tokens, prior=p0, strength=strength)[0], p0
+
+
 def prior_logits(tracks: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
                  strength: float = PRIOR_STRENGTH) -> np.ndarray:
     """(n_tokens,) float32 z per track index from all ``tracks``/``feedback`` events; row 0 (padding)
     and tracks without events are 0."""
-    t, f = np.asarray(tracks, dtype=np.int64), np.asarray(feedback, dtype=np.int64)
-    p0 = global_rate(f)
-    rate, _ = smoothed_rate(t, f, n_tokens, prior=p0, strength=strength)
+    rate, p0 = prior_rates(tracks, feedback, n_tokens, strength=strength)
     z = _logit(rate) - _logit(p0)
+    z[0] = 0.0
+    return z.astype(np.float32)
+
+
+def recent_logits(splits, eval_set, rate: np.ndarray, *, days: int) -> np.ndarray | None:
+    """(n_tokens,) float32 z_recent = logit(r) − logit(rate): r each track's rate over the ``days``
+    before ``eval_set``'s period (the trailing-rate baseline's window and pool,
+    ``baselines.trailing_rate``) shrunk toward its whole-period ``rate``; 0 for a track not played
+    in the window. None where the splits carry no timestamped events before the period.
+
+    Real catalogues drift (a hit wears off, a new release climbs); the whole-period rate averages
+    that away and the trailing-window baseline does not. The score gets w · (z + ρ · z_recent),
+    ρ chosen on validation with the other weights (``score_terms.choose_weights``; 0 where the
+    window says nothing the whole period does not)."""
+    from .baselines import BaselineConfig, known_events, trailing_rate
+
+    if days <= 0 or not len(eval_set.events):
+        return None
+    start = pd.to_datetime(eval_set.events["ts"]).min()
+    pool = known_events(splits, since=start - pd.Timedelta(days=days))
+    if pool.empty:
+        return None
+    recent, cnt = trailing_rate(splits, eval_set, BaselineConfig(window_days=days), rate, pool)
+    if not cnt.any():
+        return None
+    z = _logit(recent) - _logit(rate)
     z[0] = 0.0
     return z.astype(np.float32)
 
@@ -81,7 +121,7 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
     return best["weight"], rows
 
 
-def validation_weight(model, splits) -> dict:
+def validation_weight(model, splits, *, recent_days: int = 0) -> dict:
     """{"weight", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values", "affinity_values",
     "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
     and / or the listener memory (all weights 0 until now): z counted over the training period, the
@@ -89,20 +129,23 @@ def validation_weight(model, splits) -> dict:
     ``choose_weight``); ``values`` / ``affinity_values`` / ``memory_values``: the numbers z, the
     affinity's content rows and the memory's track → artist map store (the model's storage beyond
     its parameters). The model keeps that z with all weights 0 (the caller sets the final ones).
-    No validation events: all weights 0."""
+    ``recent_days`` > 0: also ρ of the trailing window (``recent_logits``). No validation events: all weights 0."""
     from .score_terms import choose_weights
     from .scoring import score_eval_set
 
     n_tok = splits.vocab.n_tokens
     artist = model.has_memory and bool(model.memory_artist.any())
     taste = model.taste_weight is not None
-    out = {"weight": 0.0, "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "taste": 0.0, "val_auc": None, "val_auc_without": None,
+    out = {"weight": 0.0, "recent": 0.0, "recent_days": int(recent_days), "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "taste": 0.0, "val_auc": None, "val_auc_without": None,
            "values": n_tok if model.has_prior else 0,
            "affinity_values": int(model.affinity_table.numel()) if model.has_affinity else 0,
            "memory_values": int(model.memory_artist.numel()) if artist else 0}
+    z_recent = None
     if model.has_prior:
         t, f = splits.train_arrays()
         model.set_prior(prior_logits(t, f, n_tok), 0.0)
+        if recent_days > 0:
+            z_recent = recent_logits(splits, splits.val, prior_rates(t, f, n_tok)[0], days=recent_days)
     if model.has_affinity:
         model.set_affinity(weights=(0.0, 0.0), taste=0.0 if taste else None)
     if model.has_memory:
@@ -114,22 +157,32 @@ def validation_weight(model, splits) -> dict:
     sims = scored[["affinity_liked", "affinity_disliked"]].to_numpy() if model.has_affinity else None
     mem = scored[["memory_track", "memory_artist"]].to_numpy() if model.has_memory else None
     best = choose_weights(scored["stratum_id"], scored["feedback"], scored["score"], z=z, sims=sims, mem=mem,
-                          taste=scored["affinity_taste"].to_numpy() if taste else None, prior_weights=PRIOR_WEIGHTS)
-    return out | {"weight": best["weight"], "affinity": best["affinity"], "memory": best["memory"], "taste": best["taste"],
+                          taste=scored["affinity_taste"].to_numpy() if taste else None, prior_weights=PRIOR_WEIGHTS,
+                          z_recent=None if z_recent is None else z_recent[scored["track_idx"].to_numpy()])
+    return out | {"weight": best["weight"], "recent": best["recent"], "affinity": best["affinity"], "memory": best["memory"],
+                  "taste": best["taste"],
                   "val_auc": best["auc"], "val_auc_without": best["auc_without"]}
 
 
 def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
     """Give a trained model the weights ``validation_weight`` chose, with z counted over the data its
     weights last trained on (through the validation period after a final fit, else the training
-    period): the two then stand to each other as they did when w was chosen. The content
+    period), plus ρ · z_recent over the window before the test period where ρ > 0: the two then
+    stand to each other as they did when w was chosen. The content
     affinity's rows and the memory's artist map never change (content and metadata, not labels)."""
     from .splits import as_train_sequences
     from .windows import through_validation
 
     if model.has_prior:
         seqs = through_validation(splits) if final_fit else as_train_sequences(splits.train)
-        model.set_prior(prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens), chosen["weight"])
+        z = prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens)
+        rho, days = float(chosen.get("recent") or 0.0), int(chosen.get("recent_days") or 0)
+        if rho > 0 and days > 0:
+            rate = prior_rates(seqs.tracks, seqs.feedback, splits.vocab.n_tokens)[0]
+            z_recent = recent_logits(splits, splits.test, rate, days=days)
+            if z_recent is not None:
+                z = z + np.float32(rho) * z_recent
+        model.set_prior(z, chosen["weight"])
     if model.has_affinity:
         model.set_affinity(weights=chosen.get("affinity", (0.0, 0.0)),
                            taste=chosen.get("taste", 0.0) if model.taste_weight is not None else None)

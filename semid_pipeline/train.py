@@ -399,7 +399,8 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
                 log(f"{tag} early stop: no validation improvement for {cfg.patience} epochs")
 
         if model.has_terms and prog.prior is None:
-            _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag)
+            _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag,
+                          days=cfg.recent_prior_days)
         if cfg.final_fit_epochs > 0:
             _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
                        log=log, tag=tag)
@@ -414,20 +415,20 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
 
 def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict, out_dir: Path,
-                  log: Callable[[str], None], tag: str) -> None:
+                  log: Callable[[str], None], tag: str, days: int) -> None:
     """The prior's, affinity's and memory's weights chosen for the best weights (``track_prior.
     validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
-    prior = validation_weight(tr.model, splits) if tr.dist.is_main else {
-        "weight": math.nan, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
-    prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "taste")}
+    prior = validation_weight(tr.model, splits, recent_days=days) if tr.dist.is_main else {
+        "weight": math.nan, "recent": math.nan, "recent_days": days, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
+    prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "recent", "taste")}
     prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")}
     prog.prior = prior
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
     tr.dist.barrier()
     if prior.get("val_auc") is not None:
-        log(f"{tag} prior w = {prior['weight']:g}, affinity a = {prior['affinity']}, taste b = {prior['taste']:g}, "
+        log(f"{tag} prior w = {prior['weight']:g} (recent ρ {prior['recent']:g}), affinity a = {prior['affinity']}, taste b = {prior['taste']:g}, "
             f"memory r = {prior['memory']} (validation AUC {prior['val_auc']:.4f}, without {prior['val_auc_without']:.4f})")
 
 

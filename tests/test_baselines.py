@@ -118,3 +118,43 @@ def test_compare_uses_the_ci_against_the_point_estimate():
     assert compare((0.7, 0.64, 0.74), 0.65) == "tie"
     assert compare((0.6, 0.58, 0.62), 0.65) == "worse"
     assert compare((float("nan"),) * 3, 0.65) == "n/a"
+
+
+def drifting_sessions(n_sessions=900, n_tracks=40, seed=1) -> pd.DataFrame:
+    """Sessions of 10 events inside one day, days 0..89; tracks 0..19 liked before day 55, disliked after."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        day = float(rng.uniform(0, 90))
+        for p in range(10):
+            k = int(rng.integers(0, n_tracks))
+            p_like = 0.85 if (k < n_tracks // 2) != (day > 55) else 0.15
+            rows.append((f"s{s:04d}", p + 1, 10, T0 + pd.Timedelta(days=day, minutes=3 * p), f"t{k:03d}",
+                         int(rng.random() < p_like), "radio", None, None))
+    return pd.DataFrame(rows, columns=["stratum_id", "position", "stratum_length", "ts", "track_id", "feedback",
+                                       "context_type", "artist_id", "genre_id"])
+
+
+def test_the_window_before_validation_comes_from_training_events(splits):
+    from dataclasses import replace
+
+    from semid_pipeline.baselines import known_events
+    from semid_pipeline.track_prior import prior_rates, recent_logits
+
+    sp = build_splits(drifting_sessions(), None, SplitConfig(test_days=14, val_days=14), kind="session")
+    val_start = sp.cutoffs["val_start"]
+    assert len(sp.train_ts) == len(sp.train.tracks) and (sp.train_ts < np.datetime64(val_start, "ns")).all()
+    pool = known_events(sp)
+    assert (pool["ts"] < val_start).sum() == len(sp.train.tracks)  # session inputs lie inside their period
+    since = val_start - pd.Timedelta(days=14)
+    assert known_events(sp, since=since).equals(pool[pool["ts"] >= since].reset_index(drop=True))
+    rate = prior_rates(*sp.train_arrays(), sp.vocab.n_tokens)[0]
+    z = recent_logits(sp, sp.val, rate, days=14)
+    idx = sp.vocab.encode([f"t{k:03d}" for k in range(40)])
+    assert z[idx[:20]].mean() < -0.2 < 0.2 < z[idx[20:]].mean()  # the trend, seen in training sessions
+    bare = known_events(replace(sp, train_ts=None))  # without the training events' times: nothing before validation
+    assert len(bare) == len(pool) - len(sp.train.tracks) and (bare["ts"] >= val_start).all()
+    # per-user data: a listener's evaluation input is also training data, counted once
+    users = known_events(splits)
+    assert not users.duplicated(["stratum_id", "ts", "track_idx"]).any()
+    assert len(users) >= len(splits.train.tracks) + len(splits.val.events)

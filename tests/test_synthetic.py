@@ -664,3 +664,30 @@ def test_chunked_sessions_are_mssd_files_that_ingest(tmp_path, chunked):
     joined = fe.merge(syn.load_oracle(chunked.out_dir / "sessions"), on=["stratum_id", "position"], how="left",
                       validate="one_to_one")
     assert 0 < len(fe) < len(logs) and joined["p_positive"].notna().all()
+
+
+def test_an_appeal_trend_moves_each_tracks_logit_linearly_over_the_days(tmp_path):
+    from semid_pipeline.synthetic.feedback import draw_feedback, track_trend
+    from semid_pipeline.synthetic.world import build_world
+
+    assert syn.preset("demo").appeal_trend_weight == 0.0  # off by default
+    cfg = replace(syn.preset("tiny"), name="tiny-trend", appeal_trend_weight=1.5)
+    world = build_world(cfg)
+    rng = np.random.default_rng(0)
+    u, t = rng.integers(0, cfg.n_users, 3000), rng.integers(0, cfg.n_tracks, 3000)
+    days = np.r_[np.zeros(3000, int), np.full(3000, cfg.n_days - 1)]  # one call: one calibrated intercept
+    fb = draw_feedback(world, rng, np.r_[u, u], np.r_[t, t], np.ones(6000, int), days=days)
+    lg = np.log(fb.p_positive) - np.log1p(-fb.p_positive)
+    np.testing.assert_allclose(lg[3000:] - lg[:3000], 2 * 1.5 * track_trend(cfg.seed, t), atol=1e-6)
+    with pytest.raises(ValueError, match="day"):
+        draw_feedback(world, rng, u, t, np.ones(3000, int))
+
+    # the per-user files: tracks trending up are liked more late than early, the others less
+    m = syn.write_world(cfg, tmp_path / "w", formats=("users",))
+    ev = pd.read_parquet(m.users_events)
+    idx = pd.Index(world.cat.track_ids).get_indexer(ev["track_id"])
+    s = track_trend(cfg.seed, idx)
+    late = (ev["timestamp"] - ev["timestamp"].min()).dt.days.to_numpy() >= cfg.n_days / 2
+    rate = lambda mask: ev["feedback"].to_numpy()[mask].mean()  # noqa: E731
+    assert rate((s > 0.5) & late) - rate((s > 0.5) & ~late) > 0.1
+    assert rate((s < -0.5) & late) - rate((s < -0.5) & ~late) < -0.1

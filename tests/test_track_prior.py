@@ -138,3 +138,41 @@ def test_the_full_catalogue_top_k_leaves_the_prior_out(splits, tmp_path):
     res.model.set_prior(res.model.prior_logit, 0.0)
     v0, i0 = top_k_lists(res.model, splits.test, k=10, max_len=CFG.max_len)
     assert torch.equal(i, i0) and torch.allclose(v, v0)
+
+
+def test_the_recent_window_follows_a_trend_the_whole_period_rate_misses(tmp_path):
+    from test_baselines import drifting_world
+
+    from semid_pipeline.score_terms import RECENT_SHARES, choose_weights
+    from semid_pipeline.track_prior import prior_rates, recent_logits
+
+    # tracks 0..19 are liked before day 55 and disliked after it, 20..39 the reverse
+    sp = build_splits(drifting_world(), None, SplitConfig(test_days=14, val_days=14))
+    t, f = sp.train_arrays()
+    rate = prior_rates(t, f, sp.vocab.n_tokens)[0]
+    z_recent = recent_logits(sp, sp.val, rate, days=14)  # the 14 days before validation: after day 55
+    assert recent_logits(sp, sp.val, rate, days=0) is None
+    idx = sp.vocab.encode([f"t{k:03d}" for k in range(40)])
+    assert z_recent[0] == 0.0 and z_recent[idx[:20]].mean() < -0.2 and z_recent[idx[20:]].mean() > 0.2
+
+    v = sp.val.events
+    z = prior_logits(t, f, sp.vocab.n_tokens)[v["track_idx"]]
+    zr = z_recent[v["track_idx"]]
+    zero = np.zeros(len(v))
+    got = choose_weights(v["stratum_id"], v["feedback"], zero, z=z, sims=None, prior_weights=PRIOR_WEIGHTS, z_recent=zr)
+    assert got["recent"] in RECENT_SHARES and got["recent"] > 0 and got["weight"] > 0
+    plain = choose_weights(v["stratum_id"], v["feedback"], zero, z=z, sims=None, prior_weights=PRIOR_WEIGHTS)
+    assert plain["recent"] == 0.0 and got["auc"] > plain["auc"] + 0.1  # the whole-period rate points the wrong way
+    flat = choose_weights(v["stratum_id"], v["feedback"], zero, z=z, sims=None, prior_weights=PRIOR_WEIGHTS,
+                          z_recent=np.zeros(len(v)))  # a window that says nothing: ρ stays 0 (smallest on ties)
+    assert flat["recent"] == 0.0 and flat["auc"] == plain["auc"] and flat["weight"] == plain["weight"]
+
+    # trained: ρ chosen on validation; the served z adds ρ · the window before the TEST period
+    res = _train(sp, CFG, tmp_path / "on")
+    assert res.prior["recent"] > 0 and res.prior["recent_days"] == CFG.recent_prior_days == 14
+    want = prior_logits(t, f, sp.vocab.n_tokens) + np.float32(res.prior["recent"]) * recent_logits(
+        sp, sp.test, rate, days=14)
+    np.testing.assert_allclose(res.model.prior_logit.numpy(), want, rtol=1e-6, atol=1e-6)
+    off = _train(sp, replace(CFG, recent_prior_days=0), tmp_path / "off")
+    assert off.prior["recent"] == 0.0
+    np.testing.assert_allclose(off.model.prior_logit.numpy(), prior_logits(t, f, sp.vocab.n_tokens))

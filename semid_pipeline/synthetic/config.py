@@ -117,6 +117,11 @@ class WorldConfig:
     # logit weight of a listener's own lasting opinion of a track (a standard-normal draw per
     # (listener, track), the same at every play: who skipped it once tends to skip it again); 0 = none
     pair_opinion_weight: float = 0.0
+    # logit weight of a per-track trend: each track's appeal moves linearly over the world's days,
+    # appeal_trend_weight · s(track) · (2 · day / (n_days − 1) − 1), s standard normal per track
+    # (a hash, no RNG stream: the world is drawn as without it): a hit wears off, a sleeper grows;
+    # what the trailing-window rate sees and the whole-period rate averages away; 0 = none
+    appeal_trend_weight: float = 0.0
     station_pool: int = 50  # candidate pool size of track-seeded stations
     max_stations: int = 6  # stations per listener (1 + Poisson(1.5), capped)
     story: Story = field(default_factory=Story)

@@ -1,9 +1,11 @@
 """The feedback model and the draw helpers both file formats share.
 
 ``P(positive) = sigmoid(taste_weight · z(taste·latent) + appeal_weight · appeal + user bias +
-context offset − position_weight · (position − 1) [+ pair_opinion_weight · ε(listener, track)] + b)``,
+context offset − position_weight · (position − 1) [+ pair_opinion_weight · ε(listener, track)]
+[+ appeal_trend_weight · s(track) · (2 · day / (n_days − 1) − 1)] + b)``,
 ``z`` standardising the affinity on the world's reference pairs, ``ε`` a standard-normal opinion
-drawn once per (listener, track) pair (``pair_opinion``; off by default) and ``b`` solved so the
+drawn once per (listener, track) pair (``pair_opinion``; off by default), ``s`` a standard-normal
+trend per track (``track_trend``; off by default) and ``b`` solved so the
 expected positive share is ``positive_share``.
 The probability itself is kept: it is the oracle of ``oracle.parquet``.
 """
@@ -57,7 +59,14 @@ def pair_opinion(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray
     return ndtri(u)
 
 
-def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0) -> Feedback:
+def track_trend(seed: int, tracks: np.ndarray) -> np.ndarray:
+    """(E,) standard-normal s(track) of the appeal trend: ``pair_opinion``'s hash with its own seed."""
+    return pair_opinion(int(seed) ^ 0x7E3D, np.zeros(len(tracks), dtype=np.int64), tracks)
+
+
+def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0,
+                  days: np.ndarray | None = None) -> Feedback:
+    """``days``: each event's day index (the appeal trend's clock; needed when it is on)."""
     cfg = world.cfg
     z = (world.affinity(users, tracks) - world.affinity_mean) / world.affinity_std
     logit = (
@@ -69,6 +78,11 @@ def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positio
     )
     if cfg.pair_opinion_weight:
         logit = logit + cfg.pair_opinion_weight * pair_opinion(cfg.seed, users, tracks)
+    if cfg.appeal_trend_weight:
+        if days is None:
+            raise ValueError("appeal_trend_weight needs each event's day")
+        clock = 2.0 * np.asarray(days, dtype=np.float64) / max(cfg.n_days - 1, 1) - 1.0
+        logit = logit + cfg.appeal_trend_weight * track_trend(cfg.seed, tracks) * clock
     b = calibrate_bias(logit, cfg.positive_share)
     p = sigmoid(logit + b)
     return Feedback(positive=rng.random(p.shape[0]) < p, p_positive=p, bias=b)

@@ -137,7 +137,7 @@ def generate_session_block(world: World, rng: np.random.Generator, n_s: int) -> 
     ev_ctx = s_ctx[ev_s]
     tracks = _session_tracks(world, rng, ev_s, ev_ctx, s_station, s_genre)
     ctx_off = np.array([CONTEXT_OFFSET[c] for c in CONTEXTS])[ev_ctx]
-    fb = draw_feedback(world, rng, s_user[ev_s], tracks, pos, ctx_off)
+    fb = draw_feedback(world, rng, s_user[ev_s], tracks, pos, ctx_off, days=s_day[ev_s])
     behaviour = draw_behaviour(st, rng, fb.positive, pos, s_len[ev_s])
     return Sessions(
         n_sessions=n_s, s_len=s_len, s_user=s_user, s_ctx=s_ctx, s_day=s_day, s_hour=s_hour,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .feedback import HOUR_PROFILE, dedupe, draw_feedback, events_per_user
-from .io import atomic_write, float_lists
+from .io import atomic_write
 from .listeners import pick_stations
 from .oracle import write_oracle
 from .sampling import STREAM_USERS, rng_for
@@ -114,7 +114,7 @@ def generate_user_block(world: World, rng: np.random.Generator, users: np.ndarra
         lambda idx: world.genre_sampler.sample(rng, cat.track_genre[world.stations.seed[ev_station[idx]]]),
         world,
     )
-    fb = draw_feedback(world, rng, ev_user, tracks, ev_pos)
+    fb = draw_feedback(world, rng, ev_user, tracks, ev_pos, days=sit_day[ev_sit])
 
     dur = cat.features["duration"][tracks]
     gap = np.where(
