@@ -170,15 +170,19 @@ def known_events(splits: Splits, since: pd.Timestamp | None = None) -> pd.DataFr
             sid = np.repeat(np.asarray(splits.train_stratum_ids, dtype=object), seqs.lengths)[keep]
             parts.append(pd.DataFrame({"stratum_id": sid, "track_idx": seqs.tracks[keep],
                                        "feedback": seqs.feedback[keep], "ts": pd.to_datetime(t[keep])}))
-    for es in (splits.val, splits.test):
+    cols: dict[str, list] = {"stratum_id": [], "track_idx": [], "feedback": [], "ts": []}
+    for es in (splits.val, splits.test):  # the evaluation inputs, gathered into one frame
         for i, (tr, f) in enumerate(es.inputs):
             ts = es.input_ts[i] if i < len(es.input_ts) else None
             if ts is None or len(ts) != len(tr):
                 continue
             ts = np.asarray(ts).astype("datetime64[ns]")
-            k = slice(None) if since64 is None else ts >= since64
-            parts.append(pd.DataFrame({"stratum_id": es.stratum_ids[i], "track_idx": tr[k], "feedback": f[k],
-                                       "ts": pd.to_datetime(ts[k])}))
+            k = np.ones(len(ts), bool) if since64 is None else ts >= since64
+            for key, v in (("stratum_id", np.full(int(k.sum()), es.stratum_ids[i], dtype=object)),
+                           ("track_idx", np.asarray(tr)[k]), ("feedback", np.asarray(f)[k]), ("ts", ts[k])):
+                cols[key].append(v)
+    if cols["ts"]:
+        parts.append(pd.DataFrame({key: np.concatenate(v) for key, v in cols.items()}))
     if len(splits.val.events):
         parts.append(splits.val.events[["stratum_id", "track_idx", "feedback", "ts"]].assign(
             ts=lambda d: pd.to_datetime(d["ts"])))
