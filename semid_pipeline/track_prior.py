@@ -122,8 +122,8 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
 
 
 def validation_weight(model, splits, *, recent_days: int = 0) -> dict:
-    """{"weight", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values", "affinity_values",
-    "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
+    """{"weight", "recent", "recent_days", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values",
+    "affinity_values", "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
     and / or the listener memory (all weights 0 until now): z counted over the training period, the
     validation events scored, w, (a₊, a₋), (r_t, r_a) and b by ``score_terms.choose_weights`` (w alone: exactly
     ``choose_weight``); ``values`` / ``affinity_values`` / ``memory_values``: the numbers z, the
