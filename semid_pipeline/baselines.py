@@ -195,7 +195,7 @@ def known_events(splits: Splits, since: pd.Timestamp | None = None) -> pd.DataFr
     return pool.drop_duplicates(["stratum_id", "ts", "track_idx"]).reset_index(drop=True)
 
 
-def _period_start(es: EvalSet) -> pd.Timestamp | None:
+def period_start(es: EvalSet) -> pd.Timestamp | None:
     return pd.to_datetime(es.events["ts"]).min() if len(es.events) else None
 
 
@@ -203,7 +203,7 @@ def trailing_rate(splits: Splits, es: EvalSet, cfg: BaselineConfig, train_rate: 
                   pool: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-track rate over [start − window, start) of ``es``'s period, shrunk toward ``train_rate``."""
     n_tok = splits.vocab.n_tokens
-    start = _period_start(es)
+    start = period_start(es)
     pool = known_events(splits) if pool is None else pool
     if start is None or pool.empty:
         return train_rate.copy(), np.zeros(n_tok)
@@ -259,7 +259,7 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     ti, tf = _train_arrays(splits)
     p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
-    starts = [_period_start(es) for es in (splits.val, splits.test)]
+    starts = [period_start(es) for es in (splits.val, splits.test)]
     starts = [x for x in starts if x is not None]
     pool = known_events(splits, since=min(starts) - pd.Timedelta(days=cfg.window_days) if starts else None)
     out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "trailing_rate": {}}

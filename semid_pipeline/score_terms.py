@@ -79,14 +79,12 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
         return -sum(pair), -pair[0]
 
     grids = {}  # term → (candidates, tie-break); the current weights are always among the candidates
-    w_grids = {}  # the prior's (w, ρ) candidates: ρ = 0 only, and with the recent share
+    with_recent = None  # the prior's (w, ρ) candidates with the recent share; ρ = 0 only until then
     if z is not None:
+        grids["w"] = ([(w, 0.0) for w in prior_weights], lambda c: (-c[0], -c[1]))
         if z_recent is not None:
             z_recent = np.asarray(z_recent, dtype=np.float64)
-        for key, shares in (("plain", (0.0,)), ("recent", RECENT_SHARES if z_recent is not None else None)):
-            if shares is not None:
-                w_grids[key] = ([(w, rho) for w in prior_weights for rho in shares], lambda c: (-c[0], -c[1]))
-        grids["w"] = w_grids["plain"]
+            with_recent = ([(w, rho) for w in prior_weights for rho in RECENT_SHARES], lambda c: (-c[0], -c[1]))
     if sims is not None:
         grids["a"] = ([(ap, an) for ap in AFFINITY_WEIGHTS for an in AFFINITY_WEIGHTS], smallest)
     if mem is not None:
@@ -117,8 +115,8 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
         return cur, best
 
     cur, best = search()
-    if "recent" in w_grids:  # the recent share: searched jointly from 0, and joining at the optimum
-        grids["w"] = w_grids["recent"]  # without it (one more round); kept only where validation rises
+    if with_recent is not None:  # the recent share: searched jointly from 0, and joining at the optimum
+        grids["w"] = with_recent  # without it (one more round); kept only where validation rises
         for alt, alt_best in (search(), ascend(dict(cur), best, terms, 1)):
             if alt_best > best:
                 cur, best = alt, alt_best

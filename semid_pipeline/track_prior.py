@@ -88,11 +88,11 @@ def recent_logits(splits, eval_set, rate: np.ndarray, *, days: int) -> np.ndarra
     that away and the trailing-window baseline does not. The score gets w · (z + ρ · z_recent),
     ρ chosen on validation with the other weights (``score_terms.choose_weights``; 0 where the
     window says nothing the whole period does not)."""
-    from .baselines import BaselineConfig, known_events, trailing_rate
+    from .baselines import BaselineConfig, known_events, period_start, trailing_rate
 
-    if days <= 0 or not len(eval_set.events):
+    start = period_start(eval_set)
+    if days <= 0 or start is None:
         return None
-    start = pd.to_datetime(eval_set.events["ts"]).min()
     pool = known_events(splits, since=start - pd.Timedelta(days=days))
     if pool.empty:
         return None

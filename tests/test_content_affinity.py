@@ -29,7 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = lambda _msg: None  # noqa: E731
 
 CFG = TrainConfig(content_init=False, content_affinity=True, listener_memory=False, personal_taste=False, layers=1, heads=2, dropout=0.1, max_len=16,
-                  batch_size=32, lr=3e-3, epochs=2, patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0)
+                  batch_size=32, lr=3e-3, epochs=2, patience=5, sampled_negatives=2, seed=0, final_fit_epochs=0,
+                  recent_prior_days=0)  # the prior's z stays the whole-period one (test_track_prior covers the recent share)
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +123,8 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
     on = _train(splits, content, CFG, tmp_path / "on")
     s_off, s_on = off.model.state_dict(), on.model.state_dict()
     assert set(s_on) - set(s_off) == {"affinity_table", "affinity_weight"}
-    # the same trained weights (the term is not in training); w and the recent share ρ are chosen with
-    # (a₊, a₋), so the prior's weight and its stored z may differ
-    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k not in ("prior_weight", "prior_logit"))
+    # the same trained weights (the term is not in training); w is chosen with (a₊, a₋), so it may differ
+    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k != "prior_weight")
     # two short epochs barely move the rows; the content says the cluster: chosen, and it helps
     a = on.prior["affinity"]
     assert max(a) > 0 and on.prior["val_auc"] > on.prior["val_auc_without"] + 0.02
