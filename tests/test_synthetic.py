@@ -691,3 +691,47 @@ def test_an_appeal_trend_moves_each_tracks_logit_linearly_over_the_days(tmp_path
     rate = lambda mask: ev["feedback"].to_numpy()[mask].mean()  # noqa: E731
     assert rate((s > 0.5) & late) - rate((s > 0.5) & ~late) > 0.1
     assert rate((s < -0.5) & late) - rate((s < -0.5) & ~late) < -0.1
+
+
+def test_a_drifting_taste_walks_smoothly_and_moves_each_listeners_feedback_with_the_days(tmp_path):
+    from semid_pipeline.synthetic.feedback import DRIFT_DAYS, draw_feedback, taste_drift
+    from semid_pipeline.synthetic.world import build_world
+
+    assert syn.preset("demo").taste_drift_weight == 0.0  # off by default
+    # the walk: unit variance, correlation exp(-lag / DRIFT_DAYS), the same values whatever else is in the call
+    users, days = np.repeat(np.arange(400), 70), np.tile(np.arange(70), 400)
+    walk = taste_drift(7, users, days, 4).reshape(400, 70, 4)
+    assert abs(walk.std() - 1.0) < 0.05
+    for lag in (1, 14, 35):
+        corr = np.corrcoef(walk[:, :-lag].ravel(), walk[:, lag:].ravel())[0, 1]
+        assert abs(corr - np.exp(-lag / DRIFT_DAYS)) < 0.05, (lag, corr)
+    np.testing.assert_allclose(taste_drift(7, np.array([3, 3, 399]), np.array([20, 5, 0]), 4),
+                               walk[[3, 3, 399], [20, 5, 0]])
+    assert not np.allclose(taste_drift(8, users[:70], days[:70], 4), walk[0])  # the seed matters
+
+    # the feedback logit of one (listener, track) pair moves by exactly the drift's part of the affinity
+    cfg = replace(syn.preset("tiny"), name="tiny-drift", taste_drift_weight=1.5)
+    world = build_world(cfg)
+    rng = np.random.default_rng(0)
+    u, t = rng.integers(0, cfg.n_users, 3000), rng.integers(0, cfg.n_tracks, 3000)
+    d0, d1 = np.zeros(3000, int), np.full(3000, cfg.n_days - 1)
+    fb = draw_feedback(world, rng, np.r_[u, u], np.r_[t, t], np.ones(6000, int), days=np.r_[d0, d1])
+    lg = np.log(fb.p_positive) - np.log1p(-fb.p_positive)
+    D = cfg.latent_dim
+    delta = taste_drift(cfg.seed, u, d1, D) - taste_drift(cfg.seed, u, d0, D)  # (E, D)
+    want = cfg.taste_weight * 1.5 / np.sqrt(D) * np.einsum("ij,ij->i", delta, world.cat.latent[t]) / world.affinity_std
+    np.testing.assert_allclose(lg[3000:] - lg[:3000], want, atol=1e-6)
+    assert np.abs(want).mean() > 0.1
+    with pytest.raises(ValueError, match="day"):
+        draw_feedback(world, rng, u, t, np.ones(3000, int))
+
+    # the per-user files: the taste of the day ranks a listener's feedback better than the lasting taste alone
+    m = syn.write_world(cfg, tmp_path / "w", formats=("users",))
+    ev = pd.read_parquet(m.users_events)
+    ui = pd.Index(world.lis.user_ids).get_indexer(ev["user_id"])
+    ti = pd.Index(world.cat.track_ids).get_indexer(ev["track_id"])
+    day = ((ev["timestamp"] - pd.Timestamp(cfg.start_date)).dt.days).to_numpy()
+    static = world.affinity(ui, ti)
+    today = static + 1.5 / np.sqrt(D) * np.einsum("ij,ij->i", taste_drift(cfg.seed, ui, day, D), world.cat.latent[ti])
+    y = ev["feedback"].to_numpy() > 0
+    assert roc_auc_score(y, today) > roc_auc_score(y, static) + 0.02

@@ -122,6 +122,10 @@ class WorldConfig:
     # (a hash, no RNG stream: the world is drawn as without it): a hit wears off, a sleeper grows;
     # what the trailing-window rate sees and the whole-period rate averages away; 0 = none
     appeal_trend_weight: float = 0.0
+    # a listener's taste drifts: taste + this · sd · d(listener, day), d a smooth unit-variance walk
+    # per latent coordinate that turns over in weeks to months (``feedback.taste_drift``; a hash, no
+    # RNG stream), sd the personal taste noise's scale: recent feedback says more than old; 0 = none
+    taste_drift_weight: float = 0.0
     station_pool: int = 50  # candidate pool size of track-seeded stations
     max_stations: int = 6  # stations per listener (1 + Poisson(1.5), capped)
     story: Story = field(default_factory=Story)

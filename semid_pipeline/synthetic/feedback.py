@@ -2,7 +2,8 @@
 
 ``P(positive) = sigmoid(taste_weight · z(taste·latent) + appeal_weight · appeal + user bias +
 context offset − position_weight · (position − 1) [+ pair_opinion_weight · ε(listener, track)]
-[+ appeal_trend_weight · s(track) · (2 · day / (n_days − 1) − 1)] + b)``,
+[+ appeal_trend_weight · s(track) · (2 · day / (n_days − 1) − 1)] + b)``, the taste plus
+``taste_drift_weight`` · sd · d(listener, day) where the taste drifts (``taste_drift``; off by default),
 ``z`` standardising the affinity on the world's reference pairs, ``ε`` a standard-normal opinion
 drawn once per (listener, track) pair (``pair_opinion``; off by default), ``s`` a standard-normal
 trend per track (``track_trend``; off by default) and ``b`` solved so the
@@ -48,6 +49,11 @@ def pair_opinion(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray
     so the rest of the world is drawn exactly as without it)."""
     from scipy.special import ndtri
 
+    return ndtri(hash_uniform(seed, users, tracks))
+
+
+def hash_uniform(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """(E,) uniform in (0, 1) per (seed, a, b): a splitmix64 hash, no RNG stream."""
     with np.errstate(over="ignore"):
         x = (np.asarray(users, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
              ^ np.asarray(tracks, dtype=np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
@@ -55,8 +61,7 @@ def pair_opinion(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray
         for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
             x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
         x = x ^ (x >> np.uint64(31))
-    u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)  # (0, 1)
-    return ndtri(u)
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)  # (0, 1)
 
 
 def track_trend(seed: int, tracks: np.ndarray) -> np.ndarray:
@@ -64,11 +69,41 @@ def track_trend(seed: int, tracks: np.ndarray) -> np.ndarray:
     return pair_opinion(int(seed) ^ 0x7E3D, np.zeros(len(tracks), dtype=np.int64), tracks)
 
 
+DRIFT_DAYS = 30.0  # correlation time of the taste drift: corr 0.63 two weeks apart, 0.14 two months apart
+
+
+def taste_drift(seed: int, users: np.ndarray, days: np.ndarray, dim: int) -> np.ndarray:
+    """(E, dim) d(listener, day): per listener and latent coordinate a stationary Ornstein-Uhlenbeck
+    walk over the days with unit variance and correlation time ``DRIFT_DAYS``, d(0) ~ N(0, 1),
+    d(t+1) = a · d(t) + √(1 − a²) · ε(t), a = exp(−1 / DRIFT_DAYS), the ε ``pair_opinion``'s hash per
+    (listener, coordinate, day) (no RNG stream). Walked for the listeners of the call only."""
+    users, days = np.asarray(users, dtype=np.int64), np.asarray(days, dtype=np.int64)
+    uniq, inv = np.unique(users, return_inverse=True)
+    T = int(days.max()) + 1 if days.size else 1
+    cell = (np.arange(dim)[:, None] * 100_000 + np.arange(T)[None, :]).ravel()  # (dim · T,) coordinate, day
+    eps = pair_opinion(int(seed) ^ 0x5D21, np.repeat(uniq, dim * T), np.tile(cell, len(uniq)))
+    eps = eps.reshape(len(uniq), dim, T)
+    a = np.exp(-1.0 / DRIFT_DAYS)
+    walk = np.empty_like(eps)
+    walk[:, :, 0] = eps[:, :, 0]
+    for t in range(1, T):
+        walk[:, :, t] = a * walk[:, :, t - 1] + np.sqrt(1 - a * a) * eps[:, :, t]
+    return walk[inv.ravel(), :, days]  # (E, dim)
+
+
 def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0,
                   days: np.ndarray | None = None) -> Feedback:
-    """``days``: each event's day index (the appeal trend's clock; needed when it is on)."""
+    """``days``: each event's day index (the clock of the appeal trend and the taste drift; needed
+    when either is on)."""
     cfg = world.cfg
-    z = (world.affinity(users, tracks) - world.affinity_mean) / world.affinity_std
+    if (cfg.appeal_trend_weight or cfg.taste_drift_weight) and days is None:
+        raise ValueError("appeal_trend_weight and taste_drift_weight need each event's day")
+    aff = world.affinity(users, tracks)
+    if cfg.taste_drift_weight:  # the listener's taste today: + weight · sd · d(listener, day)
+        sd = 1.0 / np.sqrt(cfg.latent_dim)  # the scale of the personal taste noise (``listeners``)
+        drift = taste_drift(cfg.seed, users, days, cfg.latent_dim)  # (E, D)
+        aff = aff + cfg.taste_drift_weight * sd * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
+    z = (aff - world.affinity_mean) / world.affinity_std
     logit = (
         cfg.taste_weight * z
         + cfg.appeal_weight * world.cat.appeal[tracks]
@@ -79,8 +114,6 @@ def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positio
     if cfg.pair_opinion_weight:
         logit = logit + cfg.pair_opinion_weight * pair_opinion(cfg.seed, users, tracks)
     if cfg.appeal_trend_weight:
-        if days is None:
-            raise ValueError("appeal_trend_weight needs each event's day")
         clock = 2.0 * np.asarray(days, dtype=np.float64) / max(cfg.n_days - 1, 1) - 1.0
         logit = logit + cfg.appeal_trend_weight * track_trend(cfg.seed, tracks) * clock
     b = calibrate_bias(logit, cfg.positive_share)
