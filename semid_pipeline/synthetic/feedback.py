@@ -19,6 +19,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from .config import WorldConfig
+from .listeners import taste_scale
 from .sampling import sigmoid
 from .world import World
 
@@ -52,11 +53,11 @@ def pair_opinion(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray
     return ndtri(hash_uniform(seed, users, tracks))
 
 
-def hash_uniform(seed: int, users: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-    """(E,) uniform in (0, 1) per (seed, a, b): a splitmix64 hash, no RNG stream."""
+def hash_uniform(seed: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(E,) uniform in (0, 1) per (seed, a, b), a and b (E,) integers: a splitmix64 hash, no RNG stream."""
     with np.errstate(over="ignore"):
-        x = (np.asarray(users, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-             ^ np.asarray(tracks, dtype=np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+        x = (np.asarray(a, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             ^ np.asarray(b, dtype=np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
              ^ np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x165667B19E3779F9))
         for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
             x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
@@ -100,9 +101,8 @@ def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positio
         raise ValueError("appeal_trend_weight and taste_drift_weight need each event's day")
     aff = world.affinity(users, tracks)
     if cfg.taste_drift_weight:  # the listener's taste today: + weight · sd · d(listener, day)
-        sd = 1.0 / np.sqrt(cfg.latent_dim)  # the scale of the personal taste noise (``listeners``)
         drift = taste_drift(cfg.seed, users, days, cfg.latent_dim)  # (E, D)
-        aff = aff + cfg.taste_drift_weight * sd * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
+        aff = aff + cfg.taste_drift_weight * taste_scale(cfg.latent_dim) * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
     z = (aff - world.affinity_mean) / world.affinity_std
     logit = (
         cfg.taste_weight * z

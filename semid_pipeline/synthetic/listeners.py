@@ -43,9 +43,15 @@ class Stations:
     pool_sampler: SegmentSampler | None  # track stations: nearest tracks of the seed's genre
 
 
+def taste_scale(latent_dim: int) -> float:
+    """The per-coordinate scale of a listener's own taste noise (× ``Story.taste_noise``) and of the
+    taste drift (× ``WorldConfig.taste_drift_weight``, ``feedback.draw_feedback``)."""
+    return 1.0 / np.sqrt(latent_dim)
+
+
 def build_listeners(cfg: WorldConfig, rng: np.random.Generator, cat: Catalogue) -> Listeners:
     U, G, D, st = cfg.n_users, cfg.n_genres, cfg.latent_dim, cfg.story
-    sd = 1.0 / np.sqrt(D)
+    sd = taste_scale(D)
     fav = rng.choice(G, size=U, p=cat.genre_weight)
     taste = cat.genre_centre[fav] + st.taste_noise * sd * rng.standard_normal((U, D))
     bias = cfg.user_bias_sd * rng.standard_normal(U)
