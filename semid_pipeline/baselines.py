@@ -184,14 +184,12 @@ def known_events(splits: Splits, since: pd.Timestamp | None = None) -> pd.DataFr
     if cols["ts"]:
         parts.append(pd.DataFrame({key: np.concatenate(v) for key, v in cols.items()}))
     if len(splits.val.events):
-        parts.append(splits.val.events[["stratum_id", "track_idx", "feedback", "ts"]].assign(
-            ts=lambda d: pd.to_datetime(d["ts"])))
+        val = splits.val.events[["stratum_id", "track_idx", "feedback", "ts"]].assign(ts=lambda d: pd.to_datetime(d["ts"]))
+        parts.append(val if since64 is None else val[val["ts"] >= pd.Timestamp(since)])
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({"stratum_id": [], "track_idx": [], "feedback": [], "ts": pd.to_datetime([])})
     pool = pd.concat(parts, ignore_index=True)
-    if since64 is not None:
-        pool = pool[pool["ts"] >= pd.Timestamp(since)]
     return pool.drop_duplicates(["stratum_id", "ts", "track_idx"]).reset_index(drop=True)
 
 

@@ -72,7 +72,11 @@ def prior_logits(tracks: np.ndarray, feedback: np.ndarray, n_tokens: int, *,
                  strength: float = PRIOR_STRENGTH) -> np.ndarray:
     """(n_tokens,) float32 z per track index from all ``tracks``/``feedback`` events; row 0 (padding)
     and tracks without events are 0."""
-    rate, p0 = prior_rates(tracks, feedback, n_tokens, strength=strength)
+    return rate_logits(*prior_rates(tracks, feedback, n_tokens, strength=strength))
+
+
+def rate_logits(rate: np.ndarray, p0: float) -> np.ndarray:
+    """(n_tokens,) float32 z = logit(rate) − logit(p0) of ``prior_rates``' result; row 0 (padding) 0."""
     z = _logit(rate) - _logit(p0)
     z[0] = 0.0
     return z.astype(np.float32)
@@ -142,10 +146,10 @@ def validation_weight(model, splits, *, recent_days: int = 0) -> dict:
            "memory_values": int(model.memory_artist.numel()) if artist else 0}
     z_recent = None
     if model.has_prior:
-        t, f = splits.train_arrays()
-        model.set_prior(prior_logits(t, f, n_tok), 0.0)
+        rate, p0 = prior_rates(*splits.train_arrays(), n_tok)
+        model.set_prior(rate_logits(rate, p0), 0.0)
         if recent_days > 0:
-            z_recent = recent_logits(splits, splits.val, prior_rates(t, f, n_tok)[0], days=recent_days)
+            z_recent = recent_logits(splits, splits.val, rate, days=recent_days)
     if model.has_affinity:
         model.set_affinity(weights=(0.0, 0.0), taste=0.0 if taste else None)
     if model.has_memory:
@@ -175,10 +179,10 @@ def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
 
     if model.has_prior:
         seqs = through_validation(splits) if final_fit else as_train_sequences(splits.train)
-        z = prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens)
+        rate, p0 = prior_rates(seqs.tracks, seqs.feedback, splits.vocab.n_tokens)
+        z = rate_logits(rate, p0)
         rho, days = float(chosen.get("recent") or 0.0), int(chosen.get("recent_days") or 0)
         if rho > 0 and days > 0:
-            rate = prior_rates(seqs.tracks, seqs.feedback, splits.vocab.n_tokens)[0]
             z_recent = recent_logits(splits, splits.test, rate, days=days)
             if z_recent is not None:
                 z = z + np.float32(rho) * z_recent
