@@ -6,11 +6,17 @@ A model is worth shipping only if it beats the strongest of these on the same te
                         ``content_logreg`` (track-id keyed rate; content-only logistic regression).
 * ``positive_rate``     Beta-smoothed positive rate of each track over the training period
                         (the paper-style popularity baseline; tracks unseen → global rate).
+* ``adjusted_popularity`` each track's effect in a logistic model with one effect per listener
+                        (per session for MSSD data) and one per track, over the training period
+                        (``track_prior.track_effects``): the rate adjusted for who played it, the
+                        "baseline predictor" b_u + b_i of rating models (b_u drops out of a
+                        per-listener AUC). With a few plays per track, a skip-prone listener's
+                        plays make a track look worse than it is; this does not.
 * ``trailing_rate``     the same, over the last ``window_days`` of events known before the
                         period starts, shrunk toward the training-period rate (recency matters:
                         tastes and releases drift, real catalogues have trends).
 * ``gbdt``              scikit-learn ``HistGradientBoostingClassifier`` on track popularity
-                        (both rates and counts), content (similarity to the listener's liked /
+                        (both rates, their counts, the adjusted effect), content (similarity to the listener's liked /
                         disliked history, a few raw dimensions) and a summary of the listener's
                         history (length, positive rate, repeats of the track / its artist).
                         Fitted on the VALIDATION period (features from events before it), scored
@@ -30,7 +36,7 @@ import pandas as pd
 from .evaluation import require_columns
 from .listener_memory import history_matches
 from .splits import EvalSet, Splits, as_train_sequences
-from .track_prior import PRIOR_STRENGTH, global_rate, smoothed_rate
+from .track_prior import PRIOR_STRENGTH, global_rate, prior_z, smoothed_rate
 
 
 # --------------------------------------------------------------------------------------
@@ -214,7 +220,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
 
 
-def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, features: np.ndarray | None,
+def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, effect, features: np.ndarray | None,
                   artist: np.ndarray | None, content_dims: int) -> tuple[np.ndarray, np.ndarray]:
     """(X (E, F), y (E,)) for the evaluated events of ``es`` in ``es.events`` row order."""
     e = es.events
@@ -223,7 +229,7 @@ def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, 
     S = len(es)
     hist_len = np.array([len(x) for x, _ in es.inputs], dtype=np.float64)
     hist_pos = np.array([f.mean() if len(f) else np.nan for _, f in es.inputs], dtype=np.float64)
-    cols = [train_rate[t], np.log1p(train_cnt[t]), trail_rate[t], np.log1p(trail_cnt[t]),
+    cols = [train_rate[t], np.log1p(train_cnt[t]), trail_rate[t], np.log1p(trail_cnt[t]), effect[t],
             np.log1p(hist_len[rows]), hist_pos[rows]]
     # repeats: how often the listener met this track / its artist before, and the share liked (−1: never)
     n, s = history_matches(es.inputs, rows, t)
@@ -257,10 +263,11 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     ti, tf = _train_arrays(splits)
     p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
+    effect = prior_z(as_train_sequences(splits.train), n_tok, adjusted=True, strength=cfg.prior_strength)[0]
     starts = [period_start(es) for es in (splits.val, splits.test)]
     starts = [x for x in starts if x is not None]
     pool = known_events(splits, since=min(starts) - pd.Timedelta(days=cfg.window_days) if starts else None)
-    out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "trailing_rate": {}}
+    out: dict[str, dict[str, np.ndarray]] = {"positive_rate": {}, "adjusted_popularity": {}, "trailing_rate": {}}
     feats: dict[str, tuple] = {}
     for period, es in (("val", splits.val), ("test", splits.test)):
         if not len(es.events):
@@ -268,8 +275,9 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
         t = es.events["track_idx"].to_numpy(np.int64)
         tr, tc = trailing_rate(splits, es, cfg, train_rate, pool)
         out["positive_rate"][period] = train_rate[t]
+        out["adjusted_popularity"][period] = effect[t]
         out["trailing_rate"][period] = tr[t]
-        feats[period] = gbdt_features(es, train_rate=train_rate, train_cnt=train_cnt, trail_rate=tr, trail_cnt=tc,
+        feats[period] = gbdt_features(es, train_rate=train_rate, train_cnt=train_cnt, trail_rate=tr, trail_cnt=tc, effect=effect,
                                       features=features, artist=artist, content_dims=cfg.content_dims)
     if "val" in feats and "test" in feats and len(np.unique(feats["val"][1])) == 2:
         from sklearn.ensemble import HistGradientBoostingClassifier

@@ -239,6 +239,10 @@ class TrainConfig:
     # score += w · z(track): the Beta-smoothed positive rate of the track in the training data as a
     # logit (``track_prior``; w learned, z a per-track statistic, leave-sequence-out while training)
     popularity_prior: bool = True
+    # with the prior: z is each track's effect in a logistic model with one effect per listener /
+    # session and one per track (``track_prior.track_effects``: the rate adjusted for who played it)
+    # instead of the smoothed rate itself
+    prior_adjusted: bool = True
     # with the prior: w · (z + ρ · z_recent), z_recent the track's rate over the last this many days
     # before the scored period as its deviation from z (``track_prior.recent_logits``; ρ chosen with w;
     # 0 = off)
@@ -267,7 +271,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``recent_prior_days = 0``, ``popularity_prior``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
+    ``recent_prior_days = 0``, ``popularity_prior``, ``prior_adjusted``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
     d = asdict(cfg)
     if d["processes"] == 1:
         del d["processes"]
@@ -287,6 +291,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["popularity_prior"]
     if d["recent_prior_days"] == 0:
         del d["recent_prior_days"]
+    if not d["prior_adjusted"]:
+        del d["prior_adjusted"]
     if not d["content_affinity"]:
         del d["content_affinity"]
     if not d["listener_memory"]:

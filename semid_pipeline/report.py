@@ -277,7 +277,7 @@ def _html_page(c: _Content, *, title: str, dataset: str) -> str:
         "<p class='note'>Test AUC = stratified AUC (mean over strata of the share of (positive, negative) "
         "pairs ranked correctly, ties ½), 95% bootstrap CI over strata. Parameter reduction is relative "
         "to the id model at the same h, counting the popularity prior's per-track values (one number "
-        "per track, column prior w; column recent ρ: w · (z + ρ · the last days' deviation from z), "
+        "per track: its positive rate, adjusted for who played it with [train] prior_adjusted; column prior w; column recent ρ: w · (z + ρ · the last days' deviation from z), "
         "the same number per track) and the content affinity's content rows (column affinity a+/a-: "
         "a+ · cos(track content, liked history) − a- · cos(…, disliked history), content as the "
         "track's ID fields say it) and the listener memory's track → artist map (column memory r "

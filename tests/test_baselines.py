@@ -158,3 +158,25 @@ def test_the_window_before_validation_comes_from_training_events(splits):
     users = known_events(splits)
     assert not users.duplicated(["stratum_id", "ts", "track_idx"]).any()
     assert len(users) >= len(splits.train.tracks) + len(splits.val.events)
+
+
+def test_adjusted_popularity_ranks_right_where_skip_prone_listeners_play_the_good_tracks():
+    """Half of the listeners skip most of what they play and mostly play the good tracks: the plain
+    rate ranks the good tracks below the bad ones, the listener-adjusted effect above them."""
+    from test_track_prior import skewed_plays
+
+    t, f, s = skewed_plays(seed=1, plays=45)
+    rng = np.random.default_rng(1)
+    ts = [T0 + pd.Timedelta(days=float(d)) for d in rng.uniform(0, 90, len(t))]
+    ev_ = pd.DataFrame({"stratum_id": [f"u{u:03d}" for u in s], "ts": ts, "track_id": [f"t{k:03d}" for k in t],
+                        "feedback": f, "context_type": None, "artist_id": None, "genre_id": None})
+    ev_ = ev_.sort_values(["stratum_id", "ts"], kind="stable").reset_index(drop=True)
+    ev_["position"] = ev_.groupby("stratum_id").cumcount() + 1
+    ev_["stratum_length"] = ev_.groupby("stratum_id")["position"].transform("max")
+    sp = build_splits(ev_, None, SplitConfig(test_days=14, val_days=14))
+    scores = baseline_scores(sp)
+    for period, es in (("val", sp.val), ("test", sp.test)):
+        auc = {name: ev.stratified_auc(es.events["stratum_id"], es.events["feedback"], sc[period])[0]
+               for name, sc in scores.items() if period in sc}
+        assert auc["positive_rate"] < 0.5 < 0.6 < auc["adjusted_popularity"], (period, auc)
+    assert len(scores["gbdt"]["test"]) == len(sp.test.events)

@@ -21,8 +21,8 @@ from semid_pipeline.model import TrackEncoder
 from semid_pipeline.schemes import IdScheme
 from semid_pipeline.score_terms import choose_weights
 from semid_pipeline.scoring import length_chunks, score_eval_set, taste_scores, without_prior
-from semid_pipeline.splits import build_splits
-from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits, stored_numbers
+from semid_pipeline.splits import as_train_sequences, build_splits
+from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_z, stored_numbers
 from semid_pipeline.train import model_from_splits, train_recommender
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -131,8 +131,7 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
     assert on.prior["affinity_values"] == s_on["affinity_table"].numel()
     # the test scores: the model's own + w · z + a₊ · cos(v, liked) − a₋ · cos(v, disliked), by hand
     sc_on, sc_off = score_eval_set(on.model, splits.test), score_eval_set(off.model, splits.test)
-    t, f = splits.train_arrays()
-    z = prior_logits(t, f, splits.vocab.n_tokens)[sc_on["track_idx"]]
+    z = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True)[0][sc_on["track_idx"]]
     v = s_on["affinity_table"].numpy()[on.model.encoder.codes.numpy()].sum(1)  # (N+1, d) per-track rows
     def unit(x):
         return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)

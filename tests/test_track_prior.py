@@ -14,10 +14,10 @@ import torch
 from conftest import user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig
 from semid_pipeline.schemes import IdScheme
-from semid_pipeline.splits import build_splits
+from semid_pipeline.splits import as_train_sequences, build_splits
 from semid_pipeline.checkpoints import load_recommender
 from semid_pipeline.scoring import score_eval_set, without_prior
-from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits
+from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits, prior_z, track_effects
 from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import through_validation
 
@@ -34,6 +34,39 @@ def test_prior_logits_by_hand():
     z = prior_logits(np.array([1, 1, 1, 2]), np.array([1, 1, 0, 0]), 4, strength=2.0)
     assert z.dtype == np.float32 and z.shape == (4,)
     np.testing.assert_allclose(z, [0.0, logit(3 / 5), logit(1 / 3), 0.0], atol=1e-6)  # row 0 and unplayed: 0
+
+
+def skewed_plays(seed=0, n_listeners=80, n_tracks=40, plays=40):
+    """(tracks 1..n, feedback, listener) arrays: half of the listeners like 18% of what they play
+    and half 82% (a logit bias of ∓1.5), even tracks are good (+0.7) and odd ones bad (−0.7), and
+    the skip-prone listeners play good tracks 80% of the time, the others bad ones."""
+    rng = np.random.default_rng(seed)
+    t, f, s = [], [], []
+    for u in range(n_listeners):
+        grumpy = u % 2 == 0
+        good = rng.random(plays) < (0.8 if grumpy else 0.2)
+        k = 2 * rng.integers(0, n_tracks // 2, plays) + np.where(good, 2, 1)  # even index = good
+        logit_ = (-1.5 if grumpy else 1.5) + np.where(good, 0.7, -0.7)
+        t.append(k)
+        f.append((rng.random(plays) < 1 / (1 + np.exp(-logit_))).astype(int))
+        s.append(np.full(plays, u))
+    return np.concatenate(t), np.concatenate(f), np.concatenate(s)
+
+
+def test_track_effects_adjust_each_tracks_rate_for_who_played_it():
+    t, f, s = skewed_plays()
+    n = 42  # padding 0, tracks 1..40 played, 41 never
+    a, z = track_effects(t, f, s, n), prior_logits(t, f, n)
+    good, bad = np.arange(2, 41, 2), np.arange(1, 40, 2)
+    assert z[good].mean() < z[bad].mean() - 0.2  # the plain rate: who played the good tracks skips a lot
+    assert a[good].mean() > a[bad].mean() + 0.8  # adjusted for the listeners: the good tracks are better (1.4 true)
+    assert (a[good][:, None] > a[bad][None, :]).mean() > 0.9
+    assert a[0] == 0.0 and a[41] == 0.0  # padding, a track never played
+    # where listeners do not differ (one stratum) it orders tracks as the smoothed rate does
+    played = np.unique(t)
+    one = track_effects(t, f, np.zeros_like(s), n)
+    assert np.corrcoef(one[played], z[played])[0, 1] > 0.99
+    assert np.array_equal(track_effects(t, f, s, n), a)  # deterministic
 
 
 def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_does_not():
@@ -72,7 +105,8 @@ def _train(splits, cfg, out_dir):
 
 def test_the_prior_never_changes_training_and_is_weighed_on_validation(splits, tmp_path):
     off = _train(splits, replace(CFG, popularity_prior=False), tmp_path / "off")
-    on = _train(splits, CFG, tmp_path / "on")
+    cfg = replace(CFG, recent_prior_days=0)  # z alone (the recent window: its own test below)
+    on = _train(splits, cfg, tmp_path / "on")
     s_off, s_on = off.model.state_dict(), on.model.state_dict()
     assert set(s_on) - set(s_off) == {"prior_logit", "prior_weight"}
     assert all(torch.equal(v, s_on[k]) for k, v in s_off.items())  # the same weights: trained with w = 0
@@ -80,13 +114,21 @@ def test_the_prior_never_changes_training_and_is_weighed_on_validation(splits, t
                            "events_per_s": h2["events_per_s"]} for h, h2 in zip(off.history, on.history)]
     # 3 short epochs leave the id rows far from the tracks' rates: the prior helps on validation
     assert on.prior["weight"] > 0 and on.prior["val_auc"] > on.prior["val_auc_without"]
-    t, f = splits.train_arrays()
-    np.testing.assert_allclose(on.model.prior_logit.numpy(), prior_logits(t, f, splits.vocab.n_tokens))
+    # z: the listener-adjusted track effects of the training period ([train] prior_adjusted, default on)
+    z_all = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True)[0]
+    np.testing.assert_allclose(on.model.prior_logit.numpy(), z_all)
     assert float(on.model.prior_weight) == pytest.approx(on.prior["weight"])
     test_off = score_eval_set(off.model, splits.test)
     test_on = score_eval_set(on.model, splits.test)
-    z = prior_logits(t, f, splits.vocab.n_tokens)[test_on["track_idx"]]
+    z = z_all[test_on["track_idx"]]
     np.testing.assert_allclose(test_on["score"], test_off["score"] + on.prior["weight"] * z, rtol=1e-5, atol=1e-5)
+    # prior_adjusted = false: the smoothed rate's logit itself, the same trained weights
+    plain = _train(splits, replace(cfg, prior_adjusted=False), tmp_path / "plain")
+    t, f = splits.train_arrays()
+    np.testing.assert_allclose(plain.model.prior_logit.numpy(), prior_logits(t, f, splits.vocab.n_tokens))
+    assert not np.allclose(plain.model.prior_logit.numpy(), z_all)
+    assert plain.prior["adjusted"] is False and on.prior["adjusted"] is True
+    assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in s_off.items())
 
 
 def test_the_evaluation_record_keeps_the_models_own_auc_beside_the_shipped_one(splits, tmp_path):
@@ -114,11 +156,10 @@ def test_the_evaluation_record_keeps_the_models_own_auc_beside_the_shipped_one(s
 
 
 def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_path):
-    cfg = replace(CFG, final_fit_epochs=1)
+    cfg = replace(CFG, final_fit_epochs=1, recent_prior_days=0)
     res = _train(splits, cfg, tmp_path)
     seqs = through_validation(splits)
-    np.testing.assert_allclose(res.model.prior_logit.numpy(),
-                               prior_logits(seqs.tracks, seqs.feedback, splits.vocab.n_tokens))
+    np.testing.assert_allclose(res.model.prior_logit.numpy(), prior_z(seqs, splits.vocab.n_tokens, adjusted=True)[0])
     loaded = load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
     assert loaded.has_prior and res.prior["weight"] > 0
     assert float(loaded.prior_weight) == pytest.approx(res.prior["weight"])
@@ -170,12 +211,12 @@ def test_the_recent_window_follows_a_trend_the_whole_period_rate_misses(tmp_path
     # trained: ρ chosen on validation; the served z adds ρ · the window before the TEST period
     res = _train(sp, CFG, tmp_path / "on")
     assert res.prior["recent"] > 0 and res.prior["recent_days"] == CFG.recent_prior_days == 14
-    want = prior_logits(t, f, sp.vocab.n_tokens) + np.float32(res.prior["recent"]) * recent_logits(
-        sp, sp.test, rate, days=14)
+    z_train = prior_z(as_train_sequences(sp.train), sp.vocab.n_tokens, adjusted=True)[0]
+    want = z_train + np.float32(res.prior["recent"]) * recent_logits(sp, sp.test, rate, days=14)
     np.testing.assert_allclose(res.model.prior_logit.numpy(), want, rtol=1e-6, atol=1e-6)
     off = _train(sp, replace(CFG, recent_prior_days=0), tmp_path / "off")
     assert off.prior["recent"] == 0.0
-    np.testing.assert_allclose(off.model.prior_logit.numpy(), prior_logits(t, f, sp.vocab.n_tokens))
+    np.testing.assert_allclose(off.model.prior_logit.numpy(), z_train)
 
 
 def test_the_recent_share_never_ends_below_the_search_without_it():
