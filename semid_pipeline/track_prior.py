@@ -109,20 +109,28 @@ def track_effects(tracks: np.ndarray, feedback: np.ndarray, strata: np.ndarray, 
     n_s = int(s.max()) + 1
     p0 = float(np.clip(y.mean(), _EPS, 1 - _EPS))
     lam = strength * p0 * (1 - p0)
-    lam_s = (strength if strata_strength is None else strata_strength) * p0 * (1 - p0)
+    lam_s = strata_strength * p0 * (1 - p0)
     u, c = np.zeros(n_s), float(_logit(p0))
 
     def residuals():  # (y − p, p (1 − p)) per event at the current effects
         p = 1.0 / (1.0 + np.exp(-(c + a[t] + u[s])))
         return y - p, p * (1 - p)
 
+    played, met = np.bincount(t, minlength=n_tokens) > 0, np.bincount(s, minlength=n_s) > 0
     for _ in range(max_iter):
         moved = 0.0
-        for eff, idx, n, lm in ((a, t, n_tokens, lam), (u, s, n_s, lam_s)):
+        for eff, idx, n, lm, seen in ((a, t, n_tokens, lam, played), (u, s, n_s, lam_s, met)):
             r, w = residuals()
             step = (np.bincount(idx, r, n) - lm * eff) / (np.bincount(idx, w, n) + lm)
             eff += np.clip(step, -1.0, 1.0)  # damped: a track with only likes does not jump on the first round
             moved = max(moved, float(np.abs(step).max()))
+            # c + a_t + u_s is unchanged when a rises and c falls alike, a direction the block steps
+            # cross only slowly (~150 rounds for 2M events); the optimum has Σ a = Σ u = 0 over the
+            # played tracks / the strata (sum the stationarity conditions, c being free), so the
+            # mean moves to c at once (~25 rounds, the same optimum)
+            shift = float(eff[seen].mean())
+            eff[seen] -= shift
+            c += shift
         r, w = residuals()
         c += float(r.sum() / max(w.sum(), _EPS))
         if moved < tol:
@@ -194,7 +202,7 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
 
 
 def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = False) -> dict:
-    """{"weight", "recent", "recent_days", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values",
+    """{"weight", "recent", "recent_days", "adjusted", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values",
     "affinity_values", "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
     and / or the listener memory (all weights 0 until now): z counted over the training period, the
     validation events scored, w, (a₊, a₋), (r_t, r_a) and b by ``score_terms.choose_weights`` (w alone: exactly
