@@ -99,7 +99,7 @@ def track_effects(tracks: np.ndarray, feedback: np.ndarray, strata: np.ndarray, 
     rate as much as the track does. This is the "baseline predictor" b_u + b_i of rating models,
     for binary feedback. Block coordinate ascent: a Newton step for every a_t at once (the Hessian
     is diagonal within a block: each event has one track), then every u_s, then c, until no effect
-    moves more than ``tol`` (the demo worlds: 10–25 rounds)."""
+    moves more than ``tol`` (~25 rounds; 2.6 s for 2 million events, 35 s for 20 million)."""
     t = np.asarray(tracks, dtype=np.int64)
     s = np.asarray(strata, dtype=np.int64)
     y = np.asarray(feedback, dtype=np.float64)

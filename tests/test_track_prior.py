@@ -69,6 +69,24 @@ def test_track_effects_adjust_each_tracks_rate_for_who_played_it():
     assert np.array_equal(track_effects(t, f, s, n), a)  # deterministic
 
 
+def test_track_effects_are_the_map_of_the_two_way_logistic_model():
+    """The same effects as scikit-learn's L2 logistic regression on one-hot track and listener
+    columns, each scaled by 1/√λ so that its penalty ½β² is the prior's ½λa² (intercept free)."""
+    from sklearn.linear_model import LogisticRegression
+
+    t, f, s = skewed_plays(seed=3, n_listeners=30, plays=25)
+    n_tok, n_s = 42, 30
+    p0 = f.mean()
+    lam, lam_s = 10.0 * p0 * (1 - p0), 1.0 * p0 * (1 - p0)  # PRIOR_STRENGTH, STRATUM_STRENGTH pseudo-events
+    X = np.zeros((len(t), n_tok + n_s))
+    X[np.arange(len(t)), t] = 1 / np.sqrt(lam)
+    X[np.arange(len(t)), n_tok + s] = 1 / np.sqrt(lam_s)
+    ref = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(X, f).coef_[0][:n_tok] / np.sqrt(lam)
+    a = track_effects(t, f, s, n_tok)
+    np.testing.assert_allclose(a, ref, atol=1e-4)
+    assert np.abs(a).max() > 0.3  # not a trivial agreement at 0
+
+
 def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_does_not():
     rng = np.random.default_rng(0)
     n = 4000
