@@ -1,6 +1,7 @@
 """Training throughput and peak memory: ``id`` vs a semantic-ID representation vs a reference SASRec.
 
     .venv/bin/python bench/bench_train.py [--steps 15] [--hidden 64] [--k 1024] [--threads 2]
+        [--device cuda] [--batch-size 1024] [--max-lens 50 400] [--no-memory]
 
 Data: the ``bench`` synthetic preset (≥ 1M events, 100k tracks) written with
 ``semid_pipeline.synthetic.write_world``, ingested into a scratch DuckDB and split with
@@ -17,6 +18,10 @@ steps interleaved contender by contender so a noisy shared machine hurts all ali
 * ``reference``       SASRec written the usual way (per-item nn.Embedding, nn.MultiheadAttention,
                       pre-LN blocks with the same 4h MLP and attention dropout, one sampled negative,
                       BCE on pos/neg logits)
+
+Every step runs under the training's autocast (bf16 on CUDA, nothing on CPU); on CUDA every batch
+shape is run once per contender before the timing (else the first contender of a step pays CUDA's
+first-use costs for a new shape).
 
 Throughput = predicted training events (real next events) per second of forward+backward+AdamW:
 the median over the timed steps (robust to load spikes on a shared machine), the mean, and events per
@@ -51,6 +56,7 @@ from semid_pipeline.config import SplitConfig, TrainConfig  # noqa: E402
 from semid_pipeline.model import SASRec, build_track_encoder  # noqa: E402
 from semid_pipeline.objective import next_event_loss  # noqa: E402
 from semid_pipeline.objective import make_optimizer  # noqa: E402
+from semid_pipeline.scoring import autocast  # noqa: E402
 from semid_pipeline.resources_usage import reset_high_water_mark, current_rss_mb, peak_rss_mb  # noqa: E402
 from semid_pipeline.windows import make_windows  # noqa: E402
 
@@ -184,7 +190,8 @@ def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         def step(x, f, negs):
-            loss, n = model.loss(x, negs[..., 0])
+            with autocast(device):  # as training: bf16 on CUDA, nothing on CPU
+                loss, n = model.loss(x, negs[..., 0])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -201,7 +208,8 @@ def build(name: str, n_tracks: int, h: int, cfg: TrainConfig, k: int, device):
     n_neg = 1 if name.endswith("neg1") else cfg.sampled_negatives
 
     def step(x, f, negs):
-        loss, n = next_event_loss(model, x, f, negs[..., :n_neg])
+        with autocast(device):
+            loss, n = next_event_loss(model, x, f, negs[..., :n_neg])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -236,6 +244,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="windows per step")
+    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="peak memory per contender (one subprocess each)")
     ap.add_argument("--worker")
     ap.add_argument("--batches")
     ap.add_argument("--n-tracks", type=int)
@@ -251,7 +262,7 @@ def main() -> None:
     seqs, n_tracks, label = load_bench_sequences(print)
     for max_len in args.max_lens:
         print(f"\n=== history length (max_len) {max_len} ===")
-        run_length(args, replace(TrainConfig(), max_len=max_len), seqs, n_tracks, label)
+        run_length(args, replace(TrainConfig(), max_len=max_len, batch_size=args.batch_size), seqs, n_tracks, label)
     print(f"total bench time {time.perf_counter() - t_start:.0f}s")
 
 
@@ -272,6 +283,11 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
     events = {n: 0 for n in names}
     rates = {n: [] for n in names}  # per-step events/s: the median shrugs off load spikes of a shared machine
     cpu = {n: 0.0 for n in names}  # process CPU seconds: what a contender costs, whatever else runs
+    if device.type == "cuda":  # every batch shape once per contender first: allocator, kernel choices
+        for x, f, negs in batches:
+            for n in names:
+                contenders[n][1](x.to(device), f.to(device), negs.to(device))
+        torch.cuda.synchronize()
     for i, (x, f, negs) in enumerate(batches):
         x, f, negs = x.to(device), f.to(device), negs.to(device)
         for n in (names if i % 2 == 0 else names[::-1]):  # alternate order: no contender always first
@@ -288,6 +304,7 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
                 events[n] += ev
                 rates[n].append(ev / dt)
                 cpu[n] += c1 - c0
+    params = {n: sum(p.numel() for p in m.parameters()) for n, (m, _) in contenders.items()}
     del contenders
 
     # peak memory: one fresh subprocess per contender on the same batches
@@ -295,7 +312,7 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bpath = Path(tmp) / "batches.pt"
         torch.save(batches[:3], bpath)
-        for n in names:
+        for n in (names if args.memory else []):
             cmd = [sys.executable, __file__, "--worker", n, "--batches", str(bpath), "--n-tracks", str(n_tracks),
                    "--hidden", str(args.hidden), "--k", str(args.k), "--threads", str(args.threads),
                    "--device", args.device, "--cfg", json.dumps({**vars(cfg)})]
@@ -310,7 +327,7 @@ def run_length(args, cfg: TrainConfig, seqs, n_tracks: int, label: str) -> None:
         rows.append({"contender": n, "events/s": round(float(np.median(rates[n]))), "mean events/s": round(eps),
                      "events/CPU-s": round(events[n] / max(cpu[n], 1e-9)),
                      "ms/step": round(1000 * secs[n] / args.steps, 1),
-                     "params": m.get("params"), "peak_mem_MB": round(m.get("cuda_peak_mb", m.get("peak_rss_mb", float("nan"))), 1)})
+                     "params": params[n], "peak_mem_MB": round(m.get("cuda_peak_mb", m.get("peak_rss_mb", float("nan"))), 1)})
     df = pd.DataFrame(rows).set_index("contender")
     print()
     print(df.to_string())

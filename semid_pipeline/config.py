@@ -259,6 +259,10 @@ class TrainConfig:
     personal_taste: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
+    # deterministic torch kernels on CUDA too (CPU training always uses them): the same seed gives the
+    # same weights. false: CUDA's faster non-deterministic kernels (two runs then differ in the last
+    # bits, and so in their AUCs' 4th-5th decimal). Measured on an H200 (README, "Training on a GPU").
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.processes, int) or self.processes < 1:
@@ -273,6 +277,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
     ``recent_prior_days = 0``, ``popularity_prior``, ``prior_adjusted``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
     d = asdict(cfg)
+    del d["deterministic"]  # how the kernels run, not what is trained: a run keeps its folder either way
     if d["processes"] == 1:
         del d["processes"]
     if d["attention_dropout"] is None:

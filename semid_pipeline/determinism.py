@@ -11,8 +11,8 @@ import torch
 @contextmanager
 def deterministic(enabled: bool = True) -> Iterator[None]:
     """Ask torch for deterministic kernels inside the block (warn-only where none exists), restoring
-    the previous setting after. ``enabled=False`` leaves the setting alone (e.g. on CUDA, where the
-    deterministic kernels cost too much for training)."""
+    the previous setting after. ``enabled=False`` leaves the setting alone (training on CUDA with
+    ``[train] deterministic = false``: CUDA's faster non-deterministic kernels)."""
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     if enabled:

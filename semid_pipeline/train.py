@@ -363,7 +363,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
     if not d.is_main:
         log = lambda _msg: None  # noqa: E731  (rank 0 alone logs)
 
-    with deterministic(dev.type == "cpu"):
+    with deterministic(dev.type == "cpu" or cfg.deterministic):
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # batching + negative sampling
         model = model_from_splits(scheme=scheme, hidden=hidden, splits=splits,

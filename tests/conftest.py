@@ -1,6 +1,19 @@
-"""Shared fixtures and test-data builders (hand-made data only)."""
+"""Shared fixtures and test-data builders (hand-made data only).
+
+The suite runs on the CPU, also on a machine with a GPU: its tests assert bit-for-bit results
+(same seed → same weights, w = 0 → the same weights as without the term, saved = loaded) that
+CUDA's kernels do not give, and they build their CPU tensors beside the model's. So CUDA is hidden
+from this process and the workers it starts (Dagster Pipes, torchrun) before torch initialises
+it. ``SEMID_TEST_CUDA=1`` leaves the GPUs visible. GPU checks live in ``bench/`` (``bench_train.py
+--device cuda``, ``sweep_recommender.py`` trains on CUDA when it is there).
+"""
 
 from __future__ import annotations
+
+import os
+
+if os.environ.get("SEMID_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch's first CUDA call (torch reads it then)
 
 import duckdb
 import numpy as np
