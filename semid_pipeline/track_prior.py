@@ -100,10 +100,10 @@ def track_effects(tracks: np.ndarray, feedback: np.ndarray, strata: np.ndarray, 
     for binary feedback. Block coordinate ascent: a Newton step for every a_t at once (the Hessian
     is diagonal within a block: each event has one track), then every u_s, then c, until no effect
     moves more than ``tol`` (26 / 30 rounds on the demo's sessions / users, 40 for 2 million events
-    (2.6 s); 35 s for 20 million)."""
-    t = np.asarray(tracks, dtype=np.int64)
-    s = np.asarray(strata, dtype=np.int64)
-    y = np.asarray(feedback, dtype=np.float64)
+    (2.6 s); 35 s for 20 million). Memory: the caller's event arrays plus ~160 MB (``_sums``)."""
+    t = np.asarray(tracks)  # the caller's arrays, not copies: memory is the events' (see _sums)
+    s = np.asarray(strata)
+    y = np.asarray(feedback)
     a = np.zeros(n_tokens)
     if not len(y):
         return a
@@ -113,16 +113,15 @@ def track_effects(tracks: np.ndarray, feedback: np.ndarray, strata: np.ndarray, 
     lam_s = strata_strength * p0 * (1 - p0)
     u, c = np.zeros(n_s), float(_logit(p0))
 
-    def residuals():  # (y − p, p (1 − p)) per event at the current effects
-        p = 1.0 / (1.0 + np.exp(-(c + a[t] + u[s])))
-        return y - p, p * (1 - p)
+    def sums(idx, n):  # Σ (y − p) and Σ p (1 − p) per index at the current effects
+        return _sums(t, s, y, idx, n, c + a, u)
 
     played, met = np.bincount(t, minlength=n_tokens) > 0, np.bincount(s, minlength=n_s) > 0
     for _ in range(max_iter):
         moved = 0.0
         for eff, idx, n, lm, seen in ((a, t, n_tokens, lam, played), (u, s, n_s, lam_s, met)):
-            r, w = residuals()
-            step = (np.bincount(idx, r, n) - lm * eff) / (np.bincount(idx, w, n) + lm)
+            r, w = sums(idx, n)
+            step = (r - lm * eff) / (w + lm)
             eff += np.clip(step, -1.0, 1.0)  # damped: a track with only likes does not jump on the first round
             moved = max(moved, float(np.abs(step).max()))
             # c + a_t + u_s is unchanged when a rises and c falls alike, a direction the block steps
@@ -132,12 +131,29 @@ def track_effects(tracks: np.ndarray, feedback: np.ndarray, strata: np.ndarray, 
             shift = float(eff[seen].mean())
             eff[seen] -= shift
             c += shift
-        r, w = residuals()
+        r, w = sums(t, n_tokens)
         c += float(r.sum() / max(w.sum(), _EPS))
         if moved < tol:
             break
     a[0] = 0.0
     return a
+
+
+_CHUNK = 1 << 21  # events per pass of ``_sums``: its temporaries (~50 bytes an event) stay ~100 MB
+
+
+def _sums(t: np.ndarray, s: np.ndarray, y: np.ndarray, idx: np.ndarray, n: int, ca: np.ndarray,
+          u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ (y − p), Σ p (1 − p)) per value of ``idx`` (n,), p = σ(ca[t] + u[s]) per event, in chunks
+    of ``_CHUNK`` events: the fit's memory is the caller's event arrays plus a fixed amount, not ~6
+    float64 arrays per event (5 GB at 100M events until 2026-12-04)."""
+    r, w = np.zeros(n), np.zeros(n)
+    for lo in range(0, len(t), _CHUNK):
+        sl = slice(lo, lo + _CHUNK)
+        p = 1.0 / (1.0 + np.exp(-(ca[t[sl]] + u[s[sl]])))
+        r += np.bincount(idx[sl], y[sl] - p, n)
+        w += np.bincount(idx[sl], p * (1 - p), n)
+    return r, w
 
 
 def prior_z(seqs, n_tokens: int, *, adjusted: bool, strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +164,7 @@ def prior_z(seqs, n_tokens: int, *, adjusted: bool, strength: float = PRIOR_STRE
     rate, p0 = prior_rates(seqs.tracks, seqs.feedback, n_tokens, strength=strength)
     if not adjusted:
         return rate_logits(rate, p0), rate
-    strata = np.repeat(np.arange(len(seqs.lengths)), seqs.lengths)
+    strata = np.repeat(np.arange(len(seqs.lengths), dtype=np.int32), seqs.lengths)  # 4 bytes an event
     return track_effects(seqs.tracks, seqs.feedback, strata, n_tokens, strength=strength).astype(np.float32), rate
 
 

@@ -87,6 +87,18 @@ def test_track_effects_are_the_map_of_the_two_way_logistic_model():
     assert np.abs(a).max() > 0.3  # not a trivial agreement at 0
 
 
+def test_track_effects_in_chunks_of_events_are_the_same_fit(monkeypatch):
+    """The residual sums run over chunks of events (memory: the events plus a fixed amount); chunk
+    boundaries anywhere, also inside a listener's plays, give the one-pass fit."""
+    import semid_pipeline.track_prior as tp
+
+    t, f, s = skewed_plays(seed=3, n_listeners=30, plays=25)
+    whole = track_effects(t, f, s, 42)
+    assert len(t) < tp._CHUNK  # one chunk above
+    monkeypatch.setattr(tp, "_CHUNK", 97)  # 750 events: 8 chunks, the last one short
+    np.testing.assert_allclose(track_effects(t, f, s, 42), whole, rtol=0, atol=1e-12)
+
+
 def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_does_not():
     rng = np.random.default_rng(0)
     n = 4000
