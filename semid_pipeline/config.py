@@ -261,7 +261,7 @@ class TrainConfig:
     processes: int = 1
     # deterministic torch kernels on CUDA too (CPU training always uses them): the same seed gives the
     # same weights. false: CUDA's faster non-deterministic kernels (two runs then differ in the last
-    # bits, and so in their AUCs' 4th-5th decimal). Measured on an H200 (README, "Training on a GPU").
+    # bits, and so in their AUCs' 4th-5th decimal). Measured on an H200 (README, "On a GPU").
     deterministic: bool = True
 
     def __post_init__(self) -> None:

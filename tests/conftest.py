@@ -5,7 +5,7 @@ The suite runs on the CPU, also on a machine with a GPU: its tests assert bit-fo
 CUDA's kernels do not give, and they build their CPU tensors beside the model's. So CUDA is hidden
 from this process and the workers it starts (Dagster Pipes, torchrun) before torch initialises
 it. ``SEMID_TEST_CUDA=1`` leaves the GPUs visible. GPU checks live in ``bench/`` (``bench_train.py
---device cuda``, ``sweep_recommender.py`` trains on CUDA when it is there).
+--device cuda``, ``check_determinism.py``; ``sweep_recommender.py`` trains on CUDA when it is there).
 """
 
 from __future__ import annotations
