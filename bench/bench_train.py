@@ -224,13 +224,12 @@ def memory_worker(args) -> None:
     cfg = TrainConfig(**json.loads(args.cfg))
     exact = reset_high_water_mark()
     base = current_rss_mb()
-    model, step = build(args.worker, args.n_tracks, args.hidden, cfg, args.k, device)
+    _, step = build(args.worker, args.n_tracks, args.hidden, cfg, args.k, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for x, f, negs in batches[:3]:
         step(x.to(device), f.to(device), negs.to(device))
-    out = {"peak_rss_mb": peak_rss_mb() - base if exact and base is not None else float("nan"),
-           "params": sum(p.numel() for p in model.parameters())}
+    out = {"peak_rss_mb": peak_rss_mb() - base if exact and base is not None else float("nan")}
     if device.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(out))
