@@ -356,7 +356,7 @@ class SASRec(nn.Module):
     @torch.no_grad()
     def set_prior(self, z: np.ndarray | torch.Tensor, weight: float) -> None:
         """Copy in the (N+1,) per-track z (``track_prior.prior_logits``) and its weight w."""
-        self.prior_logit.copy_(torch.as_tensor(np.asarray(z, dtype=np.float32)).to(self.prior_logit.device))
+        self.prior_logit.copy_(torch.as_tensor(z, dtype=torch.float32))  # NumPy, or a tensor on any device
         self.prior_weight.fill_(float(weight))
 
     @property
