@@ -243,6 +243,10 @@ class TrainConfig:
     # session and one per track (``track_prior.track_effects``: the rate adjusted for who played it)
     # instead of the smoothed rate itself
     prior_adjusted: bool = True
+    # with the prior: the weight search also tries z with each track shrunk toward what its play count
+    # predicts (a line in log(1 + plays) fitted on the data, ``track_prior.plays_target``) instead of
+    # toward 0, and keeps it where validation ranks better
+    prior_by_plays: bool = True
     # with the prior: w · (z + ρ · z_recent), z_recent the track's rate over the last this many days
     # before the scored period as its deviation from z (``track_prior.recent_logits``; ρ chosen with w;
     # 0 = off)
@@ -275,7 +279,7 @@ def train_identity(cfg: TrainConfig) -> dict:
     before the key existed; N > 1 is recorded (dropout masks are drawn per rank: another run).
     Likewise the later switches while they are off: ``content_init`` (with its std),
     ``horizon = 1``, ``negative_popularity = 0``, ``content_anchor = 0``, ``final_fit_epochs = 0``,
-    ``recent_prior_days = 0``, ``popularity_prior``, ``prior_adjusted``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
+    ``recent_prior_days = 0``, ``popularity_prior``, ``prior_adjusted``, ``prior_by_plays``, ``content_affinity``, ``listener_memory``, ``personal_taste``."""
     d = asdict(cfg)
     del d["deterministic"]  # how the kernels run, not what is trained: a run keeps its folder either way
     if d["processes"] == 1:
@@ -298,6 +302,8 @@ def train_identity(cfg: TrainConfig) -> dict:
         del d["recent_prior_days"]
     if not d["prior_adjusted"]:
         del d["prior_adjusted"]
+    if not d["prior_by_plays"]:
+        del d["prior_by_plays"]
     if not d["content_affinity"]:
         del d["content_affinity"]
     if not d["listener_memory"]:

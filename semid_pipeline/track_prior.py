@@ -19,6 +19,13 @@ With ``[train] prior_adjusted`` (default on) z is instead each track's effect in
 with one effect per listener (per session for MSSD data) and one per track (``track_effects``): the
 track's appeal adjusted for who played it, under the same prior of ``PRIOR_STRENGTH`` pseudo-events.
 
+With ``[train] prior_by_plays`` (default on) the weight search runs a second time with each track
+shrunk toward the z its play count predicts instead of toward 0 (``plays_target``: a line in
+log(1 + plays) fitted on the same events, so a track never played gets the line's value at 0
+plays), and that z is kept where it ranks the validation period better: plays often follow appeal,
+and on sparse data (a few plays per track) the target decides most tracks' z; where they do not,
+validation keeps the z above.
+
 With ``[train] recent_prior_days`` (default 14; 0 = off) the term is w · (z + ρ · z_recent),
 z_recent the track's rate over that many days before the scored period (shrunk toward its
 whole-period rate, as the trailing-rate baseline counts it) less z: ρ = 1 scores with the recent
@@ -156,16 +163,47 @@ def _sums(t: np.ndarray, s: np.ndarray, y: np.ndarray, idx: np.ndarray, n: int, 
     return r, w
 
 
-def prior_z(seqs, n_tokens: int, *, adjusted: bool, strength: float = PRIOR_STRENGTH) -> tuple[np.ndarray, np.ndarray]:
+def prior_z(seqs, n_tokens: int, *, adjusted: bool, strength: float = PRIOR_STRENGTH,
+            by_plays: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(z (n_tokens,) float32, rate (n_tokens,) float64) of training sequences ``seqs``
     (``splits.TrainSequences``): z the listener-adjusted track effects (``track_effects``, one stratum
-    per sequence) where ``adjusted``, else ``rate_logits`` of the smoothed rate; the rate itself is
+    per sequence) where ``adjusted``, else ``rate_logits`` of the smoothed rate; with ``by_plays``
+    each track shrunk toward what its play count predicts (``plays_target``). The rate itself is
     what the recent window (``recent_logits``) shrinks toward."""
     rate, p0 = prior_rates(seqs.tracks, seqs.feedback, n_tokens, strength=strength)
     if not adjusted:
-        return rate_logits(rate, p0), rate
-    strata = np.repeat(np.arange(len(seqs.lengths), dtype=np.int32), seqs.lengths)  # 4 bytes an event
-    return track_effects(seqs.tracks, seqs.feedback, strata, n_tokens, strength=strength).astype(np.float32), rate
+        z = rate_logits(rate, p0)
+    else:
+        strata = np.repeat(np.arange(len(seqs.lengths), dtype=np.int32), seqs.lengths)  # 4 bytes an event
+        z = track_effects(seqs.tracks, seqs.feedback, strata, n_tokens, strength=strength).astype(np.float32)
+    if by_plays:
+        z = plays_target(z, np.bincount(np.asarray(seqs.tracks), minlength=n_tokens)[:n_tokens], strength=strength)
+    return z, rate
+
+
+def plays_target(z: np.ndarray, plays: np.ndarray, *, strength: float = PRIOR_STRENGTH) -> np.ndarray:
+    """(n_tokens,) float32: ``z`` with each track's shrinkage aimed at the value its play count
+    predicts, m(n) = β₀ + β₁ · log(1 + n), instead of at 0 (empirical Bayes with one covariate).
+
+    z shrinks a track with n plays by r = n / (n + strength) toward 0 (``smoothed_rate``; the effects
+    alike), so E[z] = r · m(n): (β₀, β₁) is the least-squares fit of z on (r, r · log(1 + n)) over the
+    played tracks, and the result is z + (1 − r) · m(n); a track never played gets m(0) = β₀, the
+    padding row 0. Why: how often a track is played says how it is liked (hits are skipped less,
+    and rated higher; plays follow appeal), and a track with 1–3 plays or none is decided by its
+    shrinkage target, not by its own events. The line is fitted on the data: where plays say
+    nothing, β₁ ≈ 0 and β₀ ≈ 0 (the tracks' mean effect is 0), and z stays as it was."""
+    z = np.asarray(z, dtype=np.float64)
+    n = np.asarray(plays, dtype=np.float64)
+    played = n > 0
+    played[0] = False
+    if played.sum() < 2:
+        return z.astype(np.float32)
+    r, x = n / (n + strength), np.log1p(n)
+    design = np.column_stack([r, r * x])[played]
+    beta = np.linalg.lstsq(design, z[played], rcond=None)[0]  # (2,)
+    out = z + (1.0 - r) * (beta[0] + beta[1] * x)
+    out[0] = 0.0
+    return out.astype(np.float32)
 
 
 def rate_logits(rate: np.ndarray, p0: float) -> np.ndarray:
@@ -218,8 +256,8 @@ def choose_weight(strata, labels, scores, z, weights=PRIOR_WEIGHTS) -> tuple[flo
     return best["weight"], rows
 
 
-def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = False) -> dict:
-    """{"weight", "recent", "recent_days", "adjusted", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values",
+def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = False, by_plays: bool = False) -> dict:
+    """{"weight", "recent", "recent_days", "adjusted", "by_plays", "affinity", "memory", "taste", "val_auc", "val_auc_without", "values",
     "affinity_values", "memory_values"} for a trained model with a prior, the content affinity (with its personal taste)
     and / or the listener memory (all weights 0 until now): z counted over the training period, the
     validation events scored, w, (a₊, a₋), (r_t, r_a) and b by ``score_terms.choose_weights`` (w alone: exactly
@@ -228,6 +266,8 @@ def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = F
     its parameters). The model keeps that z with all weights 0 (the caller sets the final ones).
     ``recent_days`` > 0: also ρ of the trailing window (``recent_logits``). ``adjusted``: z the
     listener-adjusted track effects (``prior_z``; recorded as "adjusted" for ``apply_chosen``).
+    ``by_plays``: the whole search runs again with z shrunk toward the play count's prediction
+    (``plays_target``), kept where validation ranks better ("by_plays" records which z won).
     No validation events: all weights 0."""
     from .score_terms import choose_weights
     from .scoring import score_eval_set
@@ -236,13 +276,16 @@ def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = F
     n_tok = splits.vocab.n_tokens
     artist = model.has_memory and bool(model.memory_artist.any())
     taste = model.taste_weight is not None
-    out = {"weight": 0.0, "recent": 0.0, "recent_days": int(recent_days), "adjusted": bool(adjusted), "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "taste": 0.0, "val_auc": None, "val_auc_without": None,
+    out = {"weight": 0.0, "recent": 0.0, "recent_days": int(recent_days), "adjusted": bool(adjusted), "by_plays": False, "affinity": [0.0, 0.0], "memory": [0.0, 0.0], "taste": 0.0, "val_auc": None, "val_auc_without": None,
            "values": n_tok if model.has_prior else 0,
            "affinity_values": int(model.affinity_table.numel()) if model.has_affinity else 0,
            "memory_values": int(model.memory_artist.numel()) if artist else 0}
-    z_recent = None
+    z_recent, z_by_plays = None, None
     if model.has_prior:
-        z, rate = prior_z(as_train_sequences(splits.train), n_tok, adjusted=adjusted)
+        seqs = as_train_sequences(splits.train)
+        z, rate = prior_z(seqs, n_tok, adjusted=adjusted)
+        if by_plays:
+            z_by_plays = plays_target(z, np.bincount(np.asarray(seqs.tracks), minlength=n_tok)[:n_tok])
         model.set_prior(z, 0.0)
         if recent_days > 0:
             z_recent = recent_logits(splits, splits.val, rate, days=recent_days)
@@ -253,12 +296,20 @@ def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = F
     scored = score_eval_set(model, splits.val, term_columns=True)
     if not len(scored):
         return out
-    z = model.prior_logit.cpu().numpy()[scored["track_idx"].to_numpy()] if model.has_prior else None
+    t = scored["track_idx"].to_numpy()
     sims = scored[["affinity_liked", "affinity_disliked"]].to_numpy() if model.has_affinity else None
     mem = scored[["memory_track", "memory_artist"]].to_numpy() if model.has_memory else None
-    best = choose_weights(scored["stratum_id"], scored["feedback"], scored["score"], z=z, sims=sims, mem=mem,
-                          taste=scored["affinity_taste"].to_numpy() if taste else None, prior_weights=PRIOR_WEIGHTS,
-                          z_recent=None if z_recent is None else z_recent[scored["track_idx"].to_numpy()])
+
+    def search(z_all: np.ndarray | None) -> dict:
+        return choose_weights(scored["stratum_id"], scored["feedback"], scored["score"],
+                              z=None if z_all is None else z_all[t], sims=sims, mem=mem,
+                              taste=scored["affinity_taste"].to_numpy() if taste else None, prior_weights=PRIOR_WEIGHTS,
+                              z_recent=None if z_recent is None else z_recent[t])
+
+    best = search(model.prior_logit.cpu().numpy() if model.has_prior else None)
+    if z_by_plays is not None and (alt := search(z_by_plays))["auc"] > best["auc"]:  # ties: the target stays out
+        best, out["by_plays"] = alt, True
+        model.set_prior(z_by_plays, 0.0)
     return out | {"weight": best["weight"], "recent": best["recent"], "affinity": best["affinity"], "memory": best["memory"],
                   "taste": best["taste"],
                   "val_auc": best["auc"], "val_auc_without": best["auc_without"]}
@@ -275,7 +326,8 @@ def apply_chosen(model, splits, chosen: dict, *, final_fit: bool) -> None:
 
     if model.has_prior:
         seqs = through_validation(splits) if final_fit else as_train_sequences(splits.train)
-        z, rate = prior_z(seqs, splits.vocab.n_tokens, adjusted=bool(chosen.get("adjusted")))
+        z, rate = prior_z(seqs, splits.vocab.n_tokens, adjusted=bool(chosen.get("adjusted")),
+                          by_plays=bool(chosen.get("by_plays")))
         rho, days = float(chosen.get("recent") or 0.0), int(chosen.get("recent_days") or 0)
         if rho > 0 and days > 0:
             z_recent = recent_logits(splits, splits.test, rate, days=days)

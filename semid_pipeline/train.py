@@ -400,7 +400,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
         if model.has_terms and prog.prior is None:
             _choose_prior(tr, prog, splits=splits, config=config, out_dir=out_dir, log=log, tag=tag,
-                          days=cfg.recent_prior_days, adjusted=cfg.prior_adjusted)
+                          days=cfg.recent_prior_days, adjusted=cfg.prior_adjusted, by_plays=cfg.prior_by_plays)
         if cfg.final_fit_epochs > 0:
             _final_fit(tr, prog, splits=splits, cfg=cfg, config=config, out_dir=out_dir, amp=autocast(dev),
                        log=log, tag=tag)
@@ -415,12 +415,12 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
 
 
 def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict, out_dir: Path,
-                  log: Callable[[str], None], tag: str, days: int, adjusted: bool) -> None:
+                  log: Callable[[str], None], tag: str, days: int, adjusted: bool, by_plays: bool) -> None:
     """The prior's, affinity's and memory's weights chosen for the best weights (``track_prior.
     validation_weight``), kept in the checkpoint. Rank 0 chooses, all get them."""
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
-    prior = validation_weight(tr.model, splits, recent_days=days, adjusted=adjusted) if tr.dist.is_main else {
-        "weight": math.nan, "recent": math.nan, "recent_days": days, "adjusted": adjusted, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
+    prior = validation_weight(tr.model, splits, recent_days=days, adjusted=adjusted, by_plays=by_plays) if tr.dist.is_main else {
+        "weight": math.nan, "recent": math.nan, "recent_days": days, "adjusted": adjusted, "by_plays": by_plays, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
     prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "recent", "taste")}
     prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")}
     prog.prior = prior

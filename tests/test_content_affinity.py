@@ -124,14 +124,16 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
     s_off, s_on = off.model.state_dict(), on.model.state_dict()
     assert set(s_on) - set(s_off) == {"affinity_table", "affinity_weight"}
     # the same trained weights (the term is not in training); w is chosen with (a₊, a₋), so it may differ
-    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k != "prior_weight")
+    # (and z may differ: [train] prior_by_plays picks its target with the weights)
+    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k not in ("prior_weight", "prior_logit"))
     # two short epochs barely move the rows; the content says the cluster: chosen, and it helps
     a = on.prior["affinity"]
     assert max(a) > 0 and on.prior["val_auc"] > on.prior["val_auc_without"] + 0.02
     assert on.prior["affinity_values"] == s_on["affinity_table"].numel()
     # the test scores: the model's own + w · z + a₊ · cos(v, liked) − a₋ · cos(v, disliked), by hand
     sc_on, sc_off = score_eval_set(on.model, splits.test), score_eval_set(off.model, splits.test)
-    z = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True)[0][sc_on["track_idx"]]
+    z = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True,
+                by_plays=on.prior["by_plays"])[0][sc_on["track_idx"]]
     v = s_on["affinity_table"].numpy()[on.model.encoder.codes.numpy()].sum(1)  # (N+1, d) per-track rows
     def unit(x):
         return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)

@@ -17,7 +17,7 @@ from semid_pipeline.schemes import IdScheme
 from semid_pipeline.splits import as_train_sequences, build_splits
 from semid_pipeline.checkpoints import load_recommender
 from semid_pipeline.scoring import score_eval_set, without_prior
-from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, prior_logits, prior_z, track_effects
+from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, plays_target, prior_logits, prior_z, track_effects
 from semid_pipeline.train import train_recommender
 from semid_pipeline.windows import through_validation
 
@@ -99,6 +99,53 @@ def test_track_effects_in_chunks_of_events_are_the_same_fit(monkeypatch):
     np.testing.assert_allclose(track_effects(t, f, s, 42), whole, rtol=0, atol=1e-12)
 
 
+def test_plays_target_by_hand():
+    """z of a track with n plays is its effect shrunk by r = n / (n + a) toward 0; when the effects
+    follow the play count exactly (m(n) = b0 + b1 log(1 + n)), the target recovers m for every
+    track, played or not; the padding row stays 0."""
+    a = 10.0
+    n = np.array([0, 1, 2, 3, 5, 8, 13, 21, 34, 0, 0])  # row 0 = padding; the last two never played
+    m = -0.4 + 0.3 * np.log1p(n)
+    z = (n / (n + a) * m).astype(np.float32)
+    z[0] = 0.0
+    got = plays_target(z, n, strength=a)
+    assert got.dtype == np.float32 and got[0] == 0.0
+    np.testing.assert_allclose(got[1:], m[1:], atol=1e-6)  # never played: m(0) = b0 = -0.4
+    # where plays say nothing (effects of mean 0 whatever the count) z stays as it was
+    rng = np.random.default_rng(0)
+    n2 = np.r_[0, rng.integers(1, 60, 4000)]
+    z2 = (n2 / (n2 + a) * rng.normal(0.0, 1.0, n2.size)).astype(np.float32)
+    z2[0] = 0.0
+    moved = np.abs(plays_target(z2, n2, strength=a) - z2)
+    assert moved.max() < 0.15 and moved.mean() < 0.02 and z2.std() > 0.5  # the fitted line's noise only
+    # fewer than two played tracks: nothing to fit
+    np.testing.assert_array_equal(plays_target(z[:2], n[:2], strength=a), z[:2])
+
+
+def test_the_plays_target_ranks_tracks_with_few_plays_better():
+    """Appeal follows plays (hits are liked more): on later plays of tracks heard 0-2 times, z with
+    the play-count target orders likes above skips better than z shrunk toward 0."""
+    from semid_pipeline.evaluation import stratified_auc
+
+    rng = np.random.default_rng(1)
+    T = 3000
+    appeal = rng.normal(0.0, 1.0, T + 1)
+    weight = np.exp(1.2 * appeal)  # plays follow appeal
+    tracks = rng.choice(np.arange(1, T + 1), 12_000, p=weight[1:] / weight[1:].sum())
+    liked = (rng.random(tracks.size) < 1 / (1 + np.exp(-appeal[tracks]))).astype(np.int64)
+    train, later = slice(0, 8000), slice(8000, None)
+    seqs = type("Seqs", (), {})()
+    seqs.tracks, seqs.feedback = tracks[train], liked[train]
+    seqs.lengths = np.full(80, 100)  # 80 listeners of 100 plays
+    plain = prior_z(seqs, T + 1, adjusted=True)[0]
+    target = prior_z(seqs, T + 1, adjusted=True, by_plays=True)[0]
+    played = np.bincount(tracks[train], minlength=T + 1)
+    rare = played[tracks[later]] <= 2
+    t, y = tracks[later][rare], liked[later][rare]
+    one = np.zeros(len(t))
+    assert stratified_auc(one, y, target[t])[0] > stratified_auc(one, y, plain[t])[0] + 0.03
+
+
 def test_choose_weight_takes_the_prior_where_it_ranks_and_leaves_it_where_it_does_not():
     rng = np.random.default_rng(0)
     n = 4000
@@ -144,21 +191,30 @@ def test_the_prior_never_changes_training_and_is_weighed_on_validation(splits, t
                            "events_per_s": h2["events_per_s"]} for h, h2 in zip(off.history, on.history)]
     # 3 short epochs leave the id rows far from the tracks' rates: the prior helps on validation
     assert on.prior["weight"] > 0 and on.prior["val_auc"] > on.prior["val_auc_without"]
-    # z: the listener-adjusted track effects of the training period ([train] prior_adjusted, default on)
-    z_all = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True)[0]
+    # z: the listener-adjusted track effects of the training period ([train] prior_adjusted, default on),
+    # shrunk toward what each track's play count predicts where validation says so ([train] prior_by_plays)
+    z_all = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True,
+                    by_plays=on.prior["by_plays"])[0]
     np.testing.assert_allclose(on.model.prior_logit.numpy(), z_all)
     assert float(on.model.prior_weight) == pytest.approx(on.prior["weight"])
     test_off = score_eval_set(off.model, splits.test)
     test_on = score_eval_set(on.model, splits.test)
     z = z_all[test_on["track_idx"]]
     np.testing.assert_allclose(test_on["score"], test_off["score"] + on.prior["weight"] * z, rtol=1e-5, atol=1e-5)
-    # prior_adjusted = false: the smoothed rate's logit itself, the same trained weights
-    plain = _train(splits, replace(cfg, prior_adjusted=False), tmp_path / "plain")
+    # prior_adjusted = prior_by_plays = false: the smoothed rate's logit itself, the same trained weights
+    plain = _train(splits, replace(cfg, prior_adjusted=False, prior_by_plays=False), tmp_path / "plain")
     t, f = splits.train_arrays()
     np.testing.assert_allclose(plain.model.prior_logit.numpy(), prior_logits(t, f, splits.vocab.n_tokens))
     assert not np.allclose(plain.model.prior_logit.numpy(), z_all)
     assert plain.prior["adjusted"] is False and on.prior["adjusted"] is True
     assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in s_off.items())
+    # prior_by_plays = false: the effects shrunk toward 0, as before the switch; with it, the search
+    # also tries the play-count target and never ends below the search without it
+    to_zero = _train(splits, replace(cfg, prior_by_plays=False), tmp_path / "to_zero")
+    z_zero = prior_z(as_train_sequences(splits.train), splits.vocab.n_tokens, adjusted=True)[0]
+    np.testing.assert_allclose(to_zero.model.prior_logit.numpy(), z_zero)
+    assert to_zero.prior["by_plays"] is False and on.prior["val_auc"] >= to_zero.prior["val_auc"]
+    assert (on.prior["val_auc"] > to_zero.prior["val_auc"]) == on.prior["by_plays"]
 
 
 def test_the_evaluation_record_keeps_the_models_own_auc_beside_the_shipped_one(splits, tmp_path):
@@ -189,7 +245,8 @@ def test_the_final_fit_recounts_z_and_the_saved_model_carries_it(splits, tmp_pat
     cfg = replace(CFG, final_fit_epochs=1, recent_prior_days=0)
     res = _train(splits, cfg, tmp_path)
     seqs = through_validation(splits)
-    np.testing.assert_allclose(res.model.prior_logit.numpy(), prior_z(seqs, splits.vocab.n_tokens, adjusted=True)[0])
+    np.testing.assert_allclose(res.model.prior_logit.numpy(),
+                               prior_z(seqs, splits.vocab.n_tokens, adjusted=True, by_plays=res.prior["by_plays"])[0])
     loaded = load_recommender(tmp_path, splits_vocab=splits.vocab, id_table=None, id_table_hash=None)
     assert loaded.has_prior and res.prior["weight"] > 0
     assert float(loaded.prior_weight) == pytest.approx(res.prior["weight"])
@@ -241,7 +298,7 @@ def test_the_recent_window_follows_a_trend_the_whole_period_rate_misses(tmp_path
     # trained: ρ chosen on validation; the served z adds ρ · the window before the TEST period
     res = _train(sp, CFG, tmp_path / "on")
     assert res.prior["recent"] > 0 and res.prior["recent_days"] == CFG.recent_prior_days == 14
-    z_train = prior_z(as_train_sequences(sp.train), sp.vocab.n_tokens, adjusted=True)[0]
+    z_train = prior_z(as_train_sequences(sp.train), sp.vocab.n_tokens, adjusted=True, by_plays=res.prior["by_plays"])[0]
     want = z_train + np.float32(res.prior["recent"]) * recent_logits(sp, sp.test, rate, days=14)
     np.testing.assert_allclose(res.model.prior_logit.numpy(), want, rtol=1e-6, atol=1e-6)
     off = _train(sp, replace(CFG, recent_prior_days=0), tmp_path / "off")
