@@ -11,10 +11,7 @@ A model is worth shipping only if it beats the strongest of these on the same te
                         (``track_prior.track_effects``): the rate adjusted for who played it, the
                         "baseline predictor" b_u + b_i of rating models (b_u drops out of a
                         per-listener AUC). With a few plays per track, a skip-prone listener's
-                        plays make a track look worse than it is; this does not. Tracks with few
-                        plays or none shrink toward what their play count predicts
-                        (``track_prior.plays_target``) where that ranks the validation period
-                        better, as the model's prior chooses it by default.
+                        plays make a track look worse than it is; this does not.
 * ``trailing_rate``     the same, over the last ``window_days`` of events known before the
                         period starts, shrunk toward the training-period rate (recency matters:
                         tastes and releases drift, real catalogues have trends).
@@ -39,7 +36,7 @@ import pandas as pd
 from .evaluation import require_columns
 from .listener_memory import history_matches
 from .splits import EvalSet, Splits, as_train_sequences
-from .track_prior import PRIOR_STRENGTH, global_rate, plays_target, prior_z, smoothed_rate
+from .track_prior import PRIOR_STRENGTH, global_rate, prior_z, smoothed_rate
 
 
 # --------------------------------------------------------------------------------------
@@ -256,22 +253,6 @@ def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, 
     return X, e["feedback"].to_numpy(np.int64)
 
 
-def _effect(splits: Splits, n_tok: int, strength: float) -> np.ndarray:
-    """The adjusted effects (``prior_z``), with the play-count target (``track_prior.plays_target``)
-    where it ranks the validation period better, as the model's prior chooses it."""
-    from .evaluation import stratified_auc
-
-    seqs = as_train_sequences(splits.train)
-    effect = prior_z(seqs, n_tok, adjusted=True, strength=strength)[0]
-    e = splits.val.events
-    if not len(e):
-        return effect
-    target = plays_target(effect, np.bincount(np.asarray(seqs.tracks), minlength=n_tok)[:n_tok], strength=strength)
-    t, y = e["track_idx"].to_numpy(np.int64), e["feedback"].to_numpy(np.int64)
-    better = stratified_auc(e["stratum_id"], y, target[t])[0] > stratified_auc(e["stratum_id"], y, effect[t])[0]
-    return target if better else effect
-
-
 def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artist: np.ndarray | None = None,
                     cfg: BaselineConfig = BaselineConfig()) -> dict[str, dict[str, np.ndarray]]:
     """name → {"val": scores, "test": scores}, each aligned with ``<period>.events`` rows.
@@ -282,7 +263,7 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     ti, tf = _train_arrays(splits)
     p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
-    effect = _effect(splits, n_tok, cfg.prior_strength)
+    effect = prior_z(as_train_sequences(splits.train), n_tok, adjusted=True, strength=cfg.prior_strength)[0]
     starts = [period_start(es) for es in (splits.val, splits.test)]
     starts = [x for x in starts if x is not None]
     pool = known_events(splits, since=min(starts) - pd.Timedelta(days=cfg.window_days) if starts else None)

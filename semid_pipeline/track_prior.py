@@ -19,7 +19,7 @@ With ``[train] prior_adjusted`` (default on) z is instead each track's effect in
 with one effect per listener (per session for MSSD data) and one per track (``track_effects``): the
 track's appeal adjusted for who played it, under the same prior of ``PRIOR_STRENGTH`` pseudo-events.
 
-With ``[train] prior_by_plays`` (default on) the weight search runs a second time with each track
+With ``[train] prior_by_plays`` (default off) the weight search runs a second time with each track
 shrunk toward the z its play count predicts instead of toward 0 (``plays_target``: a line in
 log(1 + plays) fitted on the same events, so a track never played gets the line's value at 0
 plays), and that z is kept where it ranks the validation period better: plays often follow appeal,
