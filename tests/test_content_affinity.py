@@ -124,8 +124,7 @@ def test_training_never_sees_the_affinity_and_the_model_adds_exactly_what_it_sto
     s_off, s_on = off.model.state_dict(), on.model.state_dict()
     assert set(s_on) - set(s_off) == {"affinity_table", "affinity_weight"}
     # the same trained weights (the term is not in training); w is chosen with (a₊, a₋), so it may differ
-    # (and z may differ: [train] prior_by_plays picks its target with the weights)
-    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k not in ("prior_weight", "prior_logit"))
+    assert all(torch.equal(v, s_on[k]) for k, v in s_off.items() if k != "prior_weight")
     # two short epochs barely move the rows; the content says the cluster: chosen, and it helps
     a = on.prior["affinity"]
     assert max(a) > 0 and on.prior["val_auc"] > on.prior["val_auc_without"] + 0.02

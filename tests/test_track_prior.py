@@ -14,7 +14,7 @@ import torch
 from conftest import user_feedback
 from semid_pipeline.config import SplitConfig, TrainConfig
 from semid_pipeline.schemes import IdScheme
-from semid_pipeline.splits import as_train_sequences, build_splits
+from semid_pipeline.splits import TrainSequences, as_train_sequences, build_splits
 from semid_pipeline.checkpoints import load_recommender
 from semid_pipeline.scoring import score_eval_set, without_prior
 from semid_pipeline.track_prior import PRIOR_WEIGHTS, choose_weight, plays_target, prior_logits, prior_z, track_effects
@@ -134,9 +134,7 @@ def test_the_plays_target_ranks_tracks_with_few_plays_better():
     tracks = rng.choice(np.arange(1, T + 1), 12_000, p=weight[1:] / weight[1:].sum())
     liked = (rng.random(tracks.size) < 1 / (1 + np.exp(-appeal[tracks]))).astype(np.int64)
     train, later = slice(0, 8000), slice(8000, None)
-    seqs = type("Seqs", (), {})()
-    seqs.tracks, seqs.feedback = tracks[train], liked[train]
-    seqs.lengths = np.full(80, 100)  # 80 listeners of 100 plays
+    seqs = TrainSequences(tracks=tracks[train], feedback=liked[train], offsets=np.arange(0, 8001, 100))  # 80 listeners
     plain = prior_z(seqs, T + 1, adjusted=True)[0]
     target = prior_z(seqs, T + 1, adjusted=True, by_plays=True)[0]
     played = np.bincount(tracks[train], minlength=T + 1)
