@@ -11,7 +11,9 @@ A model is worth shipping only if it beats the strongest of these on the same te
                         (``track_prior.track_effects``): the rate adjusted for who played it, the
                         "baseline predictor" b_u + b_i of rating models (b_u drops out of a
                         per-listener AUC). With a few plays per track, a skip-prone listener's
-                        plays make a track look worse than it is; this does not.
+                        plays make a track look worse than it is; this does not. With
+                        ``by_plays`` (the model's ``[train] prior_by_plays``) the effects shrunk
+                        toward what the play count predicts, where that ranks validation better.
 * ``trailing_rate``     the same, over the last ``window_days`` of events known before the
                         period starts, shrunk toward the training-period rate (recency matters:
                         tastes and releases drift, real catalogues have trends).
@@ -36,7 +38,7 @@ import pandas as pd
 from .evaluation import require_columns
 from .listener_memory import history_matches
 from .splits import EvalSet, Splits, as_train_sequences
-from .track_prior import PRIOR_STRENGTH, global_rate, prior_z, smoothed_rate
+from .track_prior import PRIOR_STRENGTH, global_rate, plays_target, prior_z, smoothed_rate
 
 
 # --------------------------------------------------------------------------------------
@@ -253,9 +255,27 @@ def gbdt_features(es: EvalSet, *, train_rate, train_cnt, trail_rate, trail_cnt, 
     return X, e["feedback"].to_numpy(np.int64)
 
 
+def _effect(splits: Splits, n_tok: int, strength: float, *, by_plays: bool) -> np.ndarray:
+    """The listener-adjusted effects (``prior_z``); with ``by_plays`` their play-count target
+    (``track_prior.plays_target``) where it ranks the validation period better, as the prior chooses."""
+    from .evaluation import stratified_auc
+
+    seqs = as_train_sequences(splits.train)
+    effect = prior_z(seqs, n_tok, adjusted=True, strength=strength)[0]
+    e = splits.val.events
+    if not by_plays or not len(e):
+        return effect
+    target = plays_target(effect, np.bincount(np.asarray(seqs.tracks), minlength=n_tok)[:n_tok], strength=strength)
+    t, y = e["track_idx"].to_numpy(np.int64), e["feedback"].to_numpy(np.int64)
+    better = stratified_auc(e["stratum_id"], y, target[t])[0] > stratified_auc(e["stratum_id"], y, effect[t])[0]
+    return target if better else effect
+
+
 def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artist: np.ndarray | None = None,
-                    cfg: BaselineConfig = BaselineConfig()) -> dict[str, dict[str, np.ndarray]]:
+                    cfg: BaselineConfig = BaselineConfig(), by_plays: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """name → {"val": scores, "test": scores}, each aligned with ``<period>.events`` rows.
+    ``by_plays``: the adjusted effects (their baseline, and the trees' feature) as the model's prior
+    takes them with ``[train] prior_by_plays``.
 
     The boosted model has no validation scores of its own (it is fitted there): its "val" entry
     is absent. Tracks of the catalogue never played in training get the global rate."""
@@ -263,7 +283,7 @@ def baseline_scores(splits: Splits, *, features: np.ndarray | None = None, artis
     ti, tf = _train_arrays(splits)
     p0 = global_rate(tf)
     train_rate, train_cnt = smoothed_rate(ti, tf, n_tok, prior=p0, strength=cfg.prior_strength)
-    effect = prior_z(as_train_sequences(splits.train), n_tok, adjusted=True, strength=cfg.prior_strength)[0]
+    effect = _effect(splits, n_tok, cfg.prior_strength, by_plays=by_plays)
     starts = [period_start(es) for es in (splits.val, splits.test)]
     starts = [x for x in starts if x is not None]
     pool = known_events(splits, since=min(starts) - pd.Timedelta(days=cfg.window_days) if starts else None)

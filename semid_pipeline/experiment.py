@@ -96,8 +96,9 @@ def evaluate_model(model: SASRec, splits: Splits, view: CatalogView, cfg: EvalCo
     return out
 
 
-def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict:
-    """Model-free baselines on the test period: track popularity and content-only logistic regression."""
+def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig, *, by_plays: bool = False) -> dict:
+    """Model-free baselines on the test period: track popularity and content-only logistic regression
+    (and ``stronger_baseline_records``; ``by_plays``: the model's ``[train] prior_by_plays``)."""
     test = splits.test.events
     out: dict = {}
     if len(test) == 0:
@@ -123,7 +124,7 @@ def baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict
         auc, per = ev.stratified_auc(ordered["stratum_id"], ordered["feedback"], scores)
         lo, hi = ev.bootstrap_ci(per["auc"].to_numpy(), n_boot=cfg.bootstrap, seed=cfg.seed)
         out["content_logreg"] = {"auc": auc, "ci_lo": lo, "ci_hi": hi, "n_strata": int(len(per))}
-    out.update(stronger_baseline_records(splits, view, cfg))
+    out.update(stronger_baseline_records(splits, view, cfg, by_plays=by_plays))
     return jsonable(out)
 
 
@@ -155,7 +156,7 @@ def partition_record(cell: GridCell, result: dict, *, baselines: dict, dataset: 
     }
 
 
-def stronger_baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig) -> dict:
+def stronger_baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig, *, by_plays: bool = False) -> dict:
     """Trailing-window popularity and the boosted non-sequential model (``baselines``), same record
     shape as the others (test AUC + CI, plus validation AUC where the baseline is not fitted there)
     and the AUC by track-popularity bucket."""
@@ -164,7 +165,7 @@ def stronger_baseline_records(splits: Splits, view: CatalogView, cfg: EvalConfig
     out: dict = {}
     if len(splits.test.events) == 0:
         return out
-    scores = baseline_scores(splits, features=view.features, artist=view.artist)
+    scores = baseline_scores(splits, features=view.features, artist=view.artist, by_plays=by_plays)
     for name, per_period in scores.items():
         if name == "positive_rate":  # that is ``popularity`` above
             continue

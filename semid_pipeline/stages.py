@@ -249,8 +249,10 @@ class CellEvaluation:
 
 
 def _data_key(inputs: TrainingInputs, cfg: SemidConfig) -> str:
-    """What the model-free figures depend on: the data, its split and the evaluation settings."""
-    payload = json.dumps([inputs.dataset_fingerprint, asdict(cfg.split), asdict(cfg.eval)], sort_keys=True, default=str)
+    """What the model-free figures depend on: the data, its split and the evaluation settings (and
+    ``[train] prior_by_plays`` where on: the adjusted effects follow it)."""
+    parts = [inputs.dataset_fingerprint, asdict(cfg.split), asdict(cfg.eval)] + (["prior_by_plays"] if cfg.train.prior_by_plays else [])
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -260,7 +262,7 @@ def _baselines(layout: ArtifactLayout, inputs: TrainingInputs, view, cfg: SemidC
     cached = read_json(path)
     if cached is not None:
         return cached
-    out = experiment.baseline_records(inputs.splits, view, cfg.eval)
+    out = experiment.baseline_records(inputs.splits, view, cfg.eval, by_plays=cfg.train.prior_by_plays)
     atomic_write_json(path, out)
     return out
 

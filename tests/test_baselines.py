@@ -65,6 +65,26 @@ def test_gbdt_never_sees_test_feedback(splits):
     np.testing.assert_array_equal(a, b)
 
 
+def test_the_adjusted_effects_follow_the_priors_play_count_target(splits):
+    """``by_plays`` (``[train] prior_by_plays``): the adjusted_popularity baseline takes the effects
+    with the play-count target exactly where they rank the validation period better, as the prior does."""
+    from semid_pipeline.splits import as_train_sequences
+    from semid_pipeline.track_prior import prior_z
+
+    n = splits.vocab.n_tokens
+    seqs = as_train_sequences(splits.train)
+    plain, target = (prior_z(seqs, n, adjusted=True, by_plays=b)[0] for b in (False, True))
+    assert not np.allclose(plain, target)
+    val = splits.val.events
+    def val_auc(z):
+        return ev.stratified_auc(val["stratum_id"], val["feedback"], z[val["track_idx"].to_numpy()])[0]
+    want = target if val_auc(target) > val_auc(plain) else plain
+    assert want is target  # this world: the target ranks validation better, so the switch changes the baseline
+    t = splits.test.events["track_idx"].to_numpy()
+    np.testing.assert_allclose(baseline_scores(splits)["adjusted_popularity"]["test"], plain[t])
+    np.testing.assert_allclose(baseline_scores(splits, by_plays=True)["adjusted_popularity"]["test"], want[t])
+
+
 def test_popularity_buckets_split_training_events_by_share():
     counts = np.array([0, 50, 30, 10, 5, 5, 0])  # index 0 = padding
     b = popularity_buckets(counts)
