@@ -38,7 +38,7 @@ import pandas as pd
 from .evaluation import require_columns
 from .listener_memory import history_matches
 from .splits import EvalSet, Splits, as_train_sequences
-from .track_prior import PRIOR_STRENGTH, global_rate, plays_target, prior_z, smoothed_rate
+from .track_prior import PRIOR_STRENGTH, global_rate, prior_z, smoothed_rate, with_plays_target
 
 
 # --------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def _effect(splits: Splits, n_tok: int, strength: float, *, by_plays: bool) -> n
     e = splits.val.events
     if not by_plays or not len(e):
         return effect
-    target = plays_target(effect, np.bincount(np.asarray(seqs.tracks), minlength=n_tok)[:n_tok], strength=strength)
+    target = with_plays_target(effect, seqs, n_tok, strength=strength)
     t, y = e["track_idx"].to_numpy(np.int64), e["feedback"].to_numpy(np.int64)
     better = stratified_auc(e["stratum_id"], y, target[t])[0] > stratified_auc(e["stratum_id"], y, effect[t])[0]
     return target if better else effect

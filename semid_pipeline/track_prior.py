@@ -177,8 +177,13 @@ def prior_z(seqs, n_tokens: int, *, adjusted: bool, strength: float = PRIOR_STRE
         strata = np.repeat(np.arange(len(seqs.lengths), dtype=np.int32), seqs.lengths)  # 4 bytes an event
         z = track_effects(seqs.tracks, seqs.feedback, strata, n_tokens, strength=strength).astype(np.float32)
     if by_plays:
-        z = plays_target(z, np.bincount(np.asarray(seqs.tracks), minlength=n_tokens)[:n_tokens], strength=strength)
+        z = with_plays_target(z, seqs, n_tokens, strength=strength)
     return z, rate
+
+
+def with_plays_target(z: np.ndarray, seqs, n_tokens: int, *, strength: float = PRIOR_STRENGTH) -> np.ndarray:
+    """``plays_target`` of ``z`` with each track's plays counted in ``seqs`` (the events z came from)."""
+    return plays_target(z, np.bincount(np.asarray(seqs.tracks), minlength=n_tokens)[:n_tokens], strength=strength)
 
 
 def plays_target(z: np.ndarray, plays: np.ndarray, *, strength: float = PRIOR_STRENGTH) -> np.ndarray:
@@ -285,7 +290,7 @@ def validation_weight(model, splits, *, recent_days: int = 0, adjusted: bool = F
         seqs = as_train_sequences(splits.train)
         z, rate = prior_z(seqs, n_tok, adjusted=adjusted)
         if by_plays:
-            z_by_plays = plays_target(z, np.bincount(np.asarray(seqs.tracks), minlength=n_tok)[:n_tok])
+            z_by_plays = with_plays_target(z, seqs, n_tok)
         model.set_prior(z, 0.0)
         if recent_days > 0:
             z_recent = recent_logits(splits, splits.val, rate, days=recent_days)
