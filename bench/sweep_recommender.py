@@ -189,10 +189,12 @@ def main() -> None:
         splits = load_splits(con, cfg.split)
         view = experiment.catalog_view(con, splits)
         content = features.content_for_vocab(con, splits.vocab.track_ids)
-    if args.baselines:
-        for name, b in experiment.baseline_records(splits, view, cfg.eval).items():
-            print(f"baseline {name:<24} test {b['auc']:.4f} [{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
-                  + (f"  val {b['val_auc']:.4f}" if b.get("val_auc") is not None else ""), flush=True)
+    if args.baselines:  # as the pipeline's report: the adjusted effects follow each run's [train] prior_by_plays
+        for by_plays in sorted({parse_run(spec, cfg.train)[1].prior_by_plays for spec in args.runs}):
+            for name, b in experiment.baseline_records(splits, view, cfg.eval, by_plays=by_plays).items():
+                print(f"baseline {name + (' (prior_by_plays)' if by_plays else ''):<40} test {b['auc']:.4f} "
+                      f"[{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
+                      + (f"  val {b['val_auc']:.4f}" if b.get("val_auc") is not None else ""), flush=True)
     code = code_version()
     variants = [("", splits)] + ([("+shuffled", shuffle_splits(splits, seed=0))] if args.shuffle else [])
     for spec in args.runs:

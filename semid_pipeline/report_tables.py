@@ -59,6 +59,7 @@ def normalize_record(rec: dict) -> dict:
         "val_auc": _num(val.get("auc")),
         "prior_weight": _num((rec.get("prior") or {}).get("weight")),  # [train] popularity_prior's w
         "prior_recent": _num((rec.get("prior") or {}).get("recent")),  # [train] recent_prior_days's ρ
+        "prior_by_plays": bool((rec.get("prior") or {}).get("by_plays")),  # [train] prior_by_plays: the target kept
         "affinity": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("affinity") or ()),  # content_affinity's a₊/a₋
         "taste": _num((rec.get("prior") or {}).get("taste")),  # content_affinity's personal taste b
         "memory": "/".join(f"{a:g}" for a in (rec.get("prior") or {}).get("memory") or ()),  # listener_memory's r_t/r_a
@@ -119,6 +120,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     without the switch) and the content affinity's (``content_affinity``), parameters, reduction vs id (same h), ΔAUC, cold-start AUC, ranking metrics."""
     if df.empty:
         return pd.DataFrame(columns=["partition", "scheme", "k", "h", "test AUC", "95% CI"])
+    by_plays = df["prior_by_plays"] if "prior_by_plays" in df else pd.Series(False, index=df.index)
     out = pd.DataFrame(
         {
             "partition": df["partition_key"],
@@ -134,6 +136,9 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "val AUC": df["val_auc"],
             "prior w": df["prior_weight"],
             "recent ρ": df["prior_recent"] if "prior_recent" in df else "",
+            # [train] prior_by_plays: where validation kept z shrunk toward the play count's prediction
+            # (only when some partition did: with the switch off, or never kept, no column)
+            **({"plays target": by_plays.map({True: "yes", False: "no"})} if by_plays.any() else {}),
             "affinity a+/a-": df["affinity"] if "affinity" in df else "",
             "taste b": df["taste"] if "taste" in df else "",
             "memory r track/artist": df["memory"] if "memory" in df else "",

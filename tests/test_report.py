@@ -187,3 +187,19 @@ def test_id_quality_goes_into_the_partitions_table_and_fig4(tmp_path):
     assert "Figure 4" in art.html_path.read_text() and "unique tuples" in art.markdown
     plain = render_report(recs, tmp_path / "plain")  # no quality given: the table and figures as before
     assert FIG4 not in plain.figure_paths and "unique tuples" not in plain.tables["summary"].columns
+
+
+def test_plays_target_column_appears_where_a_partition_kept_it(tmp_path):
+    """[train] prior_by_plays: the partitions table says which cells kept the play-count target; with
+    the switch off (every record ``by_plays`` False) the column is not there."""
+    recs = _grid()
+    for r in recs:
+        r["prior"] = {"weight": 1.0, "recent": 0.0, "by_plays": False}
+    plain = render_report(json.loads(json.dumps(recs)), tmp_path / "off")
+    assert "plays target" not in plain.tables["summary"].columns and "plays target" not in plain.markdown
+    recs[3]["prior"]["by_plays"] = True
+    art = render_report(json.loads(json.dumps(recs)), tmp_path / "on")
+    table = art.tables["summary"].set_index("partition")["plays target"]
+    assert table[recs[3]["partition_key"]] == "yes"
+    assert (table.drop(recs[3]["partition_key"]) == "no").all()
+    assert "plays target" in art.markdown and "plays target" in art.html_path.read_text()
