@@ -28,6 +28,7 @@ from . import checkpoints, experiment, features, id_gates, no_content, semantic_
 from . import content_init
 from . import train as train_mod
 from .artifacts import ArtifactLayout, run_fingerprint
+from .baselines import BASELINES_VERSION
 from .config import FeaturesConfig, SemanticIdConfig, SemidConfig
 from .errors import SemidError
 from .fileutil import atomic_write_json, read_json
@@ -249,9 +250,11 @@ class CellEvaluation:
 
 
 def _data_key(inputs: TrainingInputs, cfg: SemidConfig) -> str:
-    """What the model-free figures depend on: the data, its split and the evaluation settings (and
-    ``[train] prior_by_plays`` where on: the adjusted effects follow it)."""
-    parts = [inputs.dataset_fingerprint, asdict(cfg.split), asdict(cfg.eval)] + (["prior_by_plays"] if cfg.train.prior_by_plays else [])
+    """What the model-free figures depend on: the data, its split, the evaluation settings, the
+    baselines' code (``baselines.BASELINES_VERSION``) and ``[train] prior_by_plays`` where on (the
+    adjusted effects follow it)."""
+    parts = [inputs.dataset_fingerprint, asdict(cfg.split), asdict(cfg.eval), BASELINES_VERSION] + (
+        ["prior_by_plays"] if cfg.train.prior_by_plays else [])
     payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

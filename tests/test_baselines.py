@@ -81,8 +81,14 @@ def test_the_adjusted_effects_follow_the_priors_play_count_target(splits):
     want = target if val_auc(target) > val_auc(plain) else plain
     assert want is target  # this world: the target ranks validation better, so the switch changes the baseline
     t = splits.test.events["track_idx"].to_numpy()
-    np.testing.assert_allclose(baseline_scores(splits)["adjusted_popularity"]["test"], plain[t])
-    np.testing.assert_allclose(baseline_scores(splits, by_plays=True)["adjusted_popularity"]["test"], want[t])
+    off, on = baseline_scores(splits), baseline_scores(splits, by_plays=True)
+    np.testing.assert_allclose(off["adjusted_popularity"]["test"], plain[t])
+    np.testing.assert_allclose(on["adjusted_popularity"]["test"], want[t])
+    # the effects with the target are a baseline of their own whatever the switch: the model must beat it too
+    for scores in (off, on):
+        for period, es in (("val", splits.val), ("test", splits.test)):
+            np.testing.assert_allclose(scores["adjusted_popularity_by_plays"][period],
+                                       target[es.events["track_idx"].to_numpy()])
 
 
 def test_popularity_buckets_split_training_events_by_share():
