@@ -89,6 +89,9 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
                      f"{learn['auc'] - base[1]:+.3f} above the best baseline")
         if _auc(best)[0] > learn["auc"]:  # an estimator's result, not a bound
             evidence += " (the best model passes it: that estimate is one estimator's, not a bound)"
+    if base[0] == "adjusted_popularity_by_plays" and not any((r.get("prior") or {}).get("by_plays") for r in models):
+        evidence += ("; the play count predicts the tracks' effects here and no model's prior took that: "
+                     "try [train] prior_by_plays = true")
     return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)
 
 
