@@ -91,7 +91,7 @@ def finding_beats_baselines(records: list[dict]) -> Finding:
             evidence += " (the best model passes it: that estimate is one estimator's, not a bound)"
     if base[0] == "adjusted_popularity_by_plays" and not any((r.get("prior") or {}).get("by_plays") for r in models):
         evidence += ("; the play count predicts the tracks' effects here and no model's prior took that: "
-                     "try [train] prior_by_plays = true")
+                     "[train] prior_by_plays = true lets validation choose it")
     return Finding(claim, HELD if c == "better" else NOT_HELD, evidence)
 
 

@@ -142,7 +142,7 @@ def test_findings_verdicts_follow_the_numbers():
 def test_beats_baselines_suggests_the_play_count_target_where_it_is_the_best_baseline():
     plays = {"adjusted_popularity": {"auc": 0.66}, "adjusted_popularity_by_plays": {"auc": 0.67}}
     recs = [_rec("id", 64, 0.70, 0.68, 0.72, 1000, baselines=plays)]
-    hint = "try [train] prior_by_plays = true"
+    hint = "[train] prior_by_plays = true lets validation choose it"
     assert hint in paper_findings(recs)[0].evidence
     recs[0]["prior"] = {"weight": 1.0, "by_plays": True}  # the prior already took the target
     assert hint not in paper_findings(recs)[0].evidence
