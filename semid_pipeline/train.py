@@ -421,8 +421,8 @@ def _choose_prior(tr: _Trainer, prog: _Progress, *, splits: Splits, config: dict
     tr.model.load_state_dict(torch.load(out_dir / MODEL, map_location=tr.dev, weights_only=True))
     prior = validation_weight(tr.model, splits, recent_days=days, adjusted=adjusted, by_plays=by_plays) if tr.dist.is_main else {
         "weight": math.nan, "recent": math.nan, "recent_days": days, "adjusted": adjusted, "by_plays": by_plays, "affinity": [math.nan] * 2, "memory": [math.nan] * 2, "taste": math.nan}
-    prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "recent", "taste")}
-    prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")}
+    prior |= {key: tr.dist.broadcast_float(prior[key], tr.dev) for key in ("weight", "recent", "taste", "by_plays")}
+    prior |= {key: [tr.dist.broadcast_float(a, tr.dev) for a in prior[key]] for key in ("affinity", "memory")} | {"by_plays": bool(prior["by_plays"])}
     prog.prior = prior
     if tr.dist.is_main:
         _save_checkpoint(tr, prog, config=config, epoch=prog.epoch - 1, path=out_dir / CHECKPOINT)
