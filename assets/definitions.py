@@ -22,6 +22,7 @@ ASSETS = [
 ]
 CHECKS = [
     ingestion.feedback_events_quality,
+    ingestion.feedback_events_time_split,
     ingestion.track_catalog_quality,
     features.content_features_complete,
     semantic_ids.ids_one_to_one,

@@ -6,7 +6,9 @@ from pathlib import Path
 import dagster as dg
 
 from resources import DatasetResource, DuckDBWarehouse
-from semid_pipeline import claims, datasets, ingest, quality
+from semid_pipeline import claims, datasets, ingest, periods, quality
+from semid_pipeline.errors import SplitError
+from semid_pipeline.splits import load_splits
 from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
@@ -131,3 +133,20 @@ def feedback_events_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
 def track_catalog_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         return _check_result(quality.validate_track_catalog(con, cfg=settings().ingest))
+
+
+@dg.asset_check(asset=FEEDBACK_EVENTS, blocking=True, description=(
+    "The time split ([split] test_days / val_days) leaves a training period with a sequence of two or more "
+    "events and a test period with a stratum to evaluate; on failure it names the data's span and periods that fit."))
+def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        try:
+            sp = load_splits(con, settings().split)
+        except SplitError as e:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(e))
+    meta = periods.describe(sp)
+    return dg.AssetCheckResult(
+        passed=sp.training_problem is None, severity=dg.AssetCheckSeverity.ERROR,
+        description=sp.training_problem or (f"{meta['training_sequences']:,} training sequences, "
+                                            f"{meta['validation_strata']:,} validation and {meta['test_strata']:,} test strata"),
+        metadata={k: (dg.MetadataValue.int(v) if isinstance(v, int) else dg.MetadataValue.text(str(v))) for k, v in meta.items()})

@@ -26,10 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import sweep_recommender as sweep  # noqa: E402
-from semid_pipeline import features, warehouse as wh  # noqa: E402
 from semid_pipeline.config import load_config  # noqa: E402
 from semid_pipeline.schemes import IdScheme  # noqa: E402
-from semid_pipeline.splits import load_splits  # noqa: E402
 from semid_pipeline.train import train_recommender  # noqa: E402
 
 
@@ -44,10 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
-    db, tables = sweep.prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}))
-    with wh.connect(db, read_only=True) as con:
-        splits = load_splits(con, cfg.split)
-        content = features.content_for_vocab(con, splits.vocab.track_ids)
+    _db, tables, splits, _view, content = sweep.load_world(args.format, args.schemes)
     base = replace(cfg.train, epochs=args.epochs, patience=args.epochs + 1, final_fit_epochs=0)
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.schemes:

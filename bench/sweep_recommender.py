@@ -93,6 +93,21 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: di
     return db, tables
 
 
+
+def load_world(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: dict | None = None, *,
+               nested: bool = False):
+    """(warehouse path, {scheme: id table}, splits, catalogue view, content) of ``prepare``'s world,
+    read as the pipeline reads it; ``nested``: its copy with nested validation (``nested_copy``)."""
+    cfg = load_config()
+    db, tables = prepare(fmt, sorted({IdScheme.parse(s).codes_scheme.key for s in scheme_keys}), world, world_set)
+    if nested:
+        db = nested_copy(db, cfg)
+    with wh.connect(db, read_only=True) as con:
+        splits = load_splits(con, cfg.split)
+        view = experiment.catalog_view(con, splits)
+        content = features.content_for_vocab(con, splits.vocab.track_ids)
+    return db, tables, splits, view, content
+
 def nested_copy(db: Path, cfg) -> Path:
     """A copy of the warehouse without the test period's events (built once)."""
     out = db.with_name("nested.duckdb")
@@ -181,18 +196,11 @@ def main() -> None:
     cfg = load_config()
     # hybrid-k<k> / <key>+ag read the table of their codes_scheme (v1-k<k> / the plain key)
     world_set = parse_overrides(args.world_set)
-    db, tables = prepare(args.format, sorted({IdScheme.parse(s).codes_scheme.key for s in args.schemes}), args.world,
-                         world_set)
-    if args.nested:
-        db = nested_copy(db, cfg)
-    with wh.connect(db, read_only=True) as con:
-        splits = load_splits(con, cfg.split)
-        view = experiment.catalog_view(con, splits)
-        content = features.content_for_vocab(con, splits.vocab.track_ids)
+    db, tables, splits, view, content = load_world(args.format, args.schemes, args.world, world_set, nested=args.nested)
     if args.baselines:  # as the pipeline's report: the adjusted effects follow each run's [train] prior_by_plays
         for by_plays in sorted({parse_run(spec, cfg.train)[1].prior_by_plays for spec in args.runs}):
             for name, b in experiment.baseline_records(splits, view, cfg.eval, by_plays=by_plays).items():
-                print(f"baseline {name + (' (prior_by_plays)' if by_plays else ''):<40} test {b['auc']:.4f} "
+                print(f"baseline {name + (' (prior_by_plays)' if by_plays else ''):<48} test {b['auc']:.4f} "
                       f"[{b['ci_lo']:.4f}, {b['ci_hi']:.4f}]"
                       + (f"  val {b['val_auc']:.4f}" if b.get("val_auc") is not None else ""), flush=True)
     code = code_version()

@@ -187,11 +187,18 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    test_days: int = 14
-    val_days: int = 14
+    test_days: float = 14  # fractions of a day allowed (0.25 = 6 hours): ``periods``
+    val_days: float = 14  # 0: no validation period (no early stopping, no chosen weights)
     max_session_len: int = 20
     max_user_history: int = 400
     max_lookback_days: int = 365
+
+    def __post_init__(self) -> None:
+        for name, zero_ok in (("test_days", False), ("val_days", True)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1e5 if zero_ok else 0 < v < 1e5):
+                raise ConfigError(f"[split] {name} = {v!r}: expected a number of days {'of 0 or more' if zero_ok else 'above 0'}"
+                                  " (fractions count hours: 0.25 = 6 hours)")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The paper evaluates on feedback from the period *after* training: the last ``test_days`` of event
 time are the test period, the ``val_days`` before them the validation period, everything earlier
-is training. A stratum (a session for MSSD-like data, a user otherwise) is an AUC stratum.
+is training (``periods``: fractions of a day allowed, and the checks that each period holds data). A stratum (a session for MSSD-like data, a user otherwise) is an AUC stratum.
 
 Sessions (MSSD-like, ``kind == "session"``)
     Each session (its first ``max_session_len`` events by position) belongs to the period its first
@@ -31,7 +31,7 @@ import pandas as pd
 
 from .config import SplitConfig, parse_dataset_spec
 from .vocab import TrackVocab
-from .errors import SplitError
+from . import periods
 from .schema import FEEDBACK_EVENTS, TRACK_CATALOG
 from .warehouse import get_meta, table_columns, table_exists
 
@@ -144,6 +144,7 @@ class Splits:
     # (E,) datetime64[ns] of each training event, aligned with ``train.tracks`` (None: unknown, e.g.
     # after ``diagnostics.shuffle_splits``): trailing windows before the validation period
     train_ts: np.ndarray | None = None
+    training_problem: str | None = None  # why nothing can be trained on (``periods.training_problem``), or None
 
     @property
     def n_train_events(self) -> int:
@@ -200,25 +201,6 @@ def _empty_eval() -> EvalSet:
         }
     )
     return EvalSet([], [], ev, [], [])
-
-
-def _require_strata(val: EvalSet, test: EvalSet, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
-    """Stop with what to change when the test period has no qualifying stratum (instead of a NaN
-    AUC later and a crash in the evaluation). An empty validation period is allowed: training then
-    keeps its last epoch (no early stopping), as the training log says."""
-    day = lambda t: str(pd.Timestamp(t).date())  # noqa: E731
-    first, last = events_span
-    periods = (("test", test, starts[1], last, "test_days", cfg.test_days),)
-    for name, ev, lo, hi, knob, days in periods:
-        if len(ev.stratum_ids) == 0:
-            raise SplitError(
-                f"the {name} period {day(lo)} .. {day(hi)} ([split] {knob} = {days}) holds no {kind} that can be "
-                f"evaluated (one needs earlier input events and both a positive and a negative event in the "
-                f"period); the data spans {day(first)} .. {day(last)}. Change [split] {knob} / "
-                f"{'test_days' if knob == 'val_days' else 'val_days'}, or check the timestamps (epoch "
-                "milliseconds read as seconds, or a single stray far-future event, push the periods past "
-                "the data)."
-            )
 
 
 def _detect_kind_sql(con, columns: set[str]) -> str:
@@ -377,8 +359,7 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
     if kind not in ("session", "user"):
         raise ValueError(f"unknown stratum kind {kind!r}; expected 'session' or 'user'")
     max_ts = np.datetime64(pd.Timestamp(hi_ts), "ns")
-    test_start = max_ts - np.timedelta64(cfg.test_days, "D")
-    val_start = test_start - np.timedelta64(cfg.val_days, "D")
+    val_start, test_start = periods.starts(max_ts, cfg)
     lookback = np.timedelta64(cfg.max_lookback_days, "D")
     bounds = {"val_start": val_start, "test_start": test_start, "val_lookback": val_start - lookback,
               "test_lookback": test_start - lookback}
@@ -394,8 +375,11 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
     train = TrainSequences(tracks=a["track_idx"][take], feedback=a["feedback"][take],
                            offsets=np.r_[0, np.cumsum(t_hi[has_train] - t_lo[has_train])].astype(np.int64))
     val, test = (_eval_set(a, ids, vocab, r[0], r[1], _evaluable(a, *r)) for r in (val_r, test_r))
-    _require_strata(val, test, events_span=(np.datetime64(pd.Timestamp(lo_ts), "ns"), max_ts),
-                    starts=(val_start, test_start), cfg=cfg, kind=kind)
+    span = (np.datetime64(pd.Timestamp(lo_ts), "ns"), max_ts)
+    n_trainable = int(((t_hi - t_lo) >= 2).sum())
+    periods.require_strata(val, test, events_span=span, starts=(val_start, test_start), cfg=cfg, kind=kind)
+    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=None if n_trainable else (
+        con.execute(f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) FROM {FEEDBACK_EVENTS}").fetchone()[0]))
     counts = np.bincount(train.tracks, minlength=vocab.n_tokens).astype(np.int64)
     counts[0] = 0
     for es in (val, test):
@@ -406,7 +390,7 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
                   track_artist=artist, track_genre=genre, n_artists=n_art, n_genres=n_gen,
                   cutoffs={"max_ts": pd.Timestamp(max_ts), "val_start": pd.Timestamp(val_start),
                            "test_start": pd.Timestamp(test_start)},
-                  train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take])
+                  train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take], training_problem=problem)
 
 
 def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_cols: set[str] | None):

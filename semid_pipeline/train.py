@@ -39,7 +39,7 @@ from . import distributed
 from .config import TrainConfig
 from .determinism import deterministic
 from .distributed import Dist, shard
-from .errors import SemidError
+from .errors import SemidError, SplitError
 from .fileutil import atomic_write, atomic_write_json
 from .content_affinity import field_table
 from .content_init import content_hash, init_from_content, uses_content
@@ -384,7 +384,7 @@ def train_recommender(*, scheme: IdScheme, hidden: int, splits: Splits, id_table
         # memory-mapped under out_dir (written once, per-process temp + rename: ranks may race safely)
         windows = TrainingWindows.from_sequences(splits.train, max_len=cfg.max_len, directory=out_dir)
         if len(windows) == 0:
-            raise SemidError("no training sequence has two or more events: nothing to train on")
+            raise SplitError(splits.training_problem or "no training sequence has two or more events: nothing to train on")
         if prog.epoch == 0:
             log(f"{tag} {counts['total']:,} parameters ({counts['track_representation']:,} track representation); "
                 f"{len(windows):,} windows, {splits.vocab.n_tracks:,} tracks, device {dev.type}"

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from semid_pipeline.config import SplitConfig
-from semid_pipeline.splits import (EvalSet, Sequence_, Splits, TrackVocab, _empty_eval, _require_strata,
-                                   detect_kind)
+from semid_pipeline import periods
+from semid_pipeline.splits import EvalSet, Sequence_, Splits, TrackVocab, _empty_eval, detect_kind
 
 
 def _metadata_index(vocab: TrackVocab, events: pd.DataFrame, catalog: pd.DataFrame | None, col: str):
@@ -89,8 +89,7 @@ def reference_build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, c
 
     ts = pd.to_datetime(events["ts"]).to_numpy(dtype="datetime64[ns]")
     max_ts = ts.max()
-    test_start = max_ts - np.timedelta64(cfg.test_days, "D")
-    val_start = test_start - np.timedelta64(cfg.val_days, "D")
+    val_start, test_start = periods.starts(max_ts, cfg)
 
     sid = events["stratum_id"].astype(str).to_numpy(dtype=object)
     pos = events["position"].to_numpy(dtype=np.int64)
@@ -145,7 +144,7 @@ def reference_build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, c
         counts += np.bincount(np.concatenate([t for t, _ in train]), minlength=vocab.n_tokens)
     counts[0] = 0
     val, test = val_b.build(), test_b.build()
-    _require_strata(val, test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
+    periods.require_strata(val, test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
     for ev in (val, test):
         ev.events["is_cold"] = counts[ev.events["track_idx"].to_numpy(dtype=np.int64)] == 0
     artist, n_art = _metadata_index(vocab, events, catalog, "artist_id")

@@ -87,7 +87,8 @@ def test_ingestion_counts_match_generator_and_checks_pass(world):
     assert n_events == counts["users_events"] and n_pos == counts["users_positive"]
     assert n_tracks == counts["users_tracks"]
     checks = _check_results(runs["ingest"])
-    assert checks == {"feedback_events_quality": True, "track_catalog_quality": True, "content_features_complete": True}
+    assert checks == {"feedback_events_quality": True, "feedback_events_time_split": True, "track_catalog_quality": True,
+                      "content_features_complete": True}
     mat = runs["ingest"].asset_materializations_for_node("raw_feedback")
     md = {m.asset_key.to_user_string(): m.metadata for m in mat}
     assert md["feedback_events"]["dagster/row_count"].value == n_events
@@ -232,6 +233,30 @@ def test_two_processes_through_torchrun_train_within_the_ci(world, tmp_path, mon
     ev1 = runs["32|v1-k64"].asset_materializations_for_node("evaluation")[0].metadata
     ev2 = two.asset_materializations_for_node("evaluation")[0].metadata
     assert ev1["test_ci_lo"].value <= ev2["test_auc"].value <= ev1["test_ci_hi"].value
+
+
+def test_time_split_check_blocks_periods_that_leave_nothing_to_train_or_test(world, tmp_path, monkeypatch):
+    """The blocking ``feedback_events_time_split`` check: on the tiny world it passes and says what
+    each period holds; with [split] periods longer than the data it fails, naming the setting, and
+    nothing downstream runs."""
+    root, instance, runs = world
+    ok = next(e.asset_check_evaluation_data for e in runs["ingest"].all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"
+              and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
+    assert ok.passed and ok.metadata["training_sequences"].value > 0 and ok.metadata["test_strata"].value > 0
+    work = tmp_path / "w"
+    shutil.copytree(root, work, ignore=shutil.ignore_patterns("*.wal"))
+    toml = tmp_path / "semid.toml"
+    text = (Path(__file__).resolve().parents[1] / "semid.toml").read_text()
+    assert "\ntest_days = 14\n" in text
+    toml.write_text(text.replace("\ntest_days = 14\n", "\ntest_days = 3000\n"))
+    monkeypatch.setenv("SEMID_CONFIG", str(toml))
+    result = _materialize("feedback_events track_catalog content_features", work, instance, ok=False)
+    bad = next(e.asset_check_evaluation_data for e in result.all_events
+               if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
+    assert not bad.passed and "test_days = 3000" in bad.description and "data spans" in bad.description
+    assert not result.asset_materializations_for_node("content_features")  # blocked
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):

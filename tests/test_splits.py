@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -297,3 +301,55 @@ def test_through_validation_appends_the_validation_sessions_whole():
         t, f = tv[len(train) + i]
         assert t.tolist() == raw["track_id"].map(vocab).tolist()
         assert f.tolist() == raw["feedback"].tolist()
+
+
+def _two_day_sessions(n_sessions=200, n_tracks=60, seed=3) -> pd.DataFrame:
+    """Sessions over two days at whole hours, as a public MSSD sample (date + hour_of_day) is."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        n = int(rng.integers(4, 21))
+        ts = T0 + pd.Timedelta(hours=int(rng.integers(0, 48)))
+        for p in range(n):
+            rows.append((f"s{s:04d}", p + 1, n, ts, f"t{int(rng.integers(0, n_tracks)):03d}", int(rng.integers(0, 2)),
+                         "radio", None, None))
+    return pd.DataFrame(rows, columns=COLS)
+
+
+def test_short_data_says_which_periods_fit_and_fractional_days_split_it():
+    from semid_pipeline.config import TrainConfig
+    from semid_pipeline.schemes import IdScheme
+    from semid_pipeline.train import train_recommender
+
+    ev = _two_day_sessions()
+    sp = build_splits(ev, None, SplitConfig())  # 14 + 14 days over a two-day sample: every session is a test session
+    assert len(sp.test) > 0 and len(sp.train) == 0
+    msg = sp.training_problem
+    assert msg is not None and "test_days = 14" in msg and "spans" in msg and "1.96 days" in msg
+    with pytest.raises(SplitError, match="Periods that fit this data"):  # training stops with the same words
+        train_recommender(scheme=IdScheme.parse("id"), hidden=16, splits=sp, id_table=None, id_table_hash="id",
+                          cfg=TrainConfig(epochs=1, content_init=False, content_affinity=False, personal_taste=False), out_dir=Path(tempfile.mkdtemp()), log=lambda m: None)
+    t, v = (float(x) for x in re.search(r"test_days = ([0-9.]+), val_days = ([0-9.]+)", msg).groups())
+    assert 0 < t < 1 and 0 < v < 1  # hours, written as fractions of a day
+    fit = build_splits(ev, None, SplitConfig(test_days=t, val_days=v))
+    assert fit.training_problem is None and len(fit.val) > 0 and len(fit.test) > 0
+    # the periods are exactly that long: the test period starts t days before the last event, to the nanosecond
+    last = pd.Timestamp(ev["ts"].max())
+    assert fit.cutoffs["test_start"] == last - pd.Timedelta(days=t)
+    assert fit.cutoffs["val_start"] == last - pd.Timedelta(days=t) - pd.Timedelta(days=v)
+    first_ts = ev.groupby("stratum_id")["ts"].min()
+    n_train_sessions = int((first_ts < fit.cutoffs["val_start"]).sum())
+    assert len(fit.train) == n_train_sessions  # a session belongs to the period of its first event
+    # whole days still mean what they meant: 1 day = the last 24 hours
+    one = build_splits(ev, None, SplitConfig(test_days=1, val_days=0.5))
+    assert one.cutoffs["test_start"] == last - pd.Timedelta(days=1)
+    assert one.cutoffs["val_start"] == last - pd.Timedelta(hours=36)
+
+
+@pytest.mark.parametrize("field,value", [("test_days", 0), ("test_days", -1), ("val_days", -0.5),
+                                         ("test_days", "14"), ("val_days", True), ("test_days", float("nan"))])
+def test_split_days_must_be_numbers_of_days(field, value):
+    from semid_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"\[split\] {field} = "):
+        SplitConfig(**{field: value})

@@ -1,0 +1,95 @@
+"""The time split's periods: test = the last ``[split] test_days`` of event time, validation = the
+``val_days`` before, training = everything earlier (the paper: 14 and 14 days of two months).
+
+Days may be fractions of a day (``0.25`` = the last 6 hours): a public sample of session logs can
+span two days (MSSD's ``log_mini.csv``: 2018-07-14 and -15, with ``hour_of_day``), where whole days
+leave nothing to train on. The checks here say what to change, naming the data's span and
+periods that fit it (from the quantiles of its event times), instead of a NaN AUC or a bare
+failure later.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .config import SplitConfig
+from .errors import SplitError
+
+NS_PER_DAY = 86_400 * 10**9
+SUGGESTED_SHARES = (0.6, 0.8)  # a suggestion keeps the earliest 60% of events for training, 20% each after
+
+
+def length(days: float) -> np.timedelta64:
+    """A period of ``days`` (a fraction allowed) as nanoseconds; whole days equal ``timedelta64(days, "D")``."""
+    return np.timedelta64(int(round(float(days) * NS_PER_DAY)), "ns")
+
+
+def starts(max_ts: np.datetime64, cfg: SplitConfig) -> tuple[np.datetime64, np.datetime64]:
+    """(validation start, test start) for data whose last event is at ``max_ts``."""
+    test_start = np.datetime64(max_ts, "ns") - length(cfg.test_days)
+    return test_start - length(cfg.val_days), test_start
+
+
+def _day(t) -> str:
+    t = pd.Timestamp(t)
+    return str(t.date()) if t == t.normalize() else str(t.floor("min"))
+
+
+def require_strata(val, test, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
+    """Stop with what to change when the test period has no qualifying stratum (instead of a NaN
+    AUC later and a crash in the evaluation). An empty validation period is allowed: training then
+    keeps its last epoch (no early stopping), as the training log says."""
+    first, last = events_span
+    if len(test.stratum_ids) == 0:
+        raise SplitError(
+            f"the test period {_day(starts[1])} .. {_day(last)} ([split] test_days = {cfg.test_days}) holds no {kind} "
+            f"that can be evaluated (one needs earlier input events and both a positive and a negative event in the "
+            f"period); the data spans {_day(first)} .. {_day(last)}. Change [split] test_days / val_days, or check "
+            "the timestamps (epoch milliseconds read as seconds, or a single stray far-future event, push the "
+            "periods past the data)."
+        )
+
+
+def suggestion(last, quantiles) -> tuple[float, float]:
+    """(test_days, val_days) that put the last 20% of the events in the test period and the 20% before
+    in validation (``quantiles``: the event times at ``SUGGESTED_SHARES``), each rounded up to a
+    whole hour."""
+    q_val, q_test = (np.datetime64(pd.Timestamp(q), "ns") for q in quantiles)
+    last = np.datetime64(pd.Timestamp(last), "ns")
+
+    def days(a, b) -> float:  # whole hours, written with 4 decimals rounded up (an event on the hour stays inside)
+        hours = max(1, math.ceil((b - a) / np.timedelta64(1, "h")))
+        return math.ceil(hours / 24 * 10_000) / 10_000
+
+    return days(q_test, last), days(q_val, q_test)
+
+
+def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConfig, quantiles=None) -> str | None:
+    """None when some training sequence holds two or more events (what training needs); else the
+    message training stops with (``Splits.training_problem``): which periods took the data and,
+    given the event times' ``quantiles`` at ``SUGGESTED_SHARES``, which [split] settings would leave
+    a training period. The split itself still serves evaluation (the baselines, a trained model)."""
+    if n_trainable > 0:
+        return None
+    first, last = events_span
+    span_days = (np.datetime64(pd.Timestamp(last), "ns") - np.datetime64(pd.Timestamp(first), "ns")) / np.timedelta64(1, "D")
+    hint = ""
+    if quantiles is not None:
+        t, v = suggestion(last, quantiles)
+        hint = (f" Periods that fit this data: test_days = {t:g}, val_days = {v:g} (the last fifth of the events each; "
+                "fractions of a day count hours), in the [split] table of semid.toml or of the file SEMID_CONFIG names.")
+    return (f"the training period (events before {_day(val_start)}) holds no sequence of two or more events: [split] "
+            f"test_days = {cfg.test_days} and val_days = {cfg.val_days} cover the data, which spans {_day(first)} .. "
+            f"{_day(last)} ({span_days:.2f} days).{hint}")
+
+
+def describe(splits) -> dict:
+    """What the time split holds, for the asset check's metadata: cutoffs and, per period, its size."""
+    c = {k: str(pd.Timestamp(v)) for k, v in splits.cutoffs.items()}
+    return {"validation_start": c.get("val_start"), "test_start": c.get("test_start"), "last_event": c.get("max_ts"),
+            "training_sequences": len(splits.train), "training_events": splits.n_train_events,
+            "validation_strata": len(splits.val), "validation_events": len(splits.val.events),
+            "test_strata": len(splits.test), "test_events": len(splits.test.events)}
