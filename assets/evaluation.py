@@ -78,6 +78,7 @@ def evaluation_enough_strata(context: dg.AssetCheckExecutionContext, artifacts: 
     has_ci = test.get("ci_lo") is not None and test.get("ci_hi") is not None
     return dg.AssetCheckResult(
         passed=n >= min_strata and has_ci,
+        description=f"{n} test strata evaluated ([eval] min_strata = {min_strata})" + ("" if has_ci else "; no CI"),
         metadata={"n_strata": n, "min_strata": min_strata, "ci_present": has_ci},
     )
 

@@ -137,7 +137,7 @@ def track_catalog_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=FEEDBACK_EVENTS, blocking=True, description=(
     "The time split ([split] test_days / val_days) leaves a training period with a sequence of two or more "
-    "events and a test period with a stratum to evaluate; on failure it names the data's span and periods that fit."))
+    "events and a test period with at least [eval] min_strata strata to evaluate; on failure it says what to change."))
 def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         try:
@@ -145,8 +145,10 @@ def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResul
         except SplitError as e:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(e))
     meta = periods.describe(sp)
+    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=settings().eval.min_strata,
+                                                            cfg=settings().split)
     return dg.AssetCheckResult(
-        passed=sp.training_problem is None, severity=dg.AssetCheckSeverity.ERROR,
-        description=sp.training_problem or (f"{meta['training_sequences']:,} training sequences, "
-                                            f"{meta['validation_strata']:,} validation and {meta['test_strata']:,} test strata"),
+        passed=problem is None, severity=dg.AssetCheckSeverity.ERROR,
+        description=problem or (f"{meta['training_sequences']:,} training sequences, "
+                                f"{meta['validation_strata']:,} validation and {meta['test_strata']:,} test strata"),
         metadata={k: (dg.MetadataValue.int(v) if isinstance(v, int) else dg.MetadataValue.text(str(v))) for k, v in meta.items()})

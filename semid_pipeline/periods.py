@@ -86,6 +86,17 @@ def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConf
             f"{_day(last)} ({span_days:.2f} days).{hint}")
 
 
+
+def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig) -> str | None:
+    """None when the test period holds at least ``[eval] min_strata`` evaluable strata; else what to
+    change, said before any training (the evaluation's blocking check would stop every cell after it)."""
+    if n_test >= min_strata:
+        return None
+    return (f"the test period holds {n_test} strata that can be evaluated and [eval] min_strata = {min_strata} asks for at "
+            f"least that many (the evaluation's check would fail after each cell's training): lengthen [split] test_days "
+            f"(now {cfg.test_days}) or lower [eval] min_strata (a CI over few strata is wide).")
+
+
 def describe(splits) -> dict:
     """What the time split holds, for the asset check's metadata: cutoffs and, per period, its size."""
     c = {k: str(pd.Timestamp(v)) for k, v in splits.cutoffs.items()}

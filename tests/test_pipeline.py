@@ -257,6 +257,15 @@ def test_time_split_check_blocks_periods_that_leave_nothing_to_train_or_test(wor
                and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
     assert not bad.passed and "test_days = 3000" in bad.description and "data spans" in bad.description
     assert not result.asset_materializations_for_node("content_features")  # blocked
+    # fewer test strata than [eval] min_strata: said at ingestion, not after training every cell
+    n_test = ok.metadata["test_strata"].value
+    assert "\nmin_strata = 50 " in text or "\nmin_strata = 50\n" in text
+    toml.write_text(text.replace("\nmin_strata = 50", f"\nmin_strata = {n_test + 1}", 1))
+    result = _materialize("feedback_events track_catalog", work, instance, ok=False)
+    few = next(e.asset_check_evaluation_data for e in result.all_events
+               if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
+    assert not few.passed and f"holds {n_test} strata" in few.description and f"min_strata = {n_test + 1}" in few.description
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):
