@@ -50,6 +50,8 @@ def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, label: str, **kwar
             print(f"           {line}")
     for ev in warnings:
         print(f"         warning: {ev.asset_key.to_user_string()} / {ev.check_name}")
+        if ev.description:
+            print(f"           {ev.description}")
     if status != "ok":
         for ev in result.all_events:
             error = ev.step_failure_data.error if ev.event_type_value == "STEP_FAILURE" else None

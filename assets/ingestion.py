@@ -137,18 +137,20 @@ def track_catalog_quality(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=FEEDBACK_EVENTS, blocking=True, description=(
     "The time split ([split] test_days / val_days) leaves a training period with a sequence of two or more "
-    "events and a test period with at least [eval] min_strata strata to evaluate; on failure it says what to change."))
+    "events and a test period with at least [eval] min_strata strata to evaluate; on failure it says what to change. "
+    "A validation period with fewer strata than that only warns."))
 def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         try:
             sp = load_splits(con, settings().split)
         except SplitError as e:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(e))
-    meta = periods.describe(sp)
-    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=settings().eval.min_strata,
-                                                            cfg=settings().split)
-    return dg.AssetCheckResult(
-        passed=problem is None, severity=dg.AssetCheckSeverity.ERROR,
-        description=problem or (f"{meta['training_sequences']:,} training sequences, "
-                                f"{meta['validation_strata']:,} validation and {meta['test_strata']:,} test strata"),
+    meta, cfg = periods.describe(sp), settings()
+    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=cfg.eval.min_strata, cfg=cfg.split)
+    warning = None if problem else periods.thin_validation(len(sp.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)
+    return dg.AssetCheckResult(  # a thin validation period warns (does not block)
+        passed=problem is None and warning is None,
+        severity=dg.AssetCheckSeverity.WARN if warning else dg.AssetCheckSeverity.ERROR,
+        description=problem or warning or (f"{meta['training_sequences']:,} training sequences, "
+                                           f"{meta['validation_strata']:,} validation and {meta['test_strata']:,} test strata"),
         metadata={k: (dg.MetadataValue.int(v) if isinstance(v, int) else dg.MetadataValue.text(str(v))) for k, v in meta.items()})

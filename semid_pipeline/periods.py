@@ -97,6 +97,17 @@ def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig) -> str | N
             f"(now {cfg.test_days}) or lower [eval] min_strata (a CI over few strata is wide).")
 
 
+
+def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | None:
+    """A warning when the validation period holds fewer than ``[eval] min_strata`` strata: early
+    stopping and every chosen weight of the score terms rest on them (none at all: the last epoch, no terms)."""
+    if n_val >= min_strata:
+        return None
+    return (f"the validation period holds {n_val} strata that can be evaluated ([eval] min_strata = {min_strata}): early "
+            f"stopping and the weights of the score terms are chosen on them{' (none: the last epoch is kept, no terms)' if not n_val else ''}; "
+            f"lengthen [split] val_days (now {cfg.val_days}) where the data allows.")
+
+
 def describe(splits) -> dict:
     """What the time split holds, for the asset check's metadata: cutoffs and, per period, its size."""
     c = {k: str(pd.Timestamp(v)) for k, v in splits.cutoffs.items()}

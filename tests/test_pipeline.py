@@ -266,6 +266,15 @@ def test_time_split_check_blocks_periods_that_leave_nothing_to_train_or_test(wor
                if e.event_type_value == "ASSET_CHECK_EVALUATION"
                and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
     assert not few.passed and f"holds {n_test} strata" in few.description and f"min_strata = {n_test + 1}" in few.description
+    # a validation period of 15 minutes holds no stratum: a warning, and the next stage still runs
+    toml.write_text(text.replace("\nval_days = 14\n", "\nval_days = 0.01\n"))
+    result = _materialize("feedback_events track_catalog content_features", work, instance, ok=False)
+    thin = next(e.asset_check_evaluation_data for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                and e.asset_check_evaluation_data.check_name == "feedback_events_time_split")
+    assert not thin.passed and thin.severity == dg.AssetCheckSeverity.WARN
+    assert "validation period holds 0 strata" in thin.description and "val_days (now 0.01)" in thin.description
+    assert result.asset_materializations_for_node("content_features")  # not blocked
 
 
 def test_bad_mssd_file_fails_clearly_and_leaves_warehouse_unchanged(world, tmp_path):
