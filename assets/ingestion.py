@@ -9,6 +9,7 @@ from resources import DatasetResource, DuckDBWarehouse
 from semid_pipeline import claims, datasets, ingest, periods, quality
 from semid_pipeline.errors import SplitError
 from semid_pipeline.splits import load_splits
+from semid_pipeline.warehouse import get_meta
 from semid_pipeline.resources_usage import stage_peak_rss
 from semid_pipeline.schema import FEEDBACK_EVENTS, TRACK_CATALOG
 
@@ -145,8 +146,11 @@ def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResul
             sp = load_splits(con, settings().split)
         except SplitError as e:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(e))
+        spec = str(get_meta(con, "dataset") or "")
     meta, cfg = periods.describe(sp), settings()
-    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=cfg.eval.min_strata, cfg=cfg.split)
+    mssd = spec.startswith("mssd:") or spec.endswith(":sessions")  # the MSSD format: one context kept by default
+    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
+                                                            context_filter=cfg.ingest.context_filter if mssd else None)
     warning = None if problem else periods.thin_validation(len(sp.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)
     return dg.AssetCheckResult(  # a thin validation period warns (does not block)
         passed=problem is None and warning is None,

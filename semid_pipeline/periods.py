@@ -87,14 +87,17 @@ def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConf
 
 
 
-def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig) -> str | None:
+def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig, context_filter: str | None = None) -> str | None:
     """None when the test period holds at least ``[eval] min_strata`` evaluable strata; else what to
-    change, said before any training (the evaluation's blocking check would stop every cell after it)."""
+    change, said before any training (the evaluation's blocking check would stop every cell after it).
+    ``context_filter``: the MSSD sessions' ``[ingest] context_filter`` where one context was kept."""
     if n_test >= min_strata:
         return None
+    more = (f", keep every context ([ingest] context_filter = \"all\" instead of {context_filter!r})"
+            if context_filter and context_filter != "all" else "")
     return (f"the test period holds {n_test} strata that can be evaluated and [eval] min_strata = {min_strata} asks for at "
             f"least that many (the evaluation's check would fail after each cell's training): lengthen [split] test_days "
-            f"(now {cfg.test_days}) or lower [eval] min_strata (a CI over few strata is wide).")
+            f"(now {cfg.test_days}){more} or lower [eval] min_strata (a CI over few strata is wide).")
 
 
 

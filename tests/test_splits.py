@@ -353,3 +353,18 @@ def test_split_days_must_be_numbers_of_days(field, value):
 
     with pytest.raises(ConfigError, match=rf"\[split\] {field} = "):
         SplitConfig(**{field: value})
+
+
+def test_too_few_test_strata_say_what_to_change():
+    from semid_pipeline import periods
+
+    cfg = SplitConfig(test_days=0.5)
+    assert periods.strata_problem(50, min_strata=50, cfg=cfg) is None
+    msg = periods.strata_problem(19, min_strata=50, cfg=cfg)
+    assert "holds 19 strata" in msg and "min_strata = 50" in msg and "test_days (now 0.5)" in msg and "context" not in msg
+    mssd = periods.strata_problem(19, min_strata=50, cfg=cfg, context_filter="radio")
+    assert 'context_filter = "all" instead of \'radio\'' in mssd
+    assert "context" not in periods.strata_problem(19, min_strata=50, cfg=cfg, context_filter="all")
+    assert periods.thin_validation(60, min_strata=50, cfg=cfg) is None
+    assert "none: the last epoch is kept" in periods.thin_validation(0, min_strata=50, cfg=cfg)
+    assert "holds 7 strata" in periods.thin_validation(7, min_strata=50, cfg=cfg)
