@@ -147,11 +147,8 @@ def feedback_events_time_split(warehouse: DuckDBWarehouse) -> dg.AssetCheckResul
         except SplitError as e:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(e))
         spec = str(get_meta(con, "dataset") or "")
-    meta, cfg = periods.describe(sp), settings()
-    mssd = spec.startswith("mssd:") or spec.endswith(":sessions")  # the MSSD format: one context kept by default
-    problem = sp.training_problem or periods.strata_problem(len(sp.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
-                                                            context_filter=cfg.ingest.context_filter if mssd else None)
-    warning = None if problem else periods.thin_validation(len(sp.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)
+    meta = periods.describe(sp)
+    problem, warning = periods.verdict(sp, cfg=settings(), dataset=spec)
     return dg.AssetCheckResult(  # a thin validation period warns (does not block)
         passed=problem is None and warning is None,
         severity=dg.AssetCheckSeverity.WARN if warning else dg.AssetCheckSeverity.ERROR,

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .config import SplitConfig
+from .config import SemidConfig, SplitConfig
 from .errors import SplitError
 
 NS_PER_DAY = 86_400 * 10**9
@@ -86,7 +86,6 @@ def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConf
             f"{_day(last)} ({span_days:.2f} days).{hint}")
 
 
-
 def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig, context_filter: str | None = None) -> str | None:
     """None when the test period holds at least ``[eval] min_strata`` evaluable strata; else what to
     change, said before any training (the evaluation's blocking check would stop every cell after it).
@@ -100,7 +99,6 @@ def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig, context_fi
             f"(now {cfg.test_days}){more} or lower [eval] min_strata (a CI over few strata is wide).")
 
 
-
 def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | None:
     """A warning when the validation period holds fewer than ``[eval] min_strata`` strata: early
     stopping and every chosen weight of the score terms rest on them (none at all: the last epoch, no terms)."""
@@ -109,6 +107,16 @@ def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | N
     return (f"the validation period holds {n_val} strata that can be evaluated ([eval] min_strata = {min_strata}): early "
             f"stopping and the weights of the score terms are chosen on them{' (none: the last epoch is kept, no terms)' if not n_val else ''}; "
             f"lengthen [split] val_days (now {cfg.val_days}) where the data allows.")
+
+
+
+def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str | None]:
+    """(what blocks the pipeline, what only warns) about a split of the data set ``dataset`` (its spec):
+    no training sequence or too few test strata block; a thin validation period warns."""
+    mssd = dataset.startswith("mssd:") or dataset.endswith(":sessions")  # MSSD's format keeps one context by default
+    problem = splits.training_problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
+                                                        context_filter=cfg.ingest.context_filter if mssd else None)
+    return problem, None if problem else thin_validation(len(splits.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)
 
 
 def describe(splits) -> dict:
