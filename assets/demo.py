@@ -4,7 +4,8 @@
 Runs each stage as a real Dagster run on the persistent instance in ``DAGSTER_HOME`` (the same
 one ``dagster dev`` shows), so the UI afterwards holds the whole history, checks and metadata.
 ``python -m assets.demo --only ingest`` stops after a stage (ingest|ids|grid|report; the last
-also builds `recommendations` of the `[production]` partition, before the report that shows them).
+also builds `recommendations` of the `[production]` partition, before the report that shows them);
+``--from grid`` starts at one, the earlier stages as materialized before.
 """
 
 
@@ -101,6 +102,9 @@ def _error_message(error) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=STAGES, help="stop after this stage")
+    parser.add_argument("--from", dest="start", choices=STAGES, default=STAGES[0],
+                        help="start at this stage: the earlier ones stay as materialized before (e.g. the grid "
+                        "again after a [train] change, without re-ingesting a large data set)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="grid cells trained at once, each in its own worker process (0 = the "
                         "instance's training steps at once: one per core, or per GPU, up to max_concurrent_runs)")
@@ -122,23 +126,25 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
           f"dagster home: {os.environ.get('DAGSTER_HOME', '(ephemeral)')}", flush=True)
-    _run(defs.resolve_job_def(operations.ingest_job.name), instance, "ingest + content_features")
-    if args.only == "ingest":
-        return
-    ids_job = defs.resolve_job_def(operations.semantic_ids_job.name)
-    for key in partitions.scheme_partitions.get_partition_keys():
-        _run(ids_job, instance, f"semantic_ids[{key}]", partition_key=key)
-    if args.only == "ids":
-        return
-    keys = demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG)
-    jobs = grid_jobs(instance, args.jobs)
-    if jobs > 1:
-        run_cells_in_parallel(keys, jobs)
-    else:
-        grid = defs.resolve_job_def(operations.grid_job.name)
-        for key in keys:
-            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
-    if args.only == "grid":
+    todo = STAGES[STAGES.index(args.start):STAGES.index(args.only or STAGES[-1]) + 1]
+    if not todo:
+        raise SystemExit(f"--from {args.start} comes after --only {args.only}: nothing to run")
+    if "ingest" in todo:
+        _run(defs.resolve_job_def(operations.ingest_job.name), instance, "ingest + content_features")
+    if "ids" in todo:
+        ids_job = defs.resolve_job_def(operations.semantic_ids_job.name)
+        for key in partitions.scheme_partitions.get_partition_keys():
+            _run(ids_job, instance, f"semantic_ids[{key}]", partition_key=key)
+    if "grid" in todo:
+        keys = demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG)
+        jobs = grid_jobs(instance, args.jobs)
+        if jobs > 1:
+            run_cells_in_parallel(keys, jobs)
+        else:
+            grid = defs.resolve_job_def(operations.grid_job.name)
+            for key in keys:
+                _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
+    if "report" not in todo:
         return
     prod = partitions.grid_key(GridCell.of(partitions.CONFIG.production.scheme, partitions.CONFIG.production.hidden))
     if prod in partitions.grid_partitions.get_partition_keys():  # before the report: it shows sample lists

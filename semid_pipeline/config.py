@@ -1,8 +1,7 @@
 """Configuration: the data-set spec, the experiment grid and per-stage settings (frozen dataclasses).
 
-Everything an operator can change without code lives in ``semid.toml`` at the repository root
-(or the file named by ``SEMID_CONFIG``); the data set and warehouse come from ``SEMID_DATASET``
-and ``SEMID_WAREHOUSE`` (or the Dagster resource config).
+Everything an operator can change without code lives in ``semid.toml`` at the repository root (or the
+file ``SEMID_CONFIG`` names); the data set and warehouse: ``SEMID_DATASET``, ``SEMID_WAREHOUSE`` (or resources).
 """
 
 from __future__ import annotations
@@ -194,11 +193,9 @@ class SplitConfig:
     max_lookback_days: int = 365
 
     def __post_init__(self) -> None:
-        for name, zero_ok in (("test_days", False), ("val_days", True)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1e5 if zero_ok else 0 < v < 1e5):
-                raise ConfigError(f"[split] {name} = {v!r}: expected a number of days {'of 0 or more' if zero_ok else 'above 0'}"
-                                  " (fractions count hours: 0.25 = 6 hours)")
+        for name, v, ok in (("test_days", self.test_days, "> 0"), ("val_days", self.val_days, ">= 0")):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v or ok == ">= 0" and v == 0) or not v < 1e5:
+                raise ConfigError(f"[split] {name} = {v!r}: expected days {ok} (0.25 = 6 hours)")
 
 
 @dataclass(frozen=True)
@@ -271,9 +268,8 @@ class TrainConfig:
     personal_taste: bool = True
     # --- data-parallel training (issue 14): torchrun processes per model; 1 = one process, as before
     processes: int = 1
-    # deterministic torch kernels on CUDA too (CPU training always uses them): the same seed gives the
-    # same weights. false: CUDA's faster non-deterministic kernels (two runs then differ in the last
-    # bits, and so in their AUCs' 4th-5th decimal). Measured on an H200 (README, "On a GPU").
+    # deterministic torch kernels on CUDA too (CPU: always): the same seed, the same weights. false: CUDA's faster
+    # non-deterministic kernels (two runs then differ in their AUCs' 4th-5th decimal; README, "On a GPU")
     deterministic: bool = True
 
     def __post_init__(self) -> None:
@@ -363,6 +359,10 @@ class EvalConfig:
     bootstrap: int = 1000
     topk: int = 10
     seed: int = 0
+
+    def __post_init__(self) -> None:  # the CI's resamples: 0 would leave every record without a CI
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
+            raise ConfigError(f"[eval] bootstrap = {self.bootstrap!r}: expected an integer >= 1 (the CI's resamples)")
 
 
 @dataclass(frozen=True)

@@ -104,13 +104,13 @@ def test_the_training_pool_limit_is_set_once_and_then_kept(tmp_path):
     assert instance.event_log_storage.get_concurrency_info("training").limit == 3
 
 
-def _demo_grid(world, *extra: str):
+def _demo(world, *args: str):
     import subprocess
     import sys
 
     from grid_util import REPO
 
-    return subprocess.run([sys.executable, "-m", "assets.demo", "--only", "grid", *extra], cwd=REPO, env=world.env,
+    return subprocess.run([sys.executable, "-m", "assets.demo", *args], cwd=REPO, env=world.env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -118,14 +118,20 @@ def test_make_demo_trains_grid_cells_two_at_a_time_and_stops_after_a_failure(tmp
     """``make demo``'s grid stage: one worker process per training slot (2 cores → 2), each cell its
     own Dagster run with 1 torch thread; after a failed cell no new one starts. (The tiny demo of
     test_browser.py goes through the same path to the end.) Here every cell fails its blocking
-    check (too few strata), so each of the two workers stops after its first cell."""
+    check (too few strata), so each of the two workers stops after its first cell. The stricter
+    [eval] min_strata comes after ingestion and the IDs (``--only ids``, then ``--from grid``): at
+    ingestion the time-split check would already stop on it."""
     world = make_world(tmp_path)
+    use_home(world, "demo", max_concurrent_runs=2)  # a fresh instance: the demo sets the pool itself
+    first = _demo(world, "--only", "ids")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "semantic_ids[" in first.stdout and "recommender+eval[" not in first.stdout
     strict = tmp_path / "strict.toml"
     strict.write_text((tmp_path / "semid.toml").read_text().replace("min_strata = 5", "min_strata = 1000000"))
     world.env["SEMID_CONFIG"] = str(strict)
-    use_home(world, "demo", max_concurrent_runs=2)  # a fresh instance: the demo sets the pool itself
-    out = _demo_grid(world)
+    out = _demo(world, "--from", "grid", "--only", "grid")
     assert out.returncode != 0, out.stdout[-3000:]
+    assert "ingest + content_features" not in out.stdout and "semantic_ids[" not in out.stdout  # started at the grid
     assert "4 cells, 2 at a time" in out.stdout, out.stdout
     assert "check failed: evaluation / evaluation_enough_strata" in out.stdout, out.stdout
     assert "demo stopped: recommender+eval[" in out.stderr, out.stderr[-2000:]

@@ -346,13 +346,17 @@ def test_short_data_says_which_periods_fit_and_fractional_days_split_it():
     assert one.cutoffs["val_start"] == last - pd.Timedelta(hours=36)
 
 
-@pytest.mark.parametrize("field,value", [("test_days", 0), ("test_days", -1), ("val_days", -0.5),
-                                         ("test_days", "14"), ("val_days", True), ("test_days", float("nan"))])
-def test_split_days_must_be_numbers_of_days(field, value):
+@pytest.mark.parametrize("section,field,value", [
+    ("split", "test_days", 0), ("split", "test_days", -1), ("split", "val_days", -0.5), ("split", "test_days", "14"),
+    ("split", "val_days", True), ("split", "test_days", float("nan")), ("split", "test_days", float("inf")),
+    ("eval", "bootstrap", 0), ("eval", "bootstrap", 2.5)])  # bootstrap = 0 crashed the evaluation before
+def test_split_days_and_bootstrap_must_be_valid(section, field, value):
+    from semid_pipeline.config import EvalConfig
     from semid_pipeline.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=rf"\[split\] {field} = "):
-        SplitConfig(**{field: value})
+    with pytest.raises(ConfigError, match=rf"\[{section}\] {field} = "):
+        {"split": SplitConfig, "eval": EvalConfig}[section](**{field: value})
+    assert SplitConfig(test_days=0.25, val_days=0).val_days == 0 and EvalConfig(bootstrap=1).bootstrap == 1
 
 
 def test_too_few_test_strata_say_what_to_change():
