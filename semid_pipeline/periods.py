@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .config import SemidConfig, SplitConfig
-from .errors import SplitError
+from .config import SemidConfig, SplitConfig, parse_dataset_spec
+from .errors import ConfigError, SplitError
 
 NS_PER_DAY = 86_400 * 10**9
 SUGGESTED_SHARES = (0.6, 0.8)  # a suggestion keeps the earliest 60% of events for training, 20% each after
@@ -113,7 +113,11 @@ def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | N
 def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str | None]:
     """(what blocks the pipeline, what only warns) about a split of the data set ``dataset`` (its spec):
     no training sequence or too few test strata block; a thin validation period warns."""
-    mssd = dataset.startswith("mssd:") or dataset.endswith(":sessions")  # MSSD's format keeps one context by default
+    try:
+        spec = parse_dataset_spec(dataset)
+        mssd = spec.kind == "mssd" or (spec.kind == "synthetic" and spec.format == "sessions")  # one context kept by default
+    except ConfigError:  # not a spec ingestion wrote: say nothing about MSSD's contexts
+        mssd = False
     problem = splits.training_problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
                                                         context_filter=cfg.ingest.context_filter if mssd else None)
     return problem, None if problem else thin_validation(len(splits.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)

@@ -372,3 +372,20 @@ def test_too_few_test_strata_say_what_to_change():
     assert periods.thin_validation(60, min_strata=50, cfg=cfg) is None
     assert "none: the last epoch is kept" in periods.thin_validation(0, min_strata=50, cfg=cfg)
     assert "holds 7 strata" in periods.thin_validation(7, min_strata=50, cfg=cfg)
+
+
+def test_the_verdict_suggests_every_context_only_for_mssd_sessions():
+    from dataclasses import replace
+
+    from semid_pipeline import periods
+    from semid_pipeline.config import EvalConfig, SemidConfig
+
+    sp = build_splits(session_events(), None, SplitConfig(test_days=10, val_days=10))
+    cfg = replace(SemidConfig(), eval=EvalConfig(min_strata=len(sp.test) + 1))
+    for dataset, hint in (("mssd:/data/mssd", True), ("synthetic:demo:sessions", True), ("events:/d/e.csv", False),
+                          ("synthetic", False), ("not a spec", False)):
+        problem, warning = periods.verdict(sp, cfg=cfg, dataset=dataset)
+        assert f"holds {len(sp.test)} strata" in problem and warning is None
+        assert ("context_filter" in problem) == hint, dataset
+    problem, warning = periods.verdict(sp, cfg=replace(cfg, eval=EvalConfig(min_strata=1)), dataset="mssd:/x")
+    assert problem is None and warning is None
