@@ -93,7 +93,6 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: di
     return db, tables
 
 
-
 def load_world(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: dict | None = None, *,
                nested: bool = False):
     """(warehouse path, {scheme: id table}, splits, catalogue view, content) of ``prepare``'s world,
@@ -107,6 +106,7 @@ def load_world(fmt: str, scheme_keys: list[str], world: str = "demo", world_set:
         view = experiment.catalog_view(con, splits)
         content = features.content_for_vocab(con, splits.vocab.track_ids)
     return db, tables, splits, view, content
+
 
 def nested_copy(db: Path, cfg) -> Path:
     """A copy of the warehouse without the test period's events (built once)."""

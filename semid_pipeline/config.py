@@ -58,6 +58,10 @@ class DatasetSpec:
             return f"synthetic:{base}:{self.format}:{self.content}"
         return f"{self.kind}:" + ",".join(self.paths)
 
+    @property
+    def mssd_format(self) -> bool:  # MSSD session logs: ``mssd:`` files, or a synthetic world written in that format
+        return self.kind == "mssd" or (self.kind == "synthetic" and self.format == "sessions")
+
 
 def parse_dataset_spec(spec: str | None) -> DatasetSpec:
     spec = (spec or "synthetic").strip()
@@ -99,10 +103,8 @@ def parse_dataset_spec(spec: str | None) -> DatasetSpec:
                 f"SEMID_DATASET={spec!r}: events: takes <events file>[,<tracks file>], got {len(paths)} paths"
             )
         return DatasetSpec(kind=kind, paths=paths)
-    raise ConfigError(
-        f"SEMID_DATASET={spec!r}: expected synthetic[:{'|'.join(SYNTHETIC_PRESETS)}], mssd:<folder or files>, "
-        "events:<events file>[,<tracks file>] or spotify-history:<folder or files>"
-    )
+    raise ConfigError(f"SEMID_DATASET={spec!r}: expected synthetic[:{'|'.join(SYNTHETIC_PRESETS)}], mssd:<folder or files>, "
+                      "events:<events file>[,<tracks file>] or spotify-history:<folder or files>")
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,8 @@ class IngestConfig:
     stratum: str = "user"
     session_gap_minutes: float = 30.0
     session_max_events: int = 20
-    # Spotify streaming-history labels: negative = skipped is true, or fewer than spotify_min_ms_played
-    # ms played with reason_end in spotify_short_reasons; positive = reason_end in spotify_positive_reasons
-    # and not negative; every other play is dropped and counted by reason
+    # Spotify history labels: negative = skipped, or < spotify_min_ms_played ms and reason_end in spotify_short_reasons;
+    # positive = reason_end in spotify_positive_reasons, not negative; other plays are dropped, counted by reason
     spotify_min_ms_played: int = 30000
     spotify_short_reasons: tuple[str, ...] = ("fwdbtn", "backbtn", "endplay")
     spotify_positive_reasons: tuple[str, ...] = ("trackdone",)
@@ -132,8 +133,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class RQVAEConfig:
-    """How an RQ-VAE trains. Its depth is ``[semantic_ids] levels`` and its seed ``[semantic_ids] seed``
-    (one setting each, shared by every family)."""
+    """How an RQ-VAE trains; its depth and seed: ``[semantic_ids] levels`` / ``seed`` (shared by every family)."""
 
     hidden: tuple[int, ...] = (128, 64)
     latent_dim: int = 32
@@ -193,9 +193,9 @@ class SplitConfig:
     max_lookback_days: int = 365
 
     def __post_init__(self) -> None:
-        for name, v, ok in (("test_days", self.test_days, "> 0"), ("val_days", self.val_days, ">= 0")):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v or ok == ">= 0" and v == 0) or not v < 1e5:
-                raise ConfigError(f"[split] {name} = {v!r}: expected days {ok} (0.25 = 6 hours)")
+        for name, v, zero_ok in (("test_days", self.test_days, False), ("val_days", self.val_days, True)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e5 or (v == 0 and not zero_ok):
+                raise ConfigError(f"[split] {name} = {v!r}: expected days {'>= 0' if zero_ok else '> 0'} (0.25 = 6 hours)")
 
 
 @dataclass(frozen=True)

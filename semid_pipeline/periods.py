@@ -38,7 +38,7 @@ def _day(t) -> str:
     return str(t.date()) if t == t.normalize() else str(t.floor("min"))
 
 
-def require_strata(val, test, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
+def require_strata(test, *, events_span, starts, cfg: SplitConfig, kind: str) -> None:
     """Stop with what to change when the test period has no qualifying stratum (instead of a NaN
     AUC later and a crash in the evaluation). An empty validation period is allowed: training then
     keeps its last epoch (no early stopping), as the training log says."""
@@ -104,18 +104,17 @@ def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | N
     stopping and every chosen weight of the score terms rest on them (none at all: the last epoch, no terms)."""
     if n_val >= min_strata:
         return None
+    none = " (none: the last epoch is kept, no terms)" if not n_val else ""
     return (f"the validation period holds {n_val} strata that can be evaluated ([eval] min_strata = {min_strata}): early "
-            f"stopping and the weights of the score terms are chosen on them{' (none: the last epoch is kept, no terms)' if not n_val else ''}; "
+            f"stopping and the weights of the score terms are chosen on them{none}; "
             f"lengthen [split] val_days (now {cfg.val_days}) where the data allows.")
-
 
 
 def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str | None]:
     """(what blocks the pipeline, what only warns) about a split of the data set ``dataset`` (its spec):
     no training sequence or too few test strata block; a thin validation period warns."""
     try:
-        spec = parse_dataset_spec(dataset)
-        mssd = spec.kind == "mssd" or (spec.kind == "synthetic" and spec.format == "sessions")  # one context kept by default
+        mssd = parse_dataset_spec(dataset).mssd_format  # MSSD ingestion keeps one context by default
     except ConfigError:  # not a spec ingestion wrote: say nothing about MSSD's contexts
         mssd = False
     problem = splits.training_problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,

@@ -2,7 +2,8 @@
 
 The paper evaluates on feedback from the period *after* training: the last ``test_days`` of event
 time are the test period, the ``val_days`` before them the validation period, everything earlier
-is training (``periods``: fractions of a day allowed, and the checks that each period holds data). A stratum (a session for MSSD-like data, a user otherwise) is an AUC stratum.
+is training (``periods``: fractions of a day allowed, and the checks that each period holds data).
+A stratum (a session for MSSD-like data, a user otherwise) is an AUC stratum.
 
 Sessions (MSSD-like, ``kind == "session"``)
     Each session (its first ``max_session_len`` events by position) belongs to the period its first
@@ -170,8 +171,7 @@ def recorded_kind(con) -> str | None:
     key = get_meta(con, "dataset")
     if not key:
         return None
-    spec = parse_dataset_spec(str(key))
-    return "session" if spec.kind == "mssd" or (spec.kind == "synthetic" and spec.format == "sessions") else "user"
+    return "session" if parse_dataset_spec(str(key)).mssd_format else "user"
 
 
 def detect_kind(events: pd.DataFrame) -> str:
@@ -377,9 +377,10 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
     val, test = (_eval_set(a, ids, vocab, r[0], r[1], _evaluable(a, *r)) for r in (val_r, test_r))
     span = (np.datetime64(pd.Timestamp(lo_ts), "ns"), max_ts)
     n_trainable = int(((t_hi - t_lo) >= 2).sum())
-    periods.require_strata(val, test, events_span=span, starts=(val_start, test_start), cfg=cfg, kind=kind)
-    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=None if n_trainable else (
-        con.execute(f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) FROM {FEEDBACK_EVENTS}").fetchone()[0]))
+    periods.require_strata(test, events_span=span, starts=(val_start, test_start), cfg=cfg, kind=kind)
+    quantiles = None if n_trainable else con.execute(  # only for the message: periods that would fit the data
+        f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) FROM {FEEDBACK_EVENTS}").fetchone()[0]
+    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=quantiles)
     counts = np.bincount(train.tracks, minlength=vocab.n_tokens).astype(np.int64)
     counts[0] = 0
     for es in (val, test):

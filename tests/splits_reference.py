@@ -144,7 +144,7 @@ def reference_build_splits(events: pd.DataFrame, catalog: pd.DataFrame | None, c
         counts += np.bincount(np.concatenate([t for t, _ in train]), minlength=vocab.n_tokens)
     counts[0] = 0
     val, test = val_b.build(), test_b.build()
-    periods.require_strata(val, test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
+    periods.require_strata(test, events_span=(ts.min(), max_ts), starts=(val_start, test_start), cfg=cfg, kind=kind)
     for ev in (val, test):
         ev.events["is_cold"] = counts[ev.events["track_idx"].to_numpy(dtype=np.int64)] == 0
     artist, n_art = _metadata_index(vocab, events, catalog, "artist_id")

@@ -328,7 +328,8 @@ def test_short_data_says_which_periods_fit_and_fractional_days_split_it():
     assert msg is not None and "test_days = 14" in msg and "spans" in msg and "1.96 days" in msg
     with pytest.raises(SplitError, match="Periods that fit this data"):  # training stops with the same words
         train_recommender(scheme=IdScheme.parse("id"), hidden=16, splits=sp, id_table=None, id_table_hash="id",
-                          cfg=TrainConfig(epochs=1, content_init=False, content_affinity=False, personal_taste=False), out_dir=Path(tempfile.mkdtemp()), log=lambda m: None)
+                          cfg=TrainConfig(epochs=1, content_init=False, content_affinity=False, personal_taste=False),
+                          out_dir=Path(tempfile.mkdtemp()), log=lambda m: None)
     t, v = (float(x) for x in re.search(r"test_days = ([0-9.]+), val_days = ([0-9.]+)", msg).groups())
     assert 0 < t < 1 and 0 < v < 1  # hours, written as fractions of a day
     fit = build_splits(ev, None, SplitConfig(test_days=t, val_days=v))
