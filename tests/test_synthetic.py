@@ -735,3 +735,48 @@ def test_a_drifting_taste_walks_smoothly_and_moves_each_listeners_feedback_with_
     today = static + 1.5 / np.sqrt(D) * np.einsum("ij,ij->i", taste_drift(cfg.seed, ui, day, D), world.cat.latent[ti])
     y = ev["feedback"].to_numpy() > 0
     assert roc_auc_score(y, today) > roc_auc_score(y, static) + 0.02
+
+
+def test_a_sittings_mood_walks_along_its_tracks_and_moves_only_that_sittings_feedback(tmp_path):
+    from semid_pipeline.synthetic.config import with_overrides
+    from semid_pipeline.synthetic.feedback import draw_feedback, sitting_key, sitting_mood
+    from semid_pipeline.synthetic.world import build_world
+
+    assert syn.preset("demo").mood_weight == 0.0  # off by default
+    # the walk along a sitting's positions: unit variance, correlation exp(-lag / length), keyed by sitting
+    sittings, positions = np.repeat(np.arange(2000), 20), np.tile(np.arange(1, 21), 2000)
+    walk = sitting_mood(3, sittings, positions, 4, 8.0).reshape(2000, 20, 4)
+    assert abs(walk.std() - 1.0) < 0.05
+    for lag in (1, 5, 12):
+        corr = np.corrcoef(walk[:, :-lag].ravel(), walk[:, lag:].ravel())[0, 1]
+        assert abs(corr - np.exp(-lag / 8.0)) < 0.05, (lag, corr)
+    np.testing.assert_allclose(sitting_mood(3, np.array([7, 1999]), np.array([9, 1]), 4, 8.0), walk[[7, 1999], [8, 0]])
+    assert abs(np.corrcoef(walk[:-1, 0].ravel(), walk[1:, 0].ravel())[0, 1]) < 0.05  # sittings are independent
+    keys = sitting_key(np.array([0, 0, 1]), np.array([3, 4, 3]), np.array([10, 10, 10]))
+    assert len(set(keys.tolist())) == 3  # another day or listener, another mood
+    for bad in ({"mood_weight": -1.0}, {"story.mood_positions": 0.0}):
+        with pytest.raises(ConfigError, match="mood"):
+            with_overrides(syn.preset("tiny"), bad)
+
+    # the logit of one (listener, track) pair moves by exactly the mood's part of the affinity
+    cfg = replace(syn.preset("tiny"), name="tiny-mood", mood_weight=1.5)
+    world = build_world(cfg)
+    rng = np.random.default_rng(0)
+    u, t = rng.integers(0, cfg.n_users, 3000), rng.integers(0, cfg.n_tracks, 3000)
+    s0, s1 = np.arange(3000), np.arange(3000) + 10_000
+    fb = draw_feedback(world, rng, np.r_[u, u], np.r_[t, t], np.ones(6000, int), sittings=np.r_[s0, s1])
+    lg = np.log(fb.p_positive) - np.log1p(-fb.p_positive)
+    D, ones = cfg.latent_dim, np.ones(3000, int)
+    delta = sitting_mood(cfg.seed, s1, ones, D, 8.0) - sitting_mood(cfg.seed, s0, ones, D, 8.0)
+    want = cfg.taste_weight * 1.5 / np.sqrt(D) * np.einsum("ij,ij->i", delta, world.cat.latent[t]) / world.affinity_std
+    np.testing.assert_allclose(lg[3000:] - lg[:3000], want, atol=1e-6)
+    assert np.abs(want).mean() > 0.1
+    with pytest.raises(ValueError, match="sitting"):
+        draw_feedback(world, rng, u, t, np.ones(3000, int))
+
+    # the per-user files: the same events as without the mood, only the feedback changes
+    plain = pd.read_parquet(syn.write_world(syn.preset("tiny"), tmp_path / "plain", formats=("users",)).users_events)
+    ev = pd.read_parquet(syn.write_world(cfg, tmp_path / "w", formats=("users",)).users_events)
+    assert len(ev) > 1000
+    pd.testing.assert_frame_equal(ev[["user_id", "track_id"]], plain[["user_id", "track_id"]])
+    assert (ev["feedback"] != plain["feedback"]).mean() > 0.03

@@ -69,7 +69,8 @@ Limits (what this world does NOT model)
 No temporal dynamics by default: tastes, popularity and the catalogue are static (no new releases,
 trends, or weekly habits beyond a diurnal hour profile and a weekend bump; opt-in:
 ``appeal_trend_weight`` gives each track a linear trend, ``taste_drift_weight`` lets each listener's
-taste walk over the days); feedback of an event does not
+taste walk over the days, ``mood_weight`` gives each sitting / session a mood that drifts track by
+track); feedback of an event does not
 depend on earlier feedback (no fatigue beyond the position effect, no sequential dependence a
 transformer could exploit beyond "this user likes this region of latent space"); stations do not
 adapt to feedback; MSSD sessions carry no user id and sessions of one listener are independent;

@@ -66,6 +66,7 @@ class Story:
     skip1_share: float = 0.55  # share of skip_2 events that are also skip_1
     skip3_extra: float = 0.25  # share of positives that still count as skip_3
     # feedback model
+    mood_positions: float = 8.0  # correlation length (tracks) of a sitting's mood (× WorldConfig.mood_weight)
     affinity_ref_pairs: int = 200_000  # reference listener × station-track pairs to standardise taste·latent
     affinity_ref_per_user: int = 50
 
@@ -126,6 +127,10 @@ class WorldConfig:
     # per latent coordinate that turns over in weeks to months (``feedback.taste_drift``; a hash, no
     # RNG stream), sd the personal taste noise's scale: recent feedback says more than old; 0 = none
     taste_drift_weight: float = 0.0
+    # a sitting's (session's) mood: taste + this · sd · m(sitting, position), m a unit-variance walk
+    # per latent coordinate along the sitting's tracks (``feedback.sitting_mood``; a hash, no RNG
+    # stream): what a listener liked a few tracks ago says more than their long-run taste; 0 = none
+    mood_weight: float = 0.0
     station_pool: int = 50  # candidate pool size of track-seeded stations
     max_stations: int = 6  # stations per listener (1 + Poisson(1.5), capped)
     story: Story = field(default_factory=Story)
@@ -157,10 +162,14 @@ class WorldConfig:
             problems.append("near_duplicate_share must be in [0, 0.5]")
         if self.listener_block < 0:
             problems.append("listener_block must be >= 0 (0 = one-shot generation)")
+        if self.mood_weight < 0:
+            problems.append("mood_weight must be >= 0 (0 = no moods)")
         if not isinstance(self.story, Story):
             problems.append("story must be a Story")
         elif not 0 <= self.story.content_hidden_dims < self.latent_dim:
             problems.append("story.content_hidden_dims must be in [0, latent_dim): content must show some taste")
+        elif not self.story.mood_positions > 0:
+            problems.append("story.mood_positions must be > 0 (tracks a mood lasts)")
         try:
             date.fromisoformat(self.start_date)
         except (TypeError, ValueError):

@@ -3,7 +3,8 @@
 ``P(positive) = sigmoid(taste_weight · z(taste·latent) + appeal_weight · appeal + user bias +
 context offset − position_weight · (position − 1) [+ pair_opinion_weight · ε(listener, track)]
 [+ appeal_trend_weight · s(track) · (2 · day / (n_days − 1) − 1)] + b)``, the taste plus
-``taste_drift_weight`` · sd · d(listener, day) where the taste drifts (``taste_drift``; off by default),
+``taste_drift_weight`` · sd · d(listener, day) where the taste drifts (``taste_drift``; off by default)
+and ``mood_weight`` · sd · m(sitting, position) where sittings have moods (``sitting_mood``; off by default),
 ``z`` standardising the affinity on the world's reference pairs, ``ε`` a standard-normal opinion
 drawn once per (listener, track) pair (``pair_opinion``; off by default), ``s`` a standard-normal
 trend per track (``track_trend``; off by default) and ``b`` solved so the
@@ -92,17 +93,50 @@ def taste_drift(seed: int, users: np.ndarray, days: np.ndarray, dim: int) -> np.
     return walk[inv.ravel(), :, days]  # (E, dim)
 
 
+def sitting_mood(seed: int, sittings: np.ndarray, positions: np.ndarray, dim: int, length: float) -> np.ndarray:
+    """(E, dim) m(sitting, position): per sitting and latent coordinate a stationary
+    Ornstein-Uhlenbeck walk along the sitting's positions (1, 2, ...) with unit variance and
+    correlation length ``length`` tracks (``Story.mood_positions``; 8: corr 0.88 to the next
+    track, 0.29 ten tracks on), m(1) ~ N(0, 1), the ε ``pair_opinion``'s hash per
+    (sitting, coordinate, position) (no RNG stream). ``sittings``: (E,) an integer key per sitting."""
+    sittings = np.asarray(sittings, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.int64)
+    uniq, inv = np.unique(sittings, return_inverse=True)
+    P = int(positions.max()) if positions.size else 1
+    cell = (np.arange(dim)[:, None] * 100_000 + np.arange(1, P + 1)[None, :]).ravel()  # (dim · P,)
+    eps = pair_opinion(int(seed) ^ 0x3A07, np.repeat(uniq, dim * P), np.tile(cell, len(uniq)))
+    eps = eps.reshape(len(uniq), dim, P)
+    a = np.exp(-1.0 / length)
+    walk = np.empty_like(eps)
+    walk[:, :, 0] = eps[:, :, 0]
+    for t in range(1, P):
+        walk[:, :, t] = a * walk[:, :, t - 1] + np.sqrt(1 - a * a) * eps[:, :, t]
+    return walk[inv.ravel(), :, positions - 1]  # (E, dim)
+
+
+def sitting_key(users: np.ndarray, days: np.ndarray, hours: np.ndarray) -> np.ndarray:
+    """(n,) the mood's key of a sitting / session: its listener, day and hour (a listener's sittings
+    in one hour share a mood)."""
+    return (np.asarray(users, dtype=np.int64) * 100_000 + np.asarray(days, dtype=np.int64)) * 24 + np.asarray(hours, dtype=np.int64)
+
+
 def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0,
-                  days: np.ndarray | None = None) -> Feedback:
+                  days: np.ndarray | None = None, sittings: np.ndarray | None = None) -> Feedback:
     """``days``: each event's day index (the clock of the appeal trend and the taste drift; needed
-    when either is on)."""
+    when either is on); ``sittings``: each event's sitting key (``sitting_key``; needed for the mood)."""
     cfg = world.cfg
     if (cfg.appeal_trend_weight or cfg.taste_drift_weight) and days is None:
         raise ValueError("appeal_trend_weight and taste_drift_weight need each event's day")
+    if cfg.mood_weight and sittings is None:
+        raise ValueError("mood_weight needs each event's sitting")
     aff = world.affinity(users, tracks)
+    sd = taste_scale(cfg.latent_dim)
     if cfg.taste_drift_weight:  # the listener's taste today: + weight · sd · d(listener, day)
         drift = taste_drift(cfg.seed, users, days, cfg.latent_dim)  # (E, D)
-        aff = aff + cfg.taste_drift_weight * taste_scale(cfg.latent_dim) * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
+        aff = aff + cfg.taste_drift_weight * sd * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
+    if cfg.mood_weight:  # the sitting's mood, drifting track by track: + weight · sd · m(sitting, position)
+        mood = sitting_mood(cfg.seed, sittings, positions, cfg.latent_dim, cfg.story.mood_positions)  # (E, D)
+        aff = aff + cfg.mood_weight * sd * np.einsum("ij,ij->i", mood, world.cat.latent[tracks])
     z = (aff - world.affinity_mean) / world.affinity_std
     logit = (
         cfg.taste_weight * z

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..schema import MSSD_LOG_COLUMNS, MSSD_TRACK_COLUMNS
 from .behaviour import REASONS, Behaviour, draw_behaviour
-from .feedback import HOUR_PROFILE, day_weights, dedupe, draw_feedback
+from .feedback import HOUR_PROFILE, day_weights, dedupe, draw_feedback, sitting_key
 from .io import write_csv
 from .listeners import pick_stations
 from .oracle import write_oracle
@@ -137,7 +137,8 @@ def generate_session_block(world: World, rng: np.random.Generator, n_s: int) -> 
     ev_ctx = s_ctx[ev_s]
     tracks = _session_tracks(world, rng, ev_s, ev_ctx, s_station, s_genre)
     ctx_off = np.array([CONTEXT_OFFSET[c] for c in CONTEXTS])[ev_ctx]
-    fb = draw_feedback(world, rng, s_user[ev_s], tracks, pos, ctx_off, days=s_day[ev_s])
+    fb = draw_feedback(world, rng, s_user[ev_s], tracks, pos, ctx_off, days=s_day[ev_s],
+                       sittings=sitting_key(s_user, s_day, s_hour)[ev_s])
     behaviour = draw_behaviour(st, rng, fb.positive, pos, s_len[ev_s])
     return Sessions(
         n_sessions=n_s, s_len=s_len, s_user=s_user, s_ctx=s_ctx, s_day=s_day, s_hour=s_hour,

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .feedback import HOUR_PROFILE, dedupe, draw_feedback, events_per_user
+from .feedback import HOUR_PROFILE, dedupe, draw_feedback, events_per_user, sitting_key
 from .io import atomic_write
 from .listeners import pick_stations
 from .oracle import write_oracle
@@ -114,7 +114,8 @@ def generate_user_block(world: World, rng: np.random.Generator, users: np.ndarra
         lambda idx: world.genre_sampler.sample(rng, cat.track_genre[world.stations.seed[ev_station[idx]]]),
         world,
     )
-    fb = draw_feedback(world, rng, ev_user, tracks, ev_pos, days=sit_day[ev_sit])
+    fb = draw_feedback(world, rng, ev_user, tracks, ev_pos, days=sit_day[ev_sit],
+                       sittings=sitting_key(sit_user, sit_day, sit_hour)[ev_sit])
 
     dur = cat.features["duration"][tracks]
     gap = np.where(
