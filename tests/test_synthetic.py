@@ -754,7 +754,7 @@ def test_a_sittings_mood_walks_along_its_tracks_and_moves_only_that_sittings_fee
     assert abs(np.corrcoef(walk[:-1, 0].ravel(), walk[1:, 0].ravel())[0, 1]) < 0.05  # sittings are independent
     keys = sitting_key(np.array([0, 0, 1]), np.array([3, 4, 3]), np.array([10, 10, 10]))
     assert len(set(keys.tolist())) == 3  # another day or listener, another mood
-    for bad in ({"mood_weight": -1.0}, {"story.mood_positions": 0.0}):
+    for bad in ({"mood_weight": -1.0}, {"story.mood_positions": 0.0}, {"story.mood_dims": 17}):
         with pytest.raises(ConfigError, match="mood"):
             with_overrides(syn.preset("tiny"), bad)
 
@@ -773,6 +773,14 @@ def test_a_sittings_mood_walks_along_its_tracks_and_moves_only_that_sittings_fee
     assert np.abs(want).mean() > 0.1
     with pytest.raises(ValueError, match="sitting"):
         draw_feedback(world, rng, u, t, np.ones(3000, int))
+    # a mood along the first coordinates only: the same size, no other coordinate moves
+    few = build_world(with_overrides(cfg, {"story.mood_dims": 2}))
+    fb2 = draw_feedback(few, rng, np.r_[u, u], np.r_[t, t], np.ones(6000, int), sittings=np.r_[s0, s1])
+    lg2 = np.log(fb2.p_positive) - np.log1p(-fb2.p_positive)
+    delta2 = delta.copy()
+    delta2[:, 2:] = 0.0
+    want2 = cfg.taste_weight * 1.5 * np.sqrt(D / 2) / np.sqrt(D) * np.einsum("ij,ij->i", delta2, few.cat.latent[t]) / few.affinity_std
+    np.testing.assert_allclose(lg2[3000:] - lg2[:3000], want2, atol=1e-6)
 
     # the per-user files: the same events as without the mood, only the feedback changes
     plain = pd.read_parquet(syn.write_world(syn.preset("tiny"), tmp_path / "plain", formats=("users",)).users_events)

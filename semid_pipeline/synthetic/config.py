@@ -67,6 +67,7 @@ class Story:
     skip3_extra: float = 0.25  # share of positives that still count as skip_3
     # feedback model
     mood_positions: float = 8.0  # correlation length (tracks) of a sitting's mood (× WorldConfig.mood_weight)
+    mood_dims: int = 0  # a mood moves only the first this many latent coordinates (same total size); 0 = all
     affinity_ref_pairs: int = 200_000  # reference listener × station-track pairs to standardise taste·latent
     affinity_ref_per_user: int = 50
 
@@ -170,6 +171,8 @@ class WorldConfig:
             problems.append("story.content_hidden_dims must be in [0, latent_dim): content must show some taste")
         elif not self.story.mood_positions > 0:
             problems.append("story.mood_positions must be > 0 (tracks a mood lasts)")
+        if isinstance(self.story, Story) and not 0 <= self.story.mood_dims <= self.latent_dim:
+            problems.append("story.mood_dims must be in [0, latent_dim] (0 = every coordinate)")
         try:
             date.fromisoformat(self.start_date)
         except (TypeError, ValueError):

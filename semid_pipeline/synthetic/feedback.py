@@ -136,6 +136,10 @@ def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positio
         aff = aff + cfg.taste_drift_weight * sd * np.einsum("ij,ij->i", drift, world.cat.latent[tracks])
     if cfg.mood_weight:  # the sitting's mood, drifting track by track: + weight · sd · m(sitting, position)
         mood = sitting_mood(cfg.seed, sittings, positions, cfg.latent_dim, cfg.story.mood_positions)  # (E, D)
+        k = cfg.story.mood_dims
+        if k:  # a mood along a few directions only (e.g. energy, calm), as large in all
+            mood[:, k:] = 0.0
+            mood *= np.sqrt(cfg.latent_dim / k)
         aff = aff + cfg.mood_weight * sd * np.einsum("ij,ij->i", mood, world.cat.latent[tracks])
     z = (aff - world.affinity_mean) / world.affinity_std
     logit = (
