@@ -60,8 +60,10 @@ def choose_weights(strata, labels, scores, *, z: np.ndarray | None, sims: np.nda
     only where its validation AUC is higher (on the metadata-only world the joint path alone ended
     0.0009 below the search without ρ, `64|id`).
     Each point's AUC is computed once (the steps and searches revisit points), by
-    ``evaluation.stratified_auc_of``: the whole search takes 0.3–0.9 s on the demo's validation
-    period (`id` at h=32/64/128, 25,707 events; 5.1 s with a fresh ``stratified_auc`` per point).
+    ``evaluation.stratified_auc_of``: the whole search took 0.3–0.9 s on the demo's validation
+    period (`id` at h=32/64/128, 25,707 events; 5.1 s with a fresh ``stratified_auc`` per point)
+    before the recent share; with it, 2,782 points at ~1.6 ms each, 5.1 s (`32|v1-k1024`,
+    2026-12-05; the demo's cells spend 1.5–8.6 s each choosing weights, validation scoring included).
     ``z`` / ``sims`` / ``mem`` / ``taste`` / ``z_recent`` None: that term is off."""
     from .evaluation import stratified_auc_of
 
