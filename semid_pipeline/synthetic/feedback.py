@@ -74,50 +74,46 @@ def track_trend(seed: int, tracks: np.ndarray) -> np.ndarray:
 DRIFT_DAYS = 30.0  # correlation time of the taste drift: corr 0.63 two weeks apart, 0.14 two months apart
 
 
-def taste_drift(seed: int, users: np.ndarray, days: np.ndarray, dim: int) -> np.ndarray:
-    """(E, dim) d(listener, day): per listener and latent coordinate a stationary Ornstein-Uhlenbeck
-    walk over the days with unit variance and correlation time ``DRIFT_DAYS``, d(0) ~ N(0, 1),
-    d(t+1) = a · d(t) + √(1 − a²) · ε(t), a = exp(−1 / DRIFT_DAYS), the ε ``pair_opinion``'s hash per
-    (listener, coordinate, day) (no RNG stream). Walked for the listeners of the call only."""
-    users, days = np.asarray(users, dtype=np.int64), np.asarray(days, dtype=np.int64)
-    uniq, inv = np.unique(users, return_inverse=True)
-    T = int(days.max()) + 1 if days.size else 1
-    cell = (np.arange(dim)[:, None] * 100_000 + np.arange(T)[None, :]).ravel()  # (dim · T,) coordinate, day
-    eps = pair_opinion(int(seed) ^ 0x5D21, np.repeat(uniq, dim * T), np.tile(cell, len(uniq)))
-    eps = eps.reshape(len(uniq), dim, T)
-    a = np.exp(-1.0 / DRIFT_DAYS)
+def hashed_walks(seed: int, keys: np.ndarray, steps: np.ndarray, dim: int, length: float, *,
+                 first: int = 0) -> np.ndarray:
+    """(E, dim) per key and coordinate a stationary Ornstein-Uhlenbeck walk with unit variance and
+    correlation length ``length`` steps, read at each event's step (``steps``: (E,) integers >= 0):
+    w(0) = ε(0), w(t) = a · w(t−1) + √(1 − a²) · ε(t), a = exp(−1 / length), the ε
+    ``pair_opinion``'s hash per (seed, key, coordinate, first + step) (no RNG stream). Walked for the
+    keys of the call only, up to their largest step."""
+    keys, steps = np.asarray(keys, dtype=np.int64), np.asarray(steps, dtype=np.int64)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    T = int(steps.max()) + 1 if steps.size else 1
+    cell = (np.arange(dim)[:, None] * 100_000 + first + np.arange(T)[None, :]).ravel()  # (dim · T,) coordinate, step
+    eps = pair_opinion(seed, np.repeat(uniq, dim * T), np.tile(cell, len(uniq))).reshape(len(uniq), dim, T)
+    a = np.exp(-1.0 / length)
     walk = np.empty_like(eps)
     walk[:, :, 0] = eps[:, :, 0]
     for t in range(1, T):
         walk[:, :, t] = a * walk[:, :, t - 1] + np.sqrt(1 - a * a) * eps[:, :, t]
-    return walk[inv.ravel(), :, days]  # (E, dim)
+    return walk[inv.ravel(), :, steps]  # (E, dim)
+
+
+def taste_drift(seed: int, users: np.ndarray, days: np.ndarray, dim: int) -> np.ndarray:
+    """(E, dim) d(listener, day): per listener and latent coordinate a ``hashed_walks`` walk over the
+    days with correlation time ``DRIFT_DAYS``."""
+    return hashed_walks(int(seed) ^ 0x5D21, users, days, dim, DRIFT_DAYS)
 
 
 def sitting_mood(seed: int, sittings: np.ndarray, positions: np.ndarray, dim: int, length: float) -> np.ndarray:
-    """(E, dim) m(sitting, position): per sitting and latent coordinate a stationary
-    Ornstein-Uhlenbeck walk along the sitting's positions (1, 2, ...) with unit variance and
-    correlation length ``length`` tracks (``Story.mood_positions``; 8: corr 0.88 to the next
-    track, 0.29 ten tracks on), m(1) ~ N(0, 1), the ε ``pair_opinion``'s hash per
-    (sitting, coordinate, position) (no RNG stream). ``sittings``: (E,) an integer key per sitting."""
-    sittings = np.asarray(sittings, dtype=np.int64)
-    positions = np.asarray(positions, dtype=np.int64)
-    uniq, inv = np.unique(sittings, return_inverse=True)
-    P = int(positions.max()) if positions.size else 1
-    cell = (np.arange(dim)[:, None] * 100_000 + np.arange(1, P + 1)[None, :]).ravel()  # (dim · P,)
-    eps = pair_opinion(int(seed) ^ 0x3A07, np.repeat(uniq, dim * P), np.tile(cell, len(uniq)))
-    eps = eps.reshape(len(uniq), dim, P)
-    a = np.exp(-1.0 / length)
-    walk = np.empty_like(eps)
-    walk[:, :, 0] = eps[:, :, 0]
-    for t in range(1, P):
-        walk[:, :, t] = a * walk[:, :, t - 1] + np.sqrt(1 - a * a) * eps[:, :, t]
-    return walk[inv.ravel(), :, positions - 1]  # (E, dim)
+    """(E, dim) m(sitting, position): per sitting and latent coordinate a ``hashed_walks`` walk along
+    the sitting's positions (1, 2, ...) with correlation length ``length`` tracks
+    (``Story.mood_positions``; 8: corr 0.88 to the next track, 0.29 ten tracks on).
+    ``sittings``: (E,) an integer key per sitting (``sitting_key``)."""
+    return hashed_walks(int(seed) ^ 0x3A07, sittings, np.asarray(positions, dtype=np.int64) - 1, dim, length,
+                        first=1)  # ε hashed by position
 
 
 def sitting_key(users: np.ndarray, days: np.ndarray, hours: np.ndarray) -> np.ndarray:
     """(n,) the mood's key of a sitting / session: its listener, day and hour (a listener's sittings
     in one hour share a mood)."""
-    return (np.asarray(users, dtype=np.int64) * 100_000 + np.asarray(days, dtype=np.int64)) * 24 + np.asarray(hours, dtype=np.int64)
+    users, days, hours = (np.asarray(x, dtype=np.int64) for x in (users, days, hours))
+    return (users * 100_000 + days) * 24 + hours
 
 
 def draw_feedback(world: World, rng: np.random.Generator, users, tracks, positions, offset=0.0,
