@@ -67,11 +67,13 @@ def suggestion(last, quantiles) -> tuple[float, float]:
     return days(q_test, last), days(q_val, q_test)
 
 
-def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConfig, quantiles=None) -> str | None:
+def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConfig, quantiles=None,
+                     suggested_strata: tuple[int, int] | None = None) -> str | None:
     """None when some training sequence holds two or more events (what training needs); else the
     message training stops with (``Splits.training_problem``): which periods took the data and,
     given the event times' ``quantiles`` at ``SUGGESTED_SHARES``, which [split] settings would leave
-    a training period. The split itself still serves evaluation (the baselines, a trained model)."""
+    a training period (and ``suggested_strata``: the (test, validation) strata those would hold).
+    The split itself still serves evaluation (the baselines, a trained model)."""
     if n_trainable > 0:
         return None
     first, last = events_span
@@ -79,8 +81,11 @@ def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConf
     hint = ""
     if quantiles is not None:
         t, v = suggestion(last, quantiles)
+        held = (f"; they hold {suggested_strata[0]:,} test and {suggested_strata[1]:,} validation strata"
+                if suggested_strata is not None else "")
         hint = (f" Periods that fit this data: test_days = {t:g}, val_days = {v:g} (the last fifth of the events each; "
-                "fractions of a day count hours), in the [split] table of semid.toml or of the file SEMID_CONFIG names.")
+                f"fractions of a day count hours{held}), in the [split] table of semid.toml or of the file SEMID_CONFIG "
+                "names.")
     return (f"the training period (events before {_day(val_start)}) holds no sequence of two or more events: [split] "
             f"test_days = {cfg.test_days} and val_days = {cfg.val_days} cover the data, which spans {_day(first)} .. "
             f"{_day(last)} ({span_days:.2f} days).{hint}")
@@ -117,8 +122,15 @@ def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str 
         mssd = parse_dataset_spec(dataset).mssd_format  # MSSD ingestion keeps one context by default
     except ConfigError:  # not a spec ingestion wrote: say nothing about MSSD's contexts
         mssd = False
-    problem = splits.training_problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
-                                                        context_filter=cfg.ingest.context_filter if mssd else None)
+    context = cfg.ingest.context_filter if mssd else None
+    problem = splits.training_problem
+    if problem and splits.suggested_strata is not None and splits.suggested_strata[0] < cfg.eval.min_strata:
+        more = (f", or keep every context ([ingest] context_filter = \"all\" instead of {context!r})"
+                if context and context != "all" else "")
+        problem += (f" Those {splits.suggested_strata[0]:,} test strata are fewer than [eval] min_strata = "
+                    f"{cfg.eval.min_strata}: also lower it{more}.")
+    problem = problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
+                                        context_filter=context)
     return problem, None if problem else thin_validation(len(splits.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)
 
 

@@ -24,13 +24,14 @@ Track vocabulary: sorted(catalog track_ids ∪ event track_ids) → indices 1..N
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from .config import SplitConfig, parse_dataset_spec
+from .errors import SplitError
 from .vocab import TrackVocab
 from . import periods
 from .schema import FEEDBACK_EVENTS, TRACK_CATALOG
@@ -146,6 +147,8 @@ class Splits:
     # after ``diagnostics.shuffle_splits``): trailing windows before the validation period
     train_ts: np.ndarray | None = None
     training_problem: str | None = None  # why nothing can be trained on (``periods.training_problem``), or None
+    # with a training problem: (test, validation) strata the suggested periods would hold (None: none suggested)
+    suggested_strata: tuple[int, int] | None = None
 
     @property
     def n_train_events(self) -> int:
@@ -350,8 +353,11 @@ def _periods(a: dict, c: dict, starts: np.ndarray, ends: np.ndarray, cfg: SplitC
     return (starts, i_val), (val_in, (i_val, i_test)), (test_in, (i_test, ends))
 
 
-def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols: set[str] | None) -> Splits:
-    """The split itself, on a connection holding ``feedback_events`` (+ ``track_catalog``)."""
+def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols: set[str] | None,
+               suggest: bool = True) -> Splits:
+    """The split itself, on a connection holding ``feedback_events`` (+ ``track_catalog``).
+    ``suggest``: where nothing can be trained on, also split with the suggested periods to say how
+    many strata they would hold (``Splits.suggested_strata``)."""
     n, lo_ts, hi_ts = con.execute(f"SELECT count(*), min(CAST(ts AS TIMESTAMP)), max(CAST(ts AS TIMESTAMP)) "
                                   f"FROM {FEEDBACK_EVENTS}").fetchone()
     if not n:
@@ -380,7 +386,17 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
     periods.require_strata(test, events_span=span, starts=(val_start, test_start), cfg=cfg, kind=kind)
     quantiles = None if n_trainable else con.execute(  # only for the message: periods that would fit the data
         f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) FROM {FEEDBACK_EVENTS}").fetchone()[0]
-    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=quantiles)
+    suggested = None
+    if quantiles is not None and suggest:  # how many strata the suggested periods would hold
+        t, v = periods.suggestion(max_ts, quantiles)
+        try:
+            alt = _split_sql(con, replace(cfg, test_days=t, val_days=v), kind=kind, ev_cols=ev_cols, cat_cols=cat_cols,
+                             suggest=False)
+            suggested = (len(alt.test), len(alt.val))
+        except SplitError:  # no test stratum with them either
+            suggested = (0, 0)
+    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=quantiles,
+                                       suggested_strata=suggested)
     counts = np.bincount(train.tracks, minlength=vocab.n_tokens).astype(np.int64)
     counts[0] = 0
     for es in (val, test):
@@ -391,7 +407,8 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
                   track_artist=artist, track_genre=genre, n_artists=n_art, n_genres=n_gen,
                   cutoffs={"max_ts": pd.Timestamp(max_ts), "val_start": pd.Timestamp(val_start),
                            "test_start": pd.Timestamp(test_start)},
-                  train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take], training_problem=problem)
+                  train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take], training_problem=problem,
+                  suggested_strata=suggested if problem else None)
 
 
 def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_cols: set[str] | None):

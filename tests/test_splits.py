@@ -334,6 +334,9 @@ def test_short_data_says_which_periods_fit_and_fractional_days_split_it():
     assert 0 < t < 1 and 0 < v < 1  # hours, written as fractions of a day
     fit = build_splits(ev, None, SplitConfig(test_days=t, val_days=v))
     assert fit.training_problem is None and len(fit.val) > 0 and len(fit.test) > 0
+    # the message says how many strata those periods hold: exactly what splitting with them gives
+    assert sp.suggested_strata == (len(fit.test), len(fit.val)) and fit.suggested_strata is None
+    assert f"they hold {len(fit.test)} test and {len(fit.val)} validation strata" in msg
     # the periods are exactly that long: the test period starts t days before the last event, to the nanosecond
     last = pd.Timestamp(ev["ts"].max())
     assert fit.cutoffs["test_start"] == last - pd.Timedelta(days=t)
@@ -390,3 +393,22 @@ def test_the_verdict_suggests_every_context_only_for_mssd_sessions():
         assert ("context_filter" in problem) == hint, dataset
     problem, warning = periods.verdict(sp, cfg=replace(cfg, eval=EvalConfig(min_strata=1)), dataset="mssd:/x")
     assert problem is None and warning is None
+
+
+def test_the_verdict_says_when_the_suggested_periods_hold_too_few_strata():
+    from dataclasses import replace
+
+    from semid_pipeline import periods
+    from semid_pipeline.config import EvalConfig, SemidConfig
+
+    sp = build_splits(_two_day_sessions(), None, SplitConfig())  # nothing to train on: periods are suggested
+    n_test = sp.suggested_strata[0]
+    assert n_test > 0
+    for min_strata, dataset, words, context in ((n_test + 1, "mssd:/x", True, True),
+                                                (n_test + 1, "events:/d/e.csv", True, False),
+                                                (n_test, "mssd:/x", False, False)):
+        cfg = replace(SemidConfig(), eval=EvalConfig(min_strata=min_strata))
+        problem, warning = periods.verdict(sp, cfg=cfg, dataset=dataset)
+        assert problem.startswith(sp.training_problem) and warning is None
+        assert (f"Those {n_test} test strata are fewer than [eval] min_strata = {min_strata}: also lower it" in problem) == words
+        assert ("context_filter" in problem) == context, (min_strata, dataset)
