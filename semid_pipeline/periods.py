@@ -97,11 +97,17 @@ def strata_problem(n_test: int, *, min_strata: int, cfg: SplitConfig, context_fi
     ``context_filter``: the MSSD sessions' ``[ingest] context_filter`` where one context was kept."""
     if n_test >= min_strata:
         return None
-    more = (f", keep every context ([ingest] context_filter = \"all\" instead of {context_filter!r})"
-            if context_filter and context_filter != "all" else "")
+    more = f", {hint}" if (hint := _every_context(context_filter)) else ""
     return (f"the test period holds {n_test} strata that can be evaluated and [eval] min_strata = {min_strata} asks for at "
             f"least that many (the evaluation's check would fail after each cell's training): lengthen [split] test_days "
             f"(now {cfg.test_days}){more} or lower [eval] min_strata (a CI over few strata is wide).")
+
+
+def _every_context(context_filter: str | None) -> str:
+    """What to change where MSSD ingestion kept one context (``context_filter``), else ""."""
+    if not context_filter or context_filter == "all":
+        return ""
+    return f'keep every context ([ingest] context_filter = "all" instead of {context_filter!r})'
 
 
 def thin_validation(n_val: int, *, min_strata: int, cfg: SplitConfig) -> str | None:
@@ -125,8 +131,7 @@ def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str 
     context = cfg.ingest.context_filter if mssd else None
     problem = splits.training_problem
     if problem and splits.suggested_strata is not None and splits.suggested_strata[0] < cfg.eval.min_strata:
-        more = (f", or keep every context ([ingest] context_filter = \"all\" instead of {context!r})"
-                if context and context != "all" else "")
+        more = f", or {hint}" if (hint := _every_context(context)) else ""
         problem += (f" Those {splits.suggested_strata[0]:,} test strata are fewer than [eval] min_strata = "
                     f"{cfg.eval.min_strata}: also lower it{more}.")
     problem = problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
