@@ -67,20 +67,21 @@ def suggestion(last, quantiles) -> tuple[float, float]:
     return days(q_test, last), days(q_val, q_test)
 
 
-def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConfig, quantiles=None,
+def training_problem(n_trainable: int, *, events_span, val_start, cfg: SplitConfig,
+                     suggested: tuple[float, float] | None = None,
                      suggested_strata: tuple[int, int] | None = None) -> str | None:
     """None when some training sequence holds two or more events (what training needs); else the
-    message training stops with (``Splits.training_problem``): which periods took the data and,
-    given the event times' ``quantiles`` at ``SUGGESTED_SHARES``, which [split] settings would leave
-    a training period (and ``suggested_strata``: the (test, validation) strata those would hold).
+    message training stops with (``Splits.training_problem``): which periods took the data and the
+    ``suggested`` (test_days, val_days) that would leave a training period (``suggestion``), with
+    ``suggested_strata``, the (test, validation) strata those hold.
     The split itself still serves evaluation (the baselines, a trained model)."""
     if n_trainable > 0:
         return None
     first, last = events_span
     span_days = (np.datetime64(pd.Timestamp(last), "ns") - np.datetime64(pd.Timestamp(first), "ns")) / np.timedelta64(1, "D")
     hint = ""
-    if quantiles is not None:
-        t, v = suggestion(last, quantiles)
+    if suggested is not None:
+        t, v = suggested
         held = (f"; they hold {suggested_strata[0]:,} test and {suggested_strata[1]:,} validation strata"
                 if suggested_strata is not None else "")
         hint = (f" Periods that fit this data: test_days = {t:g}, val_days = {v:g} (the last fifth of the events each; "
@@ -130,10 +131,13 @@ def verdict(splits, *, cfg: SemidConfig, dataset: str) -> tuple[str | None, str 
         mssd = False
     context = cfg.ingest.context_filter if mssd else None
     problem = splits.training_problem
-    if problem and splits.suggested_strata is not None and splits.suggested_strata[0] < cfg.eval.min_strata:
+    held = splits.suggested_strata[0] if problem and splits.suggested_strata is not None else None
+    if held == 0:  # lowering min_strata cannot help
+        problem += " With them no test stratum can be evaluated either: check the timestamps (many events at one time?)."
+    elif held is not None and held < cfg.eval.min_strata:
         more = f", or {hint}" if (hint := _every_context(context)) else ""
-        problem += (f" Those {splits.suggested_strata[0]:,} test strata are fewer than [eval] min_strata = "
-                    f"{cfg.eval.min_strata}: also lower it{more}.")
+        problem += (f" Those {held:,} test strata are fewer than [eval] min_strata = {cfg.eval.min_strata}: "
+                    f"also lower it{more}.")
     problem = problem or strata_problem(len(splits.test), min_strata=cfg.eval.min_strata, cfg=cfg.split,
                                         context_filter=context)
     return problem, None if problem else thin_validation(len(splits.val), min_strata=cfg.eval.min_strata, cfg=cfg.split)

@@ -356,8 +356,8 @@ def _periods(a: dict, c: dict, starts: np.ndarray, ends: np.ndarray, cfg: SplitC
 def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols: set[str] | None,
                suggest: bool = True) -> Splits:
     """The split itself, on a connection holding ``feedback_events`` (+ ``track_catalog``).
-    ``suggest``: where nothing can be trained on, also split with the suggested periods to say how
-    many strata they would hold (``Splits.suggested_strata``)."""
+    ``suggest``: where nothing can be trained on, suggest periods that fit the data and split with them
+    to say how many strata they would hold (``Splits.suggested_strata``)."""
     n, lo_ts, hi_ts = con.execute(f"SELECT count(*), min(CAST(ts AS TIMESTAMP)), max(CAST(ts AS TIMESTAMP)) "
                                   f"FROM {FEEDBACK_EVENTS}").fetchone()
     if not n:
@@ -384,19 +384,19 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
     span = (np.datetime64(pd.Timestamp(lo_ts), "ns"), max_ts)
     n_trainable = int(((t_hi - t_lo) >= 2).sum())
     periods.require_strata(test, events_span=span, starts=(val_start, test_start), cfg=cfg, kind=kind)
-    quantiles = None if n_trainable else con.execute(  # only for the message: periods that would fit the data
-        f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) FROM {FEEDBACK_EVENTS}").fetchone()[0]
-    suggested = None
-    if quantiles is not None and suggest:  # how many strata the suggested periods would hold
-        t, v = periods.suggestion(max_ts, quantiles)
+    suggested, held = None, None  # periods that would fit the data, and the (test, validation) strata they hold
+    if not n_trainable and suggest:
+        quantiles = con.execute(f"SELECT quantile_disc(CAST(ts AS TIMESTAMP), {list(periods.SUGGESTED_SHARES)}) "
+                                f"FROM {FEEDBACK_EVENTS}").fetchone()[0]
+        suggested = periods.suggestion(max_ts, quantiles)
         try:
-            alt = _split_sql(con, replace(cfg, test_days=t, val_days=v), kind=kind, ev_cols=ev_cols, cat_cols=cat_cols,
-                             suggest=False)
-            suggested = (len(alt.test), len(alt.val))
+            alt = _split_sql(con, replace(cfg, test_days=suggested[0], val_days=suggested[1]), kind=kind,
+                             ev_cols=ev_cols, cat_cols=cat_cols, suggest=False)
+            held = (len(alt.test), len(alt.val))
         except SplitError:  # no test stratum with them either
-            suggested = (0, 0)
-    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, quantiles=quantiles,
-                                       suggested_strata=suggested)
+            held = (0, 0)
+    problem = periods.training_problem(n_trainable, events_span=span, val_start=val_start, cfg=cfg, suggested=suggested,
+                                       suggested_strata=held)
     counts = np.bincount(train.tracks, minlength=vocab.n_tokens).astype(np.int64)
     counts[0] = 0
     for es in (val, test):
@@ -408,7 +408,7 @@ def _split_sql(con, cfg: SplitConfig, *, kind: str, ev_cols: set[str], cat_cols:
                   cutoffs={"max_ts": pd.Timestamp(max_ts), "val_start": pd.Timestamp(val_start),
                            "test_start": pd.Timestamp(test_start)},
                   train_stratum_ids=ids[has_train].tolist(), train_ts=a["ts"][take], training_problem=problem,
-                  suggested_strata=suggested if problem else None)
+                  suggested_strata=held)
 
 
 def _metadata_index(con, vocab: TrackVocab, col: str, ev_cols: set[str], cat_cols: set[str] | None):

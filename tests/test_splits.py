@@ -412,3 +412,6 @@ def test_the_verdict_says_when_the_suggested_periods_hold_too_few_strata():
         assert problem.startswith(sp.training_problem) and warning is None
         assert (f"Those {n_test} test strata are fewer than [eval] min_strata = {min_strata}: also lower it" in problem) == words
         assert ("context_filter" in problem) == context, (min_strata, dataset)
+    # suggested periods that hold no test stratum at all: lowering min_strata would not help
+    problem, _ = periods.verdict(replace(sp, suggested_strata=(0, 0)), cfg=SemidConfig(), dataset="mssd:/x")
+    assert "no test stratum can be evaluated either" in problem and "also lower it" not in problem
