@@ -59,6 +59,7 @@ def prepare(fmt: str, scheme_keys: list[str], world: str = "demo", world_set: di
     name = fmt if world == "demo" else f"{world}_{fmt}"
     if world_set:
         name += "_" + "_".join(f"{k}{v:g}" for k, v in sorted(world_set.items()))
+    name += "_" + with_overrides(preset(world), world_set or {}).hash((fmt,))[:8]  # a changed preset: a new folder
     root = CACHE / name
     root.mkdir(parents=True, exist_ok=True)
     db = root / "warehouse.duckdb"

@@ -211,9 +211,12 @@ PRESETS: dict[str, WorldConfig] = {
         name="tiny", n_tracks=300, n_artists=30, n_genres=6, n_users=200,
         n_events=9_000, n_session_events=6_000, n_days=60, session_parts=1, station_pool=30,
     ),
+    # tastes that matter and drift (issue 10): with the static taste of weight 2, popularity and a
+    # whole-history summary explained almost all a history could (README "The demo world's tastes")
     "demo": WorldConfig(
         name="demo", n_tracks=6_000, n_artists=500, n_genres=20, n_users=2_000,
         n_events=120_000, n_session_events=120_000, n_days=70, session_parts=2,
+        taste_weight=3.5, taste_drift_weight=2.5,
     ),
     "bench": WorldConfig(
         name="bench", n_tracks=100_000, n_artists=8_000, n_genres=50, n_users=25_000,
