@@ -66,7 +66,8 @@ The story
 
 Limits (what this world does NOT model)
 ---------------------------------------
-No temporal dynamics by default: tastes, popularity and the catalogue are static (no new releases,
+No temporal dynamics by default except in the ``demo`` preset, whose tastes weigh 3.5 and drift
+(``taste_drift_weight = 2.5``, see ``config.PRESETS``); elsewhere tastes, popularity and the catalogue are static (no new releases,
 trends, or weekly habits beyond a diurnal hour profile and a weekend bump; opt-in:
 ``appeal_trend_weight`` gives each track a linear trend, ``taste_drift_weight`` lets each listener's
 taste walk over the days, ``mood_weight`` gives each sitting / session a mood that drifts track by

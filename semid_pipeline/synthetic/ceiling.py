@@ -20,6 +20,10 @@ world. It is one estimator's result, not a bound: with the content affinity (``c
 the demo's best model passed it (``128|id`` 0.700 against 0.693, 2026-12-03), and the report says
 so where that happens.
 
+Tastes that drift (``taste_drift_weight``, the ``demo`` preset's since 2026-12-05) are estimated as
+one static taste from the history: the oracle knows each day's taste, this estimator does not, and
+models that read the recent events pass it there.
+
 Per-user format: a listener's taste from their history. Sessions (MSSD) format: the logs carry no
 listener, so a session's taste comes from its own input (the events before its evaluated ones),
 as the model sees it; the sessions are regenerated from the world (one-shot worlds only).
