@@ -17,6 +17,7 @@ ASSETS = [
     semantic_ids.semantic_ids,
     recommender.recommender,
     evaluation.evaluation,
+    evaluation.diagnostics,
     evaluation.experiment_report,
     recommendations.recommendations,
 ]

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
 
     instance = _instance()
     if args.worker:  # a worker of the parallel grid stage: cells from stdin
-        _cell_worker(instance, defs.resolve_job_def(operations.grid_job.name))
+        _cell_worker(instance, defs.resolve_job_def(operations.grid_job.name),
+                     defs.resolve_job_def(operations.diagnostics_job.name))
         return
     t0 = time.time()
     print(f"[demo] data set: {os.environ.get('SEMID_DATASET', 'synthetic')}; "
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     if "grid" in todo:
         keys = demo_grid_keys(partitions.grid_partitions.get_partition_keys(), partitions.CONFIG)
         jobs = grid_jobs(instance, args.jobs)
-        if jobs > 1:
-            run_cells_in_parallel(keys, jobs)
+        if jobs > 1:  # the report's diagnostic models train beside the cells (alone, the report job trains them)
+            run_cells_in_parallel(keys, jobs, extra=[DIAGNOSTICS])
         else:
             grid = defs.resolve_job_def(operations.grid_job.name)
             for key in keys:
@@ -175,20 +176,23 @@ def grid_jobs(instance: dg.DagsterInstance, requested: int = 0) -> int:
 
 
 CELL_DONE = "[demo-cell-done]"  # a --worker's line after each cell: "<marker> <key> ok|failed"
+DIAGNOSTICS = "diagnostics"  # a --worker's key for the `diagnostics` asset (diagnostics_job), not a grid cell
 
 
-def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
+def run_cells_in_parallel(keys: list[str], jobs: int, extra: list[str] = ()) -> None:
     """The grid stage with ``jobs`` worker processes (``--worker``), each executing one grid cell
     at a time as its own Dagster run, as ``dagster dev`` runs ``max_concurrent_runs`` runs; a worker
     takes the next cell when it is done (the largest h first: the longest runs start early) and
     imports Dagster and the definitions once. After a failure no new cell starts, the running
-    ones finish, and the demo stops with the failure."""
+    ones finish, and the demo stops with the failure. ``extra``: other work for the workers
+    (:data:`DIAGNOSTICS`), taken after the first ``jobs`` cells."""
     import subprocess
     import threading
 
     from semid_pipeline.schemes import GridCell
 
     pending = sorted(keys, key=lambda k: -GridCell.parse(k).h)
+    pending[jobs:jobs] = list(extra)
     lock = threading.Lock()
     failed: list[str] = []
     print(f"[demo] grid: {len(keys)} cells, {jobs} at a time (one worker process each)", flush=True)
@@ -216,7 +220,7 @@ def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
                 lines.append(line.rstrip("\n"))
             shown = [ln for ln in lines if ln.startswith(("[demo]", "         "))]
             if status == "crashed":  # the worker died: show what it printed last
-                shown = lines[-20:] + [f"[demo] recommender+eval[{key}] worker exited with {worker.wait()}"]
+                shown = lines[-20:] + [f"[demo] {_label(key)} worker exited with {worker.wait()}"]
             with lock:
                 print("\n".join(shown), flush=True)
                 if status != "ok":
@@ -239,7 +243,11 @@ def run_cells_in_parallel(keys: list[str], jobs: int) -> None:
                 w.terminate()
                 w.wait()
     if failed:
-        raise SystemExit(f"demo stopped: recommender+eval[{failed[0]}] failed (see its run in `make dev`)")
+        raise SystemExit(f"demo stopped: {_label(failed[0])} failed (see its run in `make dev`)")
+
+
+def _label(key: str) -> str:
+    return key if key == DIAGNOSTICS else f"recommender+eval[{key}]"
 
 
 PARENT_ENV = "SEMID_DEMO_PARENT_PID"
@@ -261,16 +269,19 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _cell_worker(instance: dg.DagsterInstance, grid: dg.JobDefinition) -> None:
-    """``--worker``: read grid partition keys from stdin, one per line; run each as a Dagster run
-    and print ``CELL_DONE <key> ok|failed`` after it. Ends at the end of stdin."""
+def _cell_worker(instance: dg.DagsterInstance, grid: dg.JobDefinition, diagnostics: dg.JobDefinition) -> None:
+    """``--worker``: read grid partition keys (or :data:`DIAGNOSTICS`) from stdin, one per line; run
+    each as a Dagster run and print ``CELL_DONE <key> ok|failed`` after it. Ends at the end of stdin."""
     _die_with_parent()
     for line in sys.stdin:
         key = line.strip()
         if not key:
             continue
         try:
-            _run(grid, instance, f"recommender+eval[{key}]", partition_key=key)
+            if key == DIAGNOSTICS:
+                _run(diagnostics, instance, _label(key))
+            else:
+                _run(grid, instance, _label(key), partition_key=key)
             status = "ok"
         except SystemExit:  # _run printed the failure and its checks
             status = "failed"

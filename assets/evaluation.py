@@ -97,6 +97,27 @@ def evaluation_beats_chance(context: dg.AssetCheckExecutionContext, artifacts: A
 @dg.asset(
     deps=[evaluation],
     group_name="evaluation",
+    kinds={"pytorch"},
+    pool="training",
+    automation_condition=dg.AutomationCondition.eager(),
+    description="How much order and popularity alone are worth: bias-only models (per-track biases; the "
+    "production scheme's per-codeword biases, summed) and the smallest-h `id` model trained and evaluated on "
+    "histories shuffled within each stratum. Trained once per data set and settings; the report shows them.",
+)
+def diagnostics(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, artifacts: ArtifactStore,
+                compute: ComputeResource):
+    device = compute.configure_torch()
+    rec = stages.diagnostics_record(warehouse=warehouse.file, layout=artifacts.layout(), cfg=settings(), device=device,
+                                    log=context.log.info)
+    rows = pd.DataFrame([{"diagnostic": r["name"], "test AUC": r["test"]["auc"], "CI lo": r["test"]["ci_lo"],
+                          "CI hi": r["test"]["ci_hi"], "own score": r["own"]["auc"]} for r in rec["rows"]])
+    return dg.MaterializeResult(metadata={"diagnostics": md_table(rows),
+                                          **{f"auc/{r['name']}": number(r["test"]["auc"]) for r in rec["rows"]}})
+
+
+@dg.asset(
+    deps=[evaluation, diagnostics],
+    group_name="evaluation",
     kinds={"html"},
     pool="training",
     automation_condition=dg.AutomationCondition.eager(),
@@ -113,7 +134,8 @@ def experiment_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         samples = serving_table.sample_lists_section(con, read_catalog(con))
         quality = id_quality_from_warehouse(con, max_tie_embeddings=settings().semantic_ids.max_tie_embeddings)
     art = report_mod.render_report(records, layout.report_dir(), dataset=dataset, production=production,
-                                   sections=[samples] if samples else [], id_quality=quality)
+                                   sections=[samples] if samples else [], id_quality=quality,
+                                   diagnostics=stages.read_diagnostics(warehouse.file, layout))
     context.log.info(f"report: {art.html_path}")
     figures = {
         f"plot/{name}": dg.MetadataValue.md(f"![{name}]({report_mod.png_data_uri(path)})")

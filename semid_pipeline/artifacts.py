@@ -92,5 +92,14 @@ class ArtifactLayout:
         """A synthetic world's oracle and learnable ceilings on that data's test pairs (same key)."""
         return self._dir("ceilings") / f"{data_key[:12]}.json"
 
+    def diagnostics_record(self, dataset_fingerprint: str) -> Path:
+        """The report's diagnostic models' results on that data (``stages.diagnostics_record``): in a
+        folder of the evaluations, so it is not read as a partition's record."""
+        return self.evaluations_dir(dataset_fingerprint) / "diagnostics" / "record.json"
+
+    def diagnostics_models_dir(self, key: str) -> Path:
+        """The diagnostic models' checkpoints, one folder per data + settings key (a hash)."""
+        return self._dir("diagnostics") / key[:12]
+
     def report_dir(self) -> Path:
         return self._dir("report")

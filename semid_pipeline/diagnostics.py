@@ -6,11 +6,13 @@
 * ``shuffle_splits``: the same splits with every training sequence and every evaluation input
   permuted within its stratum (seeded). A model trained and evaluated on them keeps what it can
   learn from the SET of past events; the drop against the unshuffled model is what order is worth.
+* ``bias_only_config`` / ``diagnostic_runs``: the bias-only models (per track, per codeword) and the
+  shuffled run the report shows next to the ceilings (``stages.diagnostics_record`` trains them).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -81,5 +83,35 @@ def bias_only_config(cfg):
     """The bias-only diagnostic of a TrainConfig: per-code biases, no sequence (score = Σ biases).
 
     Trained on ``id`` it is a learned per-track popularity; on a semantic-ID scheme, a per-codeword
-    one (Σ over levels + tie): how much each representation gets from popularity alone."""
-    return replace(cfg, item_bias=True, use_sequence=False, popularity_prior=False)
+    one (Σ over levels + tie): how much each representation gets from popularity alone. Every score
+    term is off (prior, content affinity, personal taste, listener memory): the biases alone."""
+    return replace(cfg, item_bias=True, use_sequence=False, popularity_prior=False, content_affinity=False,
+                   personal_taste=False, listener_memory=False)
+
+
+@dataclass(frozen=True)
+class DiagnosticRun:
+    """One diagnostic model of the report: ``name`` (its row), the scheme and h it trains, whether on
+    shuffled histories, whether bias-only, and the grid partition it is read against (``compare_to``)."""
+
+    name: str
+    scheme: str
+    h: int
+    shuffled: bool = False
+    bias_only: bool = False
+    compare_to: str | None = None
+
+
+def diagnostic_runs(*, production_scheme: str, production_h: int, hidden_sizes) -> list[DiagnosticRun]:
+    """The report's diagnostics (issue 10): the per-track and the per-codeword bias-only models (the
+    production scheme's codes, at its h) and the ``id`` model of the smallest h on shuffled histories,
+    read against that grid cell: the drop is what order is worth."""
+    from .schemes import GridCell, IdScheme
+
+    codes = IdScheme.parse(production_scheme).codes_scheme.key
+    h = min(int(x) for x in hidden_sizes)
+    return [DiagnosticRun(name="bias-only id (per-track biases)", scheme="id", h=production_h, bias_only=True),
+            DiagnosticRun(name=f"bias-only {codes} (per-codeword biases, summed)", scheme=codes, h=production_h,
+                          bias_only=True),
+            DiagnosticRun(name=f"{h}|id on shuffled histories", scheme="id", h=h, shuffled=True,
+                          compare_to=GridCell.of("id", h).partition_key)]

@@ -222,12 +222,13 @@ class _Content:
 
 
 def _content(records: Sequence[dict], out: Path, *, dataset: str, production: str | None, fig3_h: int | None,
-             sections: Sequence[ReportSection], id_quality: pd.DataFrame | None) -> _Content:
+             sections: Sequence[ReportSection], id_quality: pd.DataFrame | None,
+             diagnostics: dict | None = None) -> _Content:
     df = records_frame(records)
     lifts = lift_table(df)
     tables = {"summary": summary_table(df), "lifts": lifts, "lifts_wide": _lift_wide(lifts),
               "diversity": diversity_table(df), "baselines": baselines_table(df)}
-    lead, tail = quality_sections(records, ReportSection)  # verdict + findings on top; ceiling, popularity
+    lead, tail = quality_sections(records, ReportSection, diagnostics)  # verdict + findings on top; ceiling, ...
     if fig3_h is None and production:
         fig3_h = GridCell.parse(production).h
     figs = {
@@ -313,16 +314,18 @@ def render_report(
     fig3_h: int | None = None,
     sections: Sequence[ReportSection] = (),
     id_quality: pd.DataFrame | None = None,
+    diagnostics: dict | None = None,
 ) -> ReportArtifacts:
     """Render tables, the three figures and a self-contained ``report.html`` into
     ``out_dir`` from stored evaluation records. ``production``: a partition key to
     headline (e.g. "64|v1-k256"); its h is Fig 3's default h. ``id_quality``
     (``id_quality_report.id_quality_table``): unique-tuple share and max tie per scheme in the
-    partitions table, and Fig 4 (AUC vs unique-tuple share)."""
+    partitions table, and Fig 4 (AUC vs unique-tuple share). ``diagnostics``
+    (``stages.diagnostics_record``): the bias-only and shuffled rows, next to the ceilings."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     c = _content(records, out, dataset=dataset, production=production, fig3_h=fig3_h, sections=sections,
-                 id_quality=id_quality)
+                 id_quality=id_quality, diagnostics=diagnostics)
     md_path = out / "summary.md"
     md_path.write_text(_markdown(c, title=title, dataset=dataset))
     html_path = out / "report.html"

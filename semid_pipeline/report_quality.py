@@ -5,6 +5,7 @@
 * ``ceiling_table``: the synthetic world's oracle ceiling (and the learnable
   ceiling: the best a model can expect from this data), every baseline and every model side by
   side (test AUC + 95% CI), so "how much is left" is one glance.
+* ``diagnostics_table``: the bias-only and shuffled-history models (``stages.diagnostics_record``).
 * ``popularity_table``: AUC by track-popularity bucket (head / torso / tail / unseen) for models
   and baselines: semantic-ID gains are expected on the tail.
 
@@ -128,7 +129,22 @@ def _html(df: pd.DataFrame) -> str:
     return f"<table class='tbl'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def quality_sections(records: Sequence[dict], section_type) -> tuple[list, list]:
+def diagnostics_table(diagnostics: dict | None, records: Sequence[dict]) -> pd.DataFrame:
+    """One row per diagnostic model (``stages.diagnostics_record``): its test AUC [CI] and own score
+    (without the score terms); a shuffled run also the grid cell it is read against, that cell's own
+    score and the difference: what order is worth."""
+    by_key = {_key(r): r for r in records}
+    rows = []
+    for d in (diagnostics or {}).get("rows", []):
+        cell = by_key.get(d.get("compare_to") or "")
+        cell_own = _triple((cell or {}).get("test_without_prior") or (cell or {}).get("test"))[0] if cell else float("nan")
+        own = _num((d.get("own") or {}).get("auc"))
+        rows.append((d.get("name"), *_triple(d.get("test")), own, d.get("compare_to") or "", cell_own, cell_own - own))
+    return pd.DataFrame(rows, columns=["diagnostic", *_CI_COLS, "own score", "read against", "its own score",
+                                       "order is worth"])
+
+
+def quality_sections(records: Sequence[dict], section_type, diagnostics: dict | None = None) -> tuple[list, list]:
     """(lead sections for the top of the report, sections for its end), as ``section_type``
     (``report.ReportSection``: passed in so this module does not import the report)."""
     records = list(records)
@@ -151,4 +167,17 @@ def quality_sections(records: Sequence[dict], section_type) -> tuple[list, list]
         section_type(title="AUC by track popularity (head / torso / tail / unseen in training)",
                      html=_html(pop), markdown=_md(pop)),
     ]
+    if diagnostics is not None:
+        diag = diagnostics_table(diagnostics, records)
+        note = DIAGNOSTICS_NOTE + "".join(f" Left out: {x}." for x in diagnostics.get("skipped") or [])
+        tail.insert(1, section_type(title="Diagnostics: order and popularity alone (test AUC)",
+                                    html=_html(diag) + f"<p class='note'>{html.escape(note)}</p>",
+                                    markdown=_md(diag) + f"\n{note}\n"))
     return [lead], tail
+
+
+DIAGNOSTICS_NOTE = ("Bias-only models: no sequence and no score terms, the score is the summed learned biases "
+                    "of the track's codes (per track for id, per codeword over the levels and the tie for "
+                    "semantic IDs): how much each representation gets from popularity alone. Shuffled: the "
+                    "same id model trained and evaluated on histories permuted within each stratum; its own "
+                    "score against the grid cell's is what the order of the history is worth.")

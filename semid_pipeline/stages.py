@@ -343,6 +343,67 @@ def oracle_record(warehouse: str, layout: ArtifactLayout, inputs: TrainingInputs
     return out
 
 
+#: Bump when what the diagnostics train or report changes (a cached record is then trained again).
+DIAGNOSTICS_VERSION = 1
+
+
+def diagnostics_record(*, warehouse: str, layout: ArtifactLayout, cfg: SemidConfig, device: str = "cpu",
+                       log: Log = print) -> dict:
+    """Train and score the report's diagnostic models (``diagnostics.diagnostic_runs``: bias-only per
+    track and per codeword, ``id`` on shuffled histories) on the current data: {"key", "rows": [{name,
+    scheme, h, shuffled, bias_only, compare_to, test: {auc, ci_lo, ci_hi, ...}, own: the same without
+    the score terms}]}. Trained once per data, split, settings and ID table, then read back."""
+    from .diagnostics import bias_only_config, diagnostic_runs, shuffle_splits
+    from .evaluation import evaluate_scored
+    from .scoring import score_eval_set, without_prior
+
+    runs = diagnostic_runs(production_scheme=cfg.production.scheme, production_h=cfg.production.hidden,
+                           hidden_sizes=cfg.grid.hidden_sizes)
+    inputs, skipped = {}, []
+    for s in sorted({r.scheme for r in runs}):
+        try:
+            inputs[s] = load_training_inputs(warehouse, IdScheme.parse(s), cfg)
+        except SemidError as e:  # a scheme whose IDs were never built: its rows are left out, and say why
+            if s == "id":
+                raise
+            skipped.append(f"{s}: {e}")
+    runs = [r for r in runs if r.scheme in inputs]
+    first = inputs["id"]
+    key = hashlib.sha256(json.dumps([_data_key(first, cfg), asdict(cfg.train), [asdict(r) for r in runs],
+                                     {s: i.id_table_hash for s, i in inputs.items()}, first.content_fingerprint,
+                                     cfg.semantic_ids.max_tie_embeddings, DIAGNOSTICS_VERSION],
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    path = layout.diagnostics_record(first.dataset_fingerprint)
+    cached = read_json(path)
+    if cached is not None and cached.get("key") == key:
+        return cached
+    rows = []
+    for run in runs:
+        inp = inputs[run.scheme]
+        sp = shuffle_splits(inp.splits, seed=cfg.train.seed) if run.shuffled else inp.splits
+        tc = bias_only_config(cfg.train) if run.bias_only else cfg.train
+        log(f"diagnostic: {run.name}")
+        res = train_mod.train_recommender(
+            scheme=IdScheme.parse(run.scheme), hidden=run.h, splits=sp, id_table=inp.id_table,
+            id_table_hash=inp.id_table_hash, cfg=tc, device=device, log=log,
+            out_dir=layout.diagnostics_models_dir(key) / f"{run.scheme}__h{run.h}" / ("shuffled" if run.shuffled else "bias"),
+            max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings, content=inp.content)
+        scored = score_eval_set(res.model, sp.test, max_len=tc.max_len, train_track_counts=sp.train_track_counts)
+        test = evaluate_scored(scored, n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed)
+        own = evaluate_scored(without_prior(res.model, scored), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed) if res.prior else test
+        rows.append({**asdict(run), "test": {k: test.get(k) for k in ("auc", "ci_lo", "ci_hi", "n_strata")},
+                     "own": {k: own.get(k) for k in ("auc", "ci_lo", "ci_hi")}, "best_epoch": res.best_epoch})
+    out = {"key": key, "dataset": first.dataset, "rows": rows, "skipped": skipped}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, out)
+    return out
+
+
+def read_diagnostics(warehouse: str, layout: ArtifactLayout) -> dict | None:
+    """The current data set's diagnostics record (``diagnostics_record``), None before it ran."""
+    return read_json(layout.diagnostics_record(_dataset_keys(warehouse)[1]))
+
+
 def _dataset_keys(warehouse: str) -> tuple[str, str]:
     with connect(warehouse, read_only=True) as con:
         return str(get_meta(con, "dataset")), get_meta(con, "dataset_fingerprint")

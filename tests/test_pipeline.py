@@ -164,6 +164,37 @@ def _recommender_md(result) -> dict:
     return result.asset_materializations_for_node("recommender")[0].metadata
 
 
+def test_diagnostics_train_bias_only_and_shuffled_models_once_and_the_report_shows_them(world):
+    root, instance, _ = world
+    _materialize("semantic_ids", root, instance, partition_key="v1-k1024")  # the production scheme's codes
+    run = _materialize("diagnostics experiment_report", root, instance)
+    record_path = next(root.rglob("evaluations/*/diagnostics/record.json"))
+    rec = json.loads(record_path.read_text())
+    rows = {r["name"]: r for r in rec["rows"]}
+    assert set(rows) == {"bias-only id (per-track biases)", "bias-only v1-k1024 (per-codeword biases, summed)",
+                         "32|id on shuffled histories"}
+    for r in rows.values():
+        t = r["test"]
+        assert 0.0 < t["ci_lo"] <= t["auc"] <= t["ci_hi"] < 1.0 and t["n_strata"] > 0
+    for name in ("bias-only id (per-track biases)", "bias-only v1-k1024 (per-codeword biases, summed)"):
+        assert rows[name]["bias_only"] and rows[name]["own"]["auc"] == rows[name]["test"]["auc"]  # no score terms
+    shuffled = rows["32|id on shuffled histories"]
+    assert shuffled["shuffled"] and shuffled["compare_to"] == "32|id"
+    # the report: the diagnostics section, each row, and what order is worth = the cell's own score − the shuffled one's
+    html = Path(run.asset_materializations_for_node("experiment_report")[0].metadata["report_html"].value).read_text()
+    assert "Diagnostics: order and popularity alone" in html
+    assert all(name in html for name in rows)
+    cell = json.loads(next(root.rglob("evaluations/*/32_id.json")).read_text())
+    worth = cell["test_without_prior"]["auc"] - shuffled["own"]["auc"]
+    assert f"{worth:.4f}" in html
+    md = run.asset_materializations_for_node("diagnostics")[0].metadata
+    assert md["auc/32|id on shuffled histories"].value == pytest.approx(shuffled["test"]["auc"])
+    # trained once per data and settings: a second materialization reads the record back unchanged
+    mtime = record_path.stat().st_mtime_ns
+    _materialize("diagnostics", root, instance)
+    assert record_path.stat().st_mtime_ns == mtime and json.loads(record_path.read_text()) == rec
+
+
 def test_pipes_training_gives_the_in_process_model_and_metadata(world, tmp_path):
     """The recommender trained through Dagster Pipes (an external process) = ``stages.train_cell``
     called in this process: same weights, same metadata (timings aside), same data version."""

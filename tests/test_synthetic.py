@@ -697,7 +697,7 @@ def test_a_drifting_taste_walks_smoothly_and_moves_each_listeners_feedback_with_
     from semid_pipeline.synthetic.feedback import DRIFT_DAYS, draw_feedback, taste_drift
     from semid_pipeline.synthetic.world import build_world
 
-    assert syn.preset("demo").taste_drift_weight == 0.0  # off by default
+    assert syn.preset("tiny").taste_drift_weight == 0.0 < syn.preset("demo").taste_drift_weight  # on in the demo world only
     # the walk: unit variance, correlation exp(-lag / DRIFT_DAYS), the same values whatever else is in the call
     users, days = np.repeat(np.arange(400), 70), np.tile(np.arange(70), 400)
     walk = taste_drift(7, users, days, 4).reshape(400, 70, 4)
