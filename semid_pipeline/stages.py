@@ -364,16 +364,21 @@ def diagnostics_record(*, warehouse: str, layout: ArtifactLayout, cfg: SemidConf
         try:
             inputs[s] = load_training_inputs(warehouse, IdScheme.parse(s), cfg)
         except SemidError as e:  # a scheme whose IDs were never built: its rows are left out, and say why
-            if s == "id":
-                raise
             skipped.append(f"{s}: {e}")
     runs = [r for r in runs if r.scheme in inputs]
-    first = inputs["id"]
+    dataset, fp = _dataset_keys(warehouse)
+    path = layout.diagnostics_record(fp)
+    if not inputs:
+        out = {"key": None, "dataset": dataset, "rows": [], "skipped": skipped}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, out)
+        return out
+    first = next(iter(inputs.values()))
     key = hashlib.sha256(json.dumps([_data_key(first, cfg), asdict(cfg.train), [asdict(r) for r in runs],
-                                     {s: i.id_table_hash for s, i in inputs.items()}, first.content_fingerprint,
+                                     {s: i.id_table_hash for s, i in inputs.items()},
+                                     {s: i.content_fingerprint for s, i in inputs.items()},
                                      cfg.semantic_ids.max_tie_embeddings, DIAGNOSTICS_VERSION],
                                     sort_keys=True, default=str).encode()).hexdigest()
-    path = layout.diagnostics_record(first.dataset_fingerprint)
     cached = read_json(path)
     if cached is not None and cached.get("key") == key:
         return cached
@@ -393,7 +398,7 @@ def diagnostics_record(*, warehouse: str, layout: ArtifactLayout, cfg: SemidConf
         own = evaluate_scored(without_prior(res.model, scored), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed) if res.prior else test
         rows.append({**asdict(run), "test": {k: test.get(k) for k in ("auc", "ci_lo", "ci_hi", "n_strata")},
                      "own": {k: own.get(k) for k in ("auc", "ci_lo", "ci_hi")}, "best_epoch": res.best_epoch})
-    out = {"key": key, "dataset": first.dataset, "rows": rows, "skipped": skipped}
+    out = {"key": key, "dataset": dataset, "rows": rows, "skipped": skipped}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, out)
     return out
