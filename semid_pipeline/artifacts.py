@@ -97,9 +97,9 @@ class ArtifactLayout:
         folder of the evaluations, so it is not read as a partition's record."""
         return self.evaluations_dir(dataset_fingerprint) / "diagnostics" / "record.json"
 
-    def diagnostics_models_dir(self, key: str) -> Path:
-        """The diagnostic models' checkpoints, one folder per data + settings key (a hash)."""
-        return self._dir("diagnostics") / key[:12]
+    def diagnostics_model_dir(self, key: str, scheme: str, h: int, *, shuffled: bool) -> Path:
+        """One diagnostic model's checkpoints, under a folder per data + settings key (a hash)."""
+        return self._dir("diagnostics") / key[:12] / f"{scheme}__h{h}" / ("shuffled" if shuffled else "bias")
 
     def report_dir(self) -> Path:
         return self._dir("report")

@@ -369,10 +369,7 @@ def diagnostics_record(*, warehouse: str, layout: ArtifactLayout, cfg: SemidConf
     dataset, fp = _dataset_keys(warehouse)
     path = layout.diagnostics_record(fp)
     if not inputs:
-        out = {"key": None, "dataset": dataset, "rows": [], "skipped": skipped}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, out)
-        return out
+        return _write_diagnostics(path, {"key": None, "dataset": dataset, "rows": [], "skipped": skipped})
     first = next(iter(inputs.values()))
     key = hashlib.sha256(json.dumps([_data_key(first, cfg), asdict(cfg.train), [asdict(r) for r in runs],
                                      {s: i.id_table_hash for s, i in inputs.items()},
@@ -391,17 +388,20 @@ def diagnostics_record(*, warehouse: str, layout: ArtifactLayout, cfg: SemidConf
         res = train_mod.train_recommender(
             scheme=IdScheme.parse(run.scheme), hidden=run.h, splits=sp, id_table=inp.id_table,
             id_table_hash=inp.id_table_hash, cfg=tc, device=device, log=log,
-            out_dir=layout.diagnostics_models_dir(key) / f"{run.scheme}__h{run.h}" / ("shuffled" if run.shuffled else "bias"),
+            out_dir=layout.diagnostics_model_dir(key, run.scheme, run.h, shuffled=run.shuffled),
             max_tie_embeddings=cfg.semantic_ids.max_tie_embeddings, content=inp.content)
         scored = score_eval_set(res.model, sp.test, max_len=tc.max_len, train_track_counts=sp.train_track_counts)
         test = evaluate_scored(scored, n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed)
         own = evaluate_scored(without_prior(res.model, scored), n_boot=cfg.eval.bootstrap, seed=cfg.eval.seed) if res.prior else test
         rows.append({**asdict(run), "test": {k: test.get(k) for k in ("auc", "ci_lo", "ci_hi", "n_strata")},
                      "own": {k: own.get(k) for k in ("auc", "ci_lo", "ci_hi")}, "best_epoch": res.best_epoch})
-    out = {"key": key, "dataset": dataset, "rows": rows, "skipped": skipped}
+    return _write_diagnostics(path, {"key": key, "dataset": dataset, "rows": rows, "skipped": skipped})
+
+
+def _write_diagnostics(path: Path, record: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, out)
-    return out
+    atomic_write_json(path, record)
+    return record
 
 
 def read_diagnostics(warehouse: str, layout: ArtifactLayout) -> dict | None:
