@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .findings import compare, findings_html, findings_markdown, oracle_of, paper_findings
+from .findings import compare, findings_html, findings_markdown, oracle_of, paper_findings, representation_view
 from .popularity import POPULARITY_BUCKETS
 
 _CI_COLS = ("test AUC", "CI lo", "CI hi")
@@ -137,7 +137,7 @@ def diagnostics_table(diagnostics: dict | None, records: Sequence[dict]) -> pd.D
     rows = []
     for d in (diagnostics or {}).get("rows", []):
         cell = by_key.get(d.get("compare_to") or "")
-        cell_own = _triple((cell or {}).get("test_without_prior") or (cell or {}).get("test"))[0] if cell else float("nan")
+        cell_own = _triple(representation_view(cell).get("test"))[0] if cell else float("nan")
         own = _num((d.get("own") or {}).get("auc"))
         rows.append((d.get("name"), *_triple(d.get("test")), own, d.get("compare_to") or "", cell_own, cell_own - own))
     return pd.DataFrame(rows, columns=["diagnostic", *_CI_COLS, "own score", "read against", "its own score",
